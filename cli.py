@@ -36,6 +36,7 @@ def db_migrate() -> None:
 # (module, attribute) of each command group or command contributed by a package. A missing
 # module is a packaging error and must fail loudly, so imports are not guarded.
 _COMMANDS = [
+    ("esl.cli", "esl"),
 ]
 
 for _module, _attr in _COMMANDS:

@@ -3,6 +3,7 @@ DATABASE_URL / REDIS_URL), and the shared ESL captures."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -44,11 +45,41 @@ def db(db_url):
 
 
 @pytest.fixture
-def redis_client():
-    """A Redis client on a flushed logical database (15) for one test."""
-    url = os.environ.get("REDIS_URL") or config.DEFAULT_REDIS_URL
-    client = storage.connect_redis(url.rsplit("/", 1)[0] + "/15")
+def redis_url():
+    """A Redis URL on a logical database (1-15) claimed for this test alone and flushed.
+
+    Several test runs may share one Redis server, so each test claims a database number with
+    SET NX on a lease key in database 0 and gives it back afterwards.
+    """
+    base = (os.environ.get("REDIS_URL") or config.DEFAULT_REDIS_URL).rsplit("/", 1)[0]
+    control = storage.connect_redis(base + "/0")
+    token = uuid.uuid4().hex
+    deadline = time.monotonic() + 30
+    while True:
+        for number in range(1, 16):
+            if control.set(f"test-db-lease:{number}", token, nx=True, ex=300):
+                break
+        else:
+            if time.monotonic() > deadline:
+                pytest.fail("no free Redis test database within 30 s")
+            time.sleep(0.05)
+            continue
+        break
+    url = f"{base}/{number}"
+    client = storage.connect_redis(url)
     client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
+        if control.get(f"test-db-lease:{number}") == token:
+            control.delete(f"test-db-lease:{number}")
+        control.close()
+
+
+@pytest.fixture
+def redis_client(redis_url):
+    client = storage.connect_redis(redis_url)
     yield client
-    client.flushdb()
     client.close()

@@ -1,0 +1,239 @@
+"""Streaming answering-machine detectors: ours and an Asterisk app_amd-compatible one.
+
+Both consume one FrameFeatures per 20 ms frame, never look ahead, and return a Decision
+(HUMAN / MACHINE / NOTSURE, a Cause from a fixed vocabulary, the decision time from the first
+audio sample) as soon as their rule fires.
+
+Ours (DialerDetector) works on the timing of speech and pauses, where "speech" is a webrtcvad
+speech frame at least `voice_margin_db` above a tracked noise floor that is not a pure tone
+(webrtcvad calls a beep speech). A person who answers says a few words and waits for the
+caller; a greeting keeps talking. So:
+- HUMAN / SPEECH_THEN_SILENCE when the silence after the speech heard so far reaches
+  `human_silence_short_ms` (at most `short_speech_ms` of speech: "Hello?") or
+  `human_silence_long_ms` (longer answers, where a greeting's sentence pause is likelier);
+- MACHINE / LONG_SPEECH when the speech heard reaches `machine_speech_ms`;
+- MACHINE / BEEP, MACHINE / FAX_TONE, NOTSURE / SIT_TONE from the tone detector (amd.beep);
+- SILENT_ANSWER (HUMAN by default, configurable) when nothing is said for `initial_silence_ms`
+  (machines here start their greeting within 3 s; a person who answers and waits does not);
+- NOTSURE / MAX_ANALYSIS_TIME after `max_analysis_ms`, NOTSURE / END_OF_AUDIO when the audio ends.
+A silence is not counted while a tone is under way, so a beep right after a short greeting is
+classified before the silence rule could call it a person.
+
+AppAmdDetector reproduces Asterisk's app_amd.c isAnsweringMachine() loop frame by frame with
+its defaults (initial silence 2500, greeting 1500, after-greeting silence 800, total analysis
+5000, minimum word 100, between words 50, maximum words 2 - a third word is a machine -,
+silence threshold 256 on the mean absolute sample, maximum word length 5000 ms).
+"""
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass
+
+from amd.audio import FRAME_MS
+from amd.features import SILENT_DB, FrameFeatures
+
+
+class AmdResult(enum.Enum):
+    HUMAN = "HUMAN"
+    MACHINE = "MACHINE"
+    NOTSURE = "NOTSURE"
+
+
+class Cause(enum.Enum):
+    """Why a decision was made. The fixed vocabulary printed by `dialer amd analyze`."""
+
+    # ours
+    SPEECH_THEN_SILENCE = "SPEECH_THEN_SILENCE"   # HUMAN: short speech, then the party waits
+    SILENT_ANSWER = "SILENT_ANSWER"               # nothing said within initial_silence_ms
+    LONG_SPEECH = "LONG_SPEECH"                   # MACHINE: speech went on too long for a person
+    BEEP = "BEEP"                                 # MACHINE: a voicemail beep
+    FAX_TONE = "FAX_TONE"                         # MACHINE: fax calling tone (CNG 1100 Hz)
+    SIT_TONE = "SIT_TONE"                         # NOTSURE: special information tones (intercept)
+    RINGBACK = "RINGBACK"                         # NOTSURE: only ringback heard (early answer)
+    MAX_ANALYSIS_TIME = "MAX_ANALYSIS_TIME"       # NOTSURE: no rule fired in time
+    END_OF_AUDIO = "END_OF_AUDIO"                 # NOTSURE: the audio ended before a decision
+    NO_AUDIO = "NO_AUDIO"                         # NOTSURE: the live stream sent nothing
+    # app_amd-compatible mode, named as app_amd sets AMDCAUSE
+    INITIALSILENCE = "INITIALSILENCE"
+    AFTERGREETINGSILENCE = "AFTERGREETINGSILENCE"  # app_amd's HUMAN-<silence>-<after greeting>
+    MAXWORDLENGTH = "MAXWORDLENGTH"
+    MAXWORDS = "MAXWORDS"
+    LONGGREETING = "LONGGREETING"
+    TOOLONG = "TOOLONG"
+
+
+@dataclass(frozen=True)
+class Decision:
+    result: AmdResult
+    cause: Cause
+    decision_ms: int
+
+
+@dataclass(frozen=True)
+class DetectorParams:
+    """Our detector's parameters (per campaign). Defaults were chosen on the corpus' tune split."""
+
+    vad_mode: int = 2
+    voice_margin_db: float = 6.0
+    onset_frames: int = 3                 # voice frames among the last 4 that start speech
+    utterance_gap_ms: int = 200           # a pause this long ends an utterance
+    short_speech_ms: int = 1000
+    human_silence_short_ms: int = 400
+    human_silence_long_ms: int = 800
+    machine_speech_ms: int = 3400
+    initial_silence_ms: int = 3600
+    initial_silence_result: AmdResult = AmdResult.HUMAN
+    max_analysis_ms: int = 8000
+
+
+@dataclass(frozen=True)
+class AppAmdParams:
+    """app_amd.c defaults (amd.conf names)."""
+
+    initial_silence: int = 2500
+    greeting: int = 1500
+    after_greeting_silence: int = 800
+    total_analysis_time: int = 5000
+    min_word_length: int = 100
+    between_words_silence: int = 50
+    maximum_number_of_words: int = 2
+    silence_threshold: int = 256
+    maximum_word_length: int = 5000
+
+
+class DialerDetector:
+    """Our streaming detector. feed() returns a Decision once, then keeps returning None."""
+
+    def __init__(self, params: DetectorParams | None = None):
+        self.params = params or DetectorParams()
+        self.index = -1
+        self.floor_db: float | None = None
+        self._recent: deque = deque(maxlen=4)
+        self.in_speech = False
+        self.speech_heard = False
+        self.speech_ms = 0
+        self.silence_ms = 0
+        self.voice = False                 # last frame was speech (for the beep stage's fallback)
+        self.decided: Decision | None = None
+
+    def _track_floor(self, level_db: float, candidate: bool) -> None:
+        """Noise floor as a running ~30th percentile of frame levels (stochastic quantile
+        tracking: up a steps above it, down b below, settles where P(level < floor) = a/(a+b)),
+        rising only slowly on speech-like frames so a long greeting does not lift it."""
+        if level_db <= SILENT_DB:          # lost frame or comfort noise: says nothing about noise
+            return
+        if self.floor_db is None:
+            self.floor_db = level_db
+        elif level_db > self.floor_db:
+            self.floor_db += 0.02 if candidate else 0.1
+        else:
+            self.floor_db -= 0.25
+
+    def is_voice(self, f: FrameFeatures, tonal: bool) -> bool:
+        self._track_floor(f.level_db, f.vad)
+        return (f.vad and not tonal and self.floor_db is not None
+                and f.level_db >= self.floor_db + self.params.voice_margin_db)
+
+    def feed(self, f: FrameFeatures, tonal: bool = False, in_tone: bool = False) -> Decision | None:
+        self.index += 1
+        p = self.params
+        now = (self.index + 1) * FRAME_MS
+        voice = self.is_voice(f, tonal)
+        self.voice = voice
+        if self.decided is not None:
+            return None
+        self._recent.append(voice)
+        if not self.in_speech:
+            if voice and sum(self._recent) >= p.onset_frames:
+                self.in_speech = self.speech_heard = True
+                self.speech_ms += FRAME_MS * sum(self._recent)
+                self.silence_ms = 0
+            elif self.speech_heard and not (tonal or in_tone):
+                self.silence_ms += FRAME_MS
+        elif voice:
+            self.speech_ms += FRAME_MS
+            self.silence_ms = 0
+        elif not (tonal or in_tone):
+            self.silence_ms += FRAME_MS
+            if self.silence_ms >= p.utterance_gap_ms:
+                self.in_speech = False
+        decision = None
+        if self.speech_ms >= p.machine_speech_ms:
+            decision = Decision(AmdResult.MACHINE, Cause.LONG_SPEECH, now)
+        elif self.speech_heard and not self.in_speech and not in_tone:
+            needed = p.human_silence_short_ms if self.speech_ms <= p.short_speech_ms else p.human_silence_long_ms
+            if self.silence_ms >= needed:
+                decision = Decision(AmdResult.HUMAN, Cause.SPEECH_THEN_SILENCE, now)
+        elif not self.speech_heard and now >= p.initial_silence_ms and not in_tone:
+            decision = Decision(p.initial_silence_result, Cause.SILENT_ANSWER, now)
+        if decision is None and now >= p.max_analysis_ms:
+            decision = Decision(AmdResult.NOTSURE, Cause.MAX_ANALYSIS_TIME, now)
+        self.decided = decision
+        return decision
+
+
+class AppAmdDetector:
+    """Asterisk app_amd's isAnsweringMachine() on 20 ms signed-linear frames."""
+
+    _IN_WORD, _IN_SILENCE = 0, 1
+
+    def __init__(self, params: AppAmdParams | None = None):
+        self.params = params or AppAmdParams()
+        self.total_ms = 0
+        self.dsp_silence = 0
+        self.silence_duration = 0
+        self.consecutive_voice = 0
+        self.voice_duration = 0
+        self.words = 0
+        self.state = self._IN_WORD
+        self.in_initial_silence = True
+        self.in_greeting = False
+        self.voice = False
+        self.speech_heard = False
+        self.decided: Decision | None = None
+
+    def feed(self, f: FrameFeatures, tonal: bool = False, in_tone: bool = False) -> Decision | None:
+        p = self.params
+        silent = f.mean_abs < p.silence_threshold
+        self.voice = not silent
+        if self.decided is not None:
+            return None
+        self.total_ms += FRAME_MS
+        now = self.total_ms
+        if self.total_ms >= p.total_analysis_time:
+            return self._decide(AmdResult.NOTSURE, Cause.TOOLONG, now)
+        # ast_dsp_silence(): consecutive silent milliseconds, reset by any non-silent frame
+        self.dsp_silence = self.dsp_silence + FRAME_MS if silent else 0
+        if self.dsp_silence > 0:
+            self.silence_duration = self.dsp_silence
+            if self.silence_duration >= p.between_words_silence:
+                self.state = self._IN_SILENCE
+                self.consecutive_voice = 0
+            if self.in_initial_silence and self.silence_duration >= p.initial_silence:
+                return self._decide(AmdResult.MACHINE, Cause.INITIALSILENCE, now)
+            if self.silence_duration >= p.after_greeting_silence and self.in_greeting:
+                return self._decide(AmdResult.HUMAN, Cause.AFTERGREETINGSILENCE, now)
+        else:
+            self.consecutive_voice += FRAME_MS
+            self.voice_duration += FRAME_MS
+            if self.consecutive_voice >= p.min_word_length and self.state == self._IN_SILENCE:
+                self.words += 1
+                self.state = self._IN_WORD
+            if self.consecutive_voice >= p.maximum_word_length:
+                return self._decide(AmdResult.MACHINE, Cause.MAXWORDLENGTH, now)
+            if self.words > p.maximum_number_of_words:
+                return self._decide(AmdResult.MACHINE, Cause.MAXWORDS, now)
+            if self.in_greeting and self.voice_duration >= p.greeting:
+                return self._decide(AmdResult.MACHINE, Cause.LONGGREETING, now)
+            if self.voice_duration >= p.min_word_length:
+                self.silence_duration = 0
+            if self.consecutive_voice >= p.min_word_length and not self.in_greeting:
+                self.in_initial_silence = False
+                self.in_greeting = True
+                self.speech_heard = True
+        return None
+
+    def _decide(self, result: AmdResult, cause: Cause, now: int) -> Decision:
+        self.decided = Decision(result, cause, now)
+        return self.decided

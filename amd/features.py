@@ -1,0 +1,108 @@
+"""Per-frame features for AMD, computed for a batch of calls at once.
+
+Every 20 ms frame (160 samples at 8 kHz) of every call gives: its level in dBFS, the webrtcvad
+speech flag, and the tone analysis the beep detector needs: the strongest spectral peak and the
+strongest other peak of an 80 ms Hann window ending with this frame (7.8 Hz bins after zero
+padding to 1024 points, so ringback's 440 and 480 Hz are separate peaks), and how much of the
+300-3400 Hz energy they hold ("purity"). A frame only looks backwards: its features depend on
+this frame and the three before it, never on later audio.
+
+The arrays are computed for all calls of a tick in one numpy pass (rows = calls), which is what
+makes a thousand streams per core possible; a single call is a batch of one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import webrtcvad
+
+from amd.audio import FRAME_SAMPLES, RATE
+
+WINDOW_FRAMES = 4                                   # 80 ms analysis window for tones
+WINDOW = WINDOW_FRAMES * FRAME_SAMPLES
+NFFT = 1024
+BIN_HZ = RATE / NFFT
+_BAND = (int(300 / BIN_HZ), int(3400 / BIN_HZ) + 1)
+_HANN = np.hanning(WINDOW).astype(np.float32)
+_PEAK_HALF = 2                                      # bins each side summed into a peak's energy
+_MASK_HALF = 3                                      # bins hidden around the first peak
+SILENT_DB = -85.0                                   # below this a frame is digital silence (lost / CN)
+
+
+@dataclass(slots=True)
+class FrameFeatures:
+    """Features of one frame of one call (a row of BatchFeatures)."""
+
+    level_db: float
+    mean_abs: float    # mean |sample| (app_amd's silence measure)
+    vad: bool
+    f1_hz: float
+    f2_hz: float
+    purity1: float     # energy share of the strongest peak in 300-3400 Hz
+    purity2: float     # energy share of the two strongest peaks
+    ratio2: float      # second peak energy / first peak energy
+
+
+class FeatureExtractor:
+    """Keeps the last 60 ms of each row's audio and computes features for a (rows, 160) batch.
+
+    Rows are calls; the caller keeps each call on the same row (or uses one extractor per call).
+    """
+
+    def __init__(self, rows: int = 1, vad_mode: int = 2):
+        self.rows = rows
+        self.vad_mode = vad_mode
+        self.history = np.zeros((rows, WINDOW - FRAME_SAMPLES), dtype=np.float32)
+        self._vads = [webrtcvad.Vad(vad_mode) for _ in range(rows)]
+
+    def reset_row(self, row: int) -> None:
+        self.history[row] = 0.0
+        self._vads[row] = webrtcvad.Vad(self.vad_mode)
+
+    def compute(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        """frames: int16 array (rows, 160). Returns arrays of length rows."""
+        frames = np.ascontiguousarray(frames, dtype=np.int16)
+        x = frames.astype(np.float32)
+        power = np.einsum("ij,ij->i", x, x) / FRAME_SAMPLES
+        level_db = 10.0 * np.log10(power / (32768.0 ** 2) + 1e-12)
+        window = np.concatenate([self.history, x], axis=1)
+        self.history = window[:, FRAME_SAMPLES:]
+        spectrum = np.fft.rfft(window * _HANN, NFFT)
+        p = (spectrum.real ** 2 + spectrum.imag ** 2)[:, _BAND[0]:_BAND[1]]
+        total = p.sum(axis=1) + 1e-9
+        # energy around each bin (+-2 bins) via a cumulative sum
+        c = np.concatenate([np.zeros((p.shape[0], 1), dtype=p.dtype), np.cumsum(p, axis=1)], axis=1)
+        n = p.shape[1]
+        lo = np.clip(np.arange(n) - _PEAK_HALF, 0, n)
+        hi = np.clip(np.arange(n) + _PEAK_HALF + 1, 0, n)
+        local = c[:, hi] - c[:, lo]
+        k1 = np.argmax(p, axis=1)
+        rows = np.arange(p.shape[0])
+        e1 = local[rows, k1]
+        masked = p.copy()
+        idx = np.arange(n)[None, :]
+        masked[np.abs(idx - k1[:, None]) <= _MASK_HALF] = 0.0
+        k2 = np.argmax(masked, axis=1)
+        e2 = local[rows, k2]
+        vad = np.zeros(len(frames), dtype=bool)
+        for row in range(len(frames)):
+            if level_db[row] > SILENT_DB:
+                vad[row] = self._vads[row].is_speech(frames[row].tobytes(), RATE)
+        return {
+            "level_db": level_db,
+            "mean_abs": np.abs(x).mean(axis=1),
+            "vad": vad,
+            "f1_hz": (k1 + _BAND[0]) * BIN_HZ,
+            "f2_hz": (k2 + _BAND[0]) * BIN_HZ,
+            "purity1": e1 / total,
+            "purity2": (e1 + e2) / total,
+            "ratio2": e2 / (e1 + 1e-9),
+        }
+
+    def compute_one(self, frame: np.ndarray) -> FrameFeatures:
+        """Features of one frame for a single-row extractor."""
+        f = self.compute(np.asarray(frame).reshape(1, -1))
+        return FrameFeatures(float(f["level_db"][0]), float(f["mean_abs"][0]), bool(f["vad"][0]), float(f["f1_hz"][0]),
+                             float(f["f2_hz"][0]), float(f["purity1"][0]), float(f["purity2"][0]),
+                             float(f["ratio2"][0]))

@@ -1,0 +1,98 @@
+"""Per-campaign AMD parameters and their KEY=VALUE form (`--campaign-params`, campaign settings).
+
+Keys are flat: `mode` (dialer | app_amd), the two listening limits after a MACHINE decision,
+and any field of DetectorParams, AppAmdParams (amd.conf names) or BeepParams. Unknown keys and
+values that do not parse raise ParameterError naming the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+
+from amd.beep import BeepParams
+from amd.detector import AmdResult, AppAmdParams, DetectorParams
+from amd.errors import ParameterError
+
+
+class AmdMode(enum.Enum):
+    DIALER = "dialer"        # our detector
+    APP_AMD = "app_amd"      # Asterisk app_amd-compatible
+
+
+@dataclass(frozen=True)
+class AmdParams:
+    mode: AmdMode = AmdMode.DIALER
+    # after a MACHINE decision, listen for the beep until this much silence follows the last
+    # speech or tone (longer than a greeting's longest pause, 2.4 s) ...
+    beep_fallback_silence_ms: int = 2600
+    # ... or at most this long after the decision
+    beep_max_wait_ms: int = 20000
+    detector: DetectorParams = field(default_factory=DetectorParams)
+    app_amd: AppAmdParams = field(default_factory=AppAmdParams)
+    beep: BeepParams = field(default_factory=BeepParams)
+
+    @classmethod
+    def from_pairs(cls, pairs) -> "AmdParams":
+        """Build from ["KEY=VALUE", ...] or a {key: value} mapping."""
+        items = pairs.items() if isinstance(pairs, dict) else [_split(p) for p in pairs]
+        top: dict = {}
+        nested: dict[str, dict] = {"detector": {}, "app_amd": {}, "beep": {}}
+        for key, raw in items:
+            key = key.strip().replace("-", "_")
+            if key in _TOP_FIELDS:
+                top[key] = _coerce(key, _TOP_FIELDS[key], raw)
+                continue
+            for group, klass in (("detector", DetectorParams), ("app_amd", AppAmdParams), ("beep", BeepParams)):
+                types = _fields(klass)
+                if key in types:
+                    nested[group][key] = _coerce(key, types[key], raw)
+                    break
+            else:
+                raise ParameterError(f"unknown AMD parameter {key!r}")
+        base = cls()
+        return dataclasses.replace(
+            base, **top,
+            detector=dataclasses.replace(base.detector, **nested["detector"]),
+            app_amd=dataclasses.replace(base.app_amd, **nested["app_amd"]),
+            beep=dataclasses.replace(base.beep, **nested["beep"]),
+        )
+
+
+def _split(pair: str) -> tuple[str, str]:
+    if "=" not in pair:
+        raise ParameterError(f"AMD parameter {pair!r} is not KEY=VALUE")
+    key, value = pair.split("=", 1)
+    return key, value
+
+
+def _fields(klass) -> dict[str, type]:
+    defaults = klass()
+    return {f.name: type(getattr(defaults, f.name)) for f in dataclasses.fields(klass)}
+
+
+_TOP_FIELDS = {"mode": AmdMode, "beep_fallback_silence_ms": int, "beep_max_wait_ms": int}
+
+
+def _coerce(key: str, kind: type, raw):
+    if isinstance(raw, kind) and not isinstance(raw, bool):
+        return raw
+    text = str(raw).strip()
+    try:
+        if kind is AmdMode:
+            return AmdMode(text.lower())
+        if kind is AmdResult:
+            return AmdResult(text.upper())
+        if kind is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+    except ValueError as exc:
+        raise ParameterError(f"AMD parameter {key}={text!r}: expected {kind.__name__}") from exc
+    raise ParameterError(f"AMD parameter {key}: unsupported type {kind.__name__}")

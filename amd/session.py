@@ -1,0 +1,169 @@
+"""One call's AMD from its first audio frame to the end of listening, and file analysis.
+
+CallAnalyzer runs the detector (ours or app_amd-compatible) and the beep detector on the same
+frames. After HUMAN or NOTSURE it is done. After MACHINE it keeps listening for the beep so a
+voicemail message can start right after it: it ends at the end of the beep (beep_end_ms), or by
+the silence fallback (beep_fallback_silence_ms of silence after the last speech or tone), or
+after beep_max_wait_ms; then beep_end_ms is None. A beep heard before any decision is itself the
+decision (MACHINE / BEEP) in our mode.
+
+analyze_file() feeds a WAV file through a CallAnalyzer as 20 ms frames in order, exactly like
+live audio: the analyzer never sees a frame before it has decided on the previous ones.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from amd import audio
+from amd.audio import FRAME_MS
+from amd.beep import BeepDetector, ToneEvent, ToneKind
+from amd.detector import AmdResult, AppAmdDetector, Cause, Decision, DialerDetector
+from amd.features import FeatureExtractor, FrameFeatures
+from amd.params import AmdMode, AmdParams
+
+
+class BeepOutcome(enum.Enum):
+    BEEP = "BEEP"                       # beep found, beep_end_ms set
+    SILENCE_FALLBACK = "SILENCE_FALLBACK"
+    TIMEOUT = "TIMEOUT"
+    END_OF_AUDIO = "END_OF_AUDIO"
+    NOT_LISTENING = "NOT_LISTENING"     # HUMAN / NOTSURE: no beep stage
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    result: AmdResult
+    cause: Cause
+    decision_ms: int
+    beep_end_ms: int | None
+    beep_outcome: BeepOutcome
+    done_ms: int                        # stream time at which listening ended
+    tones: tuple[ToneEvent, ...] = ()
+
+    def as_json(self, file: str | None = None) -> dict:
+        out = {"result": self.result.value, "cause": self.cause.value,
+               "decision_ms": self.decision_ms, "beep_end_ms": self.beep_end_ms}
+        return {"file": file, **out} if file is not None else out
+
+
+class CallAnalyzer:
+    """Feed frames (or precomputed features) until `done`; read `decision` and `result()`."""
+
+    def __init__(self, params: AmdParams | None = None):
+        self.params = params or AmdParams()
+        p = self.params
+        if p.mode is AmdMode.APP_AMD:
+            self.detector = AppAmdDetector(p.app_amd)
+        else:
+            self.detector = DialerDetector(p.detector)
+        self.beep = BeepDetector(p.beep)
+        self._extractor: FeatureExtractor | None = None
+        self.index = -1
+        self.decision: Decision | None = None
+        self.beep_event: ToneEvent | None = None
+        self.beep_outcome = BeepOutcome.NOT_LISTENING
+        self.done = False
+        self.done_ms: int | None = None
+        self.tones: list[ToneEvent] = []
+        self._quiet_ms = 0
+        self._ringback = False
+
+    @property
+    def now_ms(self) -> int:
+        return (self.index + 1) * FRAME_MS
+
+    def feed_frame(self, frame: np.ndarray) -> None:
+        if self._extractor is None:
+            self._extractor = FeatureExtractor(1, vad_mode=self.params.detector.vad_mode)
+        self.feed_features(self._extractor.compute_one(frame))
+
+    def feed_features(self, f: FrameFeatures) -> None:
+        if self.done:
+            return
+        self.index += 1
+        event = self.beep.feed(f)
+        if event is not None:
+            self.tones.append(event)
+            self._ringback |= event.kind is ToneKind.RINGBACK
+        if self.decision is None:
+            self._decide(f, event)
+        elif self.decision.result is AmdResult.MACHINE:
+            self._listen_for_beep(f, event)
+
+    def _decide(self, f: FrameFeatures, event: ToneEvent | None) -> None:
+        ours = self.params.mode is AmdMode.DIALER
+        if ours and event is not None and event.kind in (ToneKind.BEEP, ToneKind.FAX_CNG, ToneKind.SIT):
+            cause = {ToneKind.BEEP: Cause.BEEP, ToneKind.FAX_CNG: Cause.FAX_TONE, ToneKind.SIT: Cause.SIT_TONE}[event.kind]
+            result = AmdResult.NOTSURE if event.kind is ToneKind.SIT else AmdResult.MACHINE
+            self.decision = Decision(result, cause, self.now_ms)
+            if event.kind is ToneKind.BEEP:
+                self._finish(BeepOutcome.BEEP, event)
+            elif result is not AmdResult.MACHINE:
+                self._finish(BeepOutcome.NOT_LISTENING)
+            return
+        decision = self.detector.feed(f, tonal=self.beep.tonal, in_tone=self.beep.in_tone)
+        self.beep.speech_heard = self.detector.speech_heard
+        if decision is None:
+            return
+        if ours and decision.cause is Cause.SILENT_ANSWER and self._ringback:
+            decision = Decision(AmdResult.NOTSURE, Cause.RINGBACK, decision.decision_ms)
+        self.decision = decision
+        if decision.result is not AmdResult.MACHINE:
+            self._finish(BeepOutcome.NOT_LISTENING)
+
+    def _listen_for_beep(self, f: FrameFeatures, event: ToneEvent | None) -> None:
+        p = self.params
+        if event is not None and event.kind is ToneKind.BEEP:
+            self._finish(BeepOutcome.BEEP, event)
+            return
+        self.detector.feed(f, tonal=self.beep.tonal, in_tone=self.beep.in_tone)   # keeps voice/floor current
+        quiet = not (self.detector.voice or self.beep.tonal or self.beep.in_tone)
+        self._quiet_ms = self._quiet_ms + FRAME_MS if quiet else 0
+        if self._quiet_ms >= p.beep_fallback_silence_ms:
+            self._finish(BeepOutcome.SILENCE_FALLBACK)
+        elif self.now_ms - self.decision.decision_ms >= p.beep_max_wait_ms:
+            self._finish(BeepOutcome.TIMEOUT)
+
+    def _finish(self, outcome: BeepOutcome, event: ToneEvent | None = None) -> None:
+        self.beep_outcome = outcome
+        self.beep_event = event
+        self.done = True
+        self.done_ms = self.now_ms
+
+    def end_of_audio(self) -> None:
+        """The stream ended: NOTSURE / END_OF_AUDIO if undecided; a pending beep stage ends."""
+        if self.done:
+            return
+        if self.decision is None:
+            self.decision = Decision(AmdResult.NOTSURE, Cause.END_OF_AUDIO, self.now_ms)
+            self._finish(BeepOutcome.NOT_LISTENING)
+        else:
+            self._finish(BeepOutcome.END_OF_AUDIO)
+
+    def result(self) -> AnalysisResult:
+        if self.decision is None:
+            self.end_of_audio()
+        d = self.decision
+        return AnalysisResult(d.result, d.cause, d.decision_ms,
+                              self.beep_event.end_ms if self.beep_event is not None else None,
+                              self.beep_outcome, self.done_ms if self.done_ms is not None else self.now_ms,
+                              tuple(self.tones))
+
+
+def analyze_samples(samples: np.ndarray, params: AmdParams | None = None) -> AnalysisResult:
+    """Stream 8 kHz int16 samples through a CallAnalyzer frame by frame."""
+    analyzer = CallAnalyzer(params)
+    for frame in audio.frames(samples):
+        analyzer.feed_frame(frame)
+        if analyzer.done:
+            break
+    analyzer.end_of_audio()
+    return analyzer.result()
+
+
+def analyze_file(path: str | Path, params: AmdParams | None = None) -> AnalysisResult:
+    return analyze_samples(audio.load_audio_8k(path), params)

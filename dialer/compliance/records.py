@@ -1,0 +1,181 @@
+"""Company do-not-call entries, consent records and opt-outs, in PostgreSQL (or memory for dry runs).
+
+- Internal (company), campaign and custom (litigator and other) lists are rows with who, when,
+  source and reason, kept 5 years after the request (47 CFR 64.1200(d)(6); 16 CFR 310.5).
+- Consent and relationship records: prior express consent, prior express written consent,
+  established business relationship (purchase or inquiry date, 64.1200(f)(5)), revocations.
+- Opt-outs by any reasonable means are honoured at once (64.1200(a)(10)-(12) allow up to 10
+  business days): an IVR key press, an agent disposition, or an SMS reply with STOP, QUIT, END,
+  REVOKE, OPT OUT, CANCEL or UNSUBSCRIBE puts the number on the internal list and records a
+  revocation of consent.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+
+from dialer.compliance.model import ComplianceError, ConsentKind, ListKind
+from dialer.errors import StorageError
+
+RETENTION = timedelta(days=5 * 366)
+ENTRY_KINDS = (ListKind.INTERNAL, ListKind.CAMPAIGN, ListKind.CUSTOM)
+SMS_REVOCATION_WORDS = ("STOP", "QUIT", "END", "REVOKE", "OPT OUT", "CANCEL", "UNSUBSCRIBE")
+_SMS_PATTERN = re.compile(r"^\s*(STOP|QUIT|END|REVOKE|OPT[\s-]?OUT|CANCEL|UNSUBSCRIBE)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class DncEntry:
+    list_kind: str
+    scope: str
+    phone_e164: str
+    added_by: str
+    added_at: datetime
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ConsentRecord:
+    kind: ConsentKind
+    seller: str
+    occurred_at: datetime
+    source: str
+
+
+def _check_entry(list_kind: str, scope: str) -> None:
+    if list_kind not in ENTRY_KINDS:
+        raise ComplianceError(f"list kind {list_kind!r} is not one of {', '.join(ENTRY_KINDS)}")
+    if list_kind in (ListKind.CAMPAIGN, ListKind.CUSTOM) and not scope:
+        raise ComplianceError(f"a {list_kind} entry needs a scope (campaign id or list name)")
+
+
+class MemoryRecords:
+    """Records held in memory: for `compliance check` dry runs and benchmarks."""
+
+    def __init__(self):
+        self.entries: dict[str, list[DncEntry]] = {}
+        self.consents: dict[str, list[ConsentRecord]] = {}
+
+    def lookup(self, phone: str) -> tuple[list[DncEntry], list[ConsentRecord]]:
+        return self.entries.get(phone, []), self.consents.get(phone, [])
+
+    def add_dnc(self, phone: str, list_kind: str, *, scope: str = "", added_by: str, source: str,
+                reason: str = "", at: datetime | None = None) -> bool:
+        _check_entry(list_kind, scope)
+        rows = self.entries.setdefault(phone, [])
+        if any(e.list_kind == list_kind and e.scope == scope for e in rows):
+            return False
+        rows.append(DncEntry(list_kind, scope, phone, added_by, at or datetime.now(timezone.utc), source, reason))
+        return True
+
+    def remove_dnc(self, phone: str, list_kind: str, *, scope: str = "", removed_by: str, reason: str = "") -> bool:
+        rows = self.entries.get(phone, [])
+        kept = [e for e in rows if not (e.list_kind == list_kind and e.scope == scope)]
+        self.entries[phone] = kept
+        return len(kept) != len(rows)
+
+    def add_consent(self, phone: str, kind: ConsentKind, *, occurred_at: datetime, source: str,
+                    recorded_by: str, seller: str = "", evidence: str = "") -> None:
+        self.consents.setdefault(phone, []).append(ConsentRecord(ConsentKind(kind), seller, occurred_at, source))
+
+
+class PgRecords:
+    """Records in PostgreSQL; every failure is a StorageError so the gate can fail closed."""
+
+    def __init__(self, conn: psycopg.Connection):
+        self.conn = conn
+
+    def lookup(self, phone: str) -> tuple[list[DncEntry], list[ConsentRecord]]:
+        try:
+            entries = [DncEntry(*row) for row in self.conn.execute(
+                "SELECT list_kind, scope, phone_e164, added_by, added_at, source, reason"
+                " FROM compliance_dnc_entries WHERE phone_e164=%s AND removed_at IS NULL", (phone,))]
+            consents = [ConsentRecord(ConsentKind(k), s, o, src) for k, s, o, src in self.conn.execute(
+                "SELECT kind, seller, occurred_at, source FROM compliance_consents WHERE phone_e164=%s",
+                (phone,))]
+        except psycopg.Error as exc:
+            raise StorageError(f"record lookup failed: {exc}") from exc
+        return entries, consents
+
+    def add_dnc(self, phone: str, list_kind: str, *, scope: str = "", added_by: str, source: str,
+                reason: str = "", at: datetime | None = None) -> bool:
+        _check_entry(list_kind, scope)
+        at = at or datetime.now(timezone.utc)
+        try:
+            with self.conn.transaction():
+                row = self.conn.execute(
+                    "INSERT INTO compliance_dnc_entries (list_kind, scope, phone_e164, added_by, added_at,"
+                    " source, reason, retain_until) VALUES (%s,%s,%s,%s,%s,%s,%s,%s)"
+                    " ON CONFLICT (phone_e164, list_kind, scope) WHERE removed_at IS NULL DO NOTHING RETURNING id",
+                    (list_kind, scope, phone, added_by, at, source, reason, at + RETENTION)).fetchone()
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot add do-not-call entry: {exc}") from exc
+        return row is not None
+
+    def remove_dnc(self, phone: str, list_kind: str, *, scope: str = "", removed_by: str, reason: str = "") -> bool:
+        try:
+            with self.conn.transaction():
+                cur = self.conn.execute(
+                    "UPDATE compliance_dnc_entries SET removed_at=now(), removed_by=%s, removal_reason=%s"
+                    " WHERE phone_e164=%s AND list_kind=%s AND scope=%s AND removed_at IS NULL",
+                    (removed_by, reason, phone, list_kind, scope))
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot remove do-not-call entry: {exc}") from exc
+        return cur.rowcount > 0
+
+    def add_consent(self, phone: str, kind: ConsentKind, *, occurred_at: datetime, source: str,
+                    recorded_by: str, seller: str = "", evidence: str = "") -> None:
+        try:
+            with self.conn.transaction():
+                self.conn.execute(
+                    "INSERT INTO compliance_consents (phone_e164, kind, seller, occurred_at, source,"
+                    " recorded_by, evidence) VALUES (%s,%s,%s,%s,%s,%s,%s)",
+                    (phone, ConsentKind(kind).value, seller, occurred_at, source, recorded_by, evidence))
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot record consent: {exc}") from exc
+
+    def stats(self) -> list[tuple[str, str, int]]:
+        return self.conn.execute(
+            "SELECT list_kind, scope, count(*) FROM compliance_dnc_entries WHERE removed_at IS NULL"
+            " GROUP BY list_kind, scope ORDER BY 1, 2").fetchall()
+
+
+# ---------------------------------------------------------------- opt-outs
+
+def is_sms_revocation(text: str) -> bool:
+    """An SMS reply that revokes consent: it starts with one of the FCC's listed words."""
+    return bool(_SMS_PATTERN.match(text or ""))
+
+
+def opt_out(records, phone: str, *, channel: str, by: str, detail: str, at: datetime | None = None) -> bool:
+    """Internal do-not-call entry plus a revocation of every seller's consent, at once."""
+    at = at or datetime.now(timezone.utc)
+    added = records.add_dnc(phone, ListKind.INTERNAL, added_by=by, source=channel, reason=detail, at=at)
+    records.add_consent(phone, ConsentKind.REVOCATION, occurred_at=at, source=channel, recorded_by=by,
+                        evidence=detail)
+    return added
+
+
+def opt_out_ivr(records, phone: str, *, campaign_id: str, digit: str, call_id: str,
+                at: datetime | None = None) -> bool:
+    """Called by the dialplan hook when the callee presses the opt-out key (16 CFR 310.4(b)(1)(v))."""
+    return opt_out(records, phone, channel="ivr", by=f"ivr:{call_id}",
+                   detail=f"pressed {digit} in campaign {campaign_id}", at=at)
+
+
+def opt_out_disposition(records, phone: str, *, agent_id: str, campaign_id: str, disposition: str,
+                        at: datetime | None = None) -> bool:
+    """Called when an agent dispositions a call as a do-not-call request."""
+    return opt_out(records, phone, channel="agent", by=f"agent:{agent_id}",
+                   detail=f"disposition {disposition} in campaign {campaign_id}", at=at)
+
+
+def opt_out_sms(records, phone: str, text: str, *, at: datetime | None = None) -> bool:
+    """Called for every inbound SMS; True when the message revoked consent."""
+    if not is_sms_revocation(text):
+        return False
+    opt_out(records, phone, channel="sms", by="sms", detail=text.strip()[:160], at=at)
+    return True

@@ -1,0 +1,406 @@
+"""Do-not-call registries (federal, state, ...) as one bitset per area code, and their imports.
+
+The FTC's National Do Not Call Registry (~258 M numbers) is delivered by area code as
+"NPA,NXXXXXX" lines (full lists) and as change lists of additions and deletions; a seller must
+use a copy no older than 31 days (47 CFR 64.1200(c)(2)(i)(D), 16 CFR 310.4(b)(3)(iv)). One row
+per number would not load in minutes, so each area code is a 10,000,000-bit set (1.25 MB; bit i
+is NXX-XXXX = i, little-endian within a byte) kept as a file named by its SHA-256 under the data
+directory, with its snapshot date, count and source in PostgreSQL (compliance_dnc_snapshots).
+Processes map the files read-only (numpy memmap), so engines on one host share one copy in the
+page cache; RegistryIndex.refresh() picks up new snapshots from the metadata.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import psycopg
+
+from dialer.compliance.model import DncImportError, ListKind
+from dialer.errors import StorageError
+
+BITS_PER_NPA = 10_000_000
+BYTES_PER_NPA = BITS_PER_NPA // 8
+CHUNK_BYTES = 8 << 20
+_DIGIT_WEIGHTS_NPA = np.array([100, 10, 1], dtype=np.int32)
+_DIGIT_WEIGHTS_LINE = np.array([10 ** k for k in range(6, -1, -1)], dtype=np.int32)
+
+Progress = Callable[[int], None]   # called with bytes consumed
+
+
+@dataclass
+class NpaSnapshot:
+    bits: np.ndarray            # uint8[BYTES_PER_NPA], packed little-endian
+    snapshot_date: date
+    count: int
+    sha256: str = ""
+    source: str = ""
+
+
+@dataclass
+class ParseReport:
+    lines: int = 0
+    bad_lines: int = 0
+    bad_samples: list[str] = field(default_factory=list)
+
+    def bad(self, line_no: int, text: bytes, why: str) -> None:
+        self.bad_lines += 1
+        if len(self.bad_samples) < 10:
+            self.bad_samples.append(f"line {line_no}: {why}: {text[:40]!r}")
+
+
+# ---------------------------------------------------------------- parsing
+
+def _parse_lines_slow(block: bytes, first_line_no: int, report: ParseReport,
+                      with_action: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Line by line: tolerant of layout, reports each bad line. Returns npa, line7, add(bool)."""
+    npas, lines, adds = [], [], []
+    for offset, raw in enumerate(block.split(b"\n")):
+        text = raw.strip()
+        if not text:
+            continue
+        report.lines += 1
+        action = b"A"
+        if with_action:
+            text, _, action = text.rpartition(b",")
+            action = action.strip().upper()
+            if action not in (b"A", b"D"):
+                report.bad(first_line_no + offset, raw, "action must be A or D")
+                continue
+        digits = text.replace(b",", b"").replace(b" ", b"")
+        if len(digits) != 10 or not digits.isdigit() or digits[0] in b"01" or digits[3] in b"01":
+            report.bad(first_line_no + offset, raw, "expected NPANXXXXXX or NPA,NXXXXXX")
+            continue
+        npas.append(int(digits[:3]))
+        lines.append(int(digits[3:]))
+        adds.append(action == b"A")
+    return (np.array(npas, dtype=np.int32), np.array(lines, dtype=np.int32), np.array(adds, dtype=bool))
+
+
+def _parse_block_fast(block: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+    """Vectorised parse of complete lines of 10 digits (commas and CRs removed); None if irregular."""
+    compact = block.translate(None, b",\r")
+    if not compact:
+        return np.empty(0, np.int32), np.empty(0, np.int32)
+    if not compact.endswith(b"\n"):
+        compact += b"\n"
+    if len(compact) % 11:
+        return None
+    rows = np.frombuffer(compact, dtype=np.uint8).reshape(-1, 11)
+    digits = rows[:, :10] - np.uint8(48)
+    if not ((rows[:, 10] == 10).all() and (digits <= 9).all()
+            and (digits[:, 0] >= 2).all() and (digits[:, 3] >= 2).all()):
+        return None
+    npa = digits[:, :3].astype(np.int32) @ _DIGIT_WEIGHTS_NPA
+    line7 = digits[:, 3:].astype(np.int32) @ _DIGIT_WEIGHTS_LINE
+    return npa, line7
+
+
+def iter_number_blocks(path: Path, report: ParseReport, progress: Progress | None = None,
+                       with_action: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(npa, line7, is_addition) arrays for each chunk of a registry or change-list file."""
+    line_no = 1
+    carry = b""
+    try:
+        handle = open(path, "rb")
+    except OSError as exc:
+        raise DncImportError(f"cannot read {path}: {exc}") from exc
+    with handle:
+        while True:
+            chunk = handle.read(CHUNK_BYTES)
+            if not chunk and not carry:
+                break
+            data = carry + chunk
+            if chunk:
+                cut = data.rfind(b"\n") + 1
+                block, carry = data[:cut], data[cut:]
+                if not block:          # one line longer than a chunk: keep reading
+                    carry = data
+                    continue
+            else:
+                block, carry = data, b""
+            fast = None if with_action else _parse_block_fast(block)
+            if fast is not None:
+                npa, line7 = fast
+                report.lines += len(npa)
+                yield npa, line7, np.ones(len(npa), dtype=bool)
+            else:
+                yield _parse_lines_slow(block, line_no, report, with_action)
+            line_no += block.count(b"\n")
+            if progress:
+                progress(len(chunk))
+            if not chunk:
+                break
+
+
+def set_bits(bits: np.ndarray, line7: np.ndarray, value: bool) -> None:
+    masks = np.left_shift(np.uint8(1), (line7 & 7).astype(np.uint8))
+    if value:
+        np.bitwise_or.at(bits, line7 >> 3, masks)
+    else:
+        np.bitwise_and.at(bits, line7 >> 3, ~masks)
+
+
+def bits_set(bits: np.ndarray, line7: np.ndarray) -> np.ndarray:
+    return ((bits[line7 >> 3] >> (line7 & 7).astype(np.uint8)) & 1).astype(bool)
+
+
+def count_bits(bits: np.ndarray) -> int:
+    return int(np.unpackbits(bits).sum(dtype=np.int64)) if len(bits) else 0
+
+
+def build_bitsets(paths: Iterable[Path], report: ParseReport,
+                  progress: Progress | None = None) -> dict[int, np.ndarray]:
+    """Full registry files -> {npa: packed bitset}."""
+    bitsets: dict[int, np.ndarray] = {}
+    for path in paths:
+        for npa, line7, _adds in iter_number_blocks(Path(path), report, progress):
+            if not len(npa):
+                continue
+            order = np.argsort(npa, kind="stable")
+            npa, line7 = npa[order], line7[order]
+            bounds = np.flatnonzero(np.diff(npa)) + 1
+            for group_npa, group_lines in zip(npa[np.r_[0, bounds]], np.split(line7, bounds)):
+                bits = bitsets.get(int(group_npa))
+                if bits is None:
+                    bits = bitsets[int(group_npa)] = np.zeros(BYTES_PER_NPA, dtype=np.uint8)
+                set_bits(bits, group_lines, True)
+    return bitsets
+
+
+# ---------------------------------------------------------------- the hot-path index
+
+class RegistryIndex:
+    """In-memory membership by (list, jurisdiction, npa); answers hit / clear / missing."""
+
+    def __init__(self):
+        self._snapshots: dict[tuple[str, str], dict[int, NpaSnapshot]] = {}
+        # A "complete" registry covers every area code: absent area codes are empty, dated `complete_date`.
+        self._complete: dict[tuple[str, str], date] = {}
+        self._empty = np.zeros(0, dtype=np.uint8)
+
+    def put(self, kind: str, jurisdiction: str, npa: int, snap: NpaSnapshot) -> None:
+        self._snapshots.setdefault((kind, jurisdiction), {})[npa] = snap
+
+    def mark_complete(self, kind: str, jurisdiction: str, as_of: date) -> None:
+        self._complete[(kind, jurisdiction)] = as_of
+        self._snapshots.setdefault((kind, jurisdiction), {})
+
+    def has_list(self, kind: str, jurisdiction: str) -> bool:
+        return bool(self._snapshots.get((kind, jurisdiction))) or (kind, jurisdiction) in self._complete
+
+    def lookup(self, kind: str, jurisdiction: str, npa: int, line7: int) -> tuple[bool | None, date | None]:
+        """(True hit / False clear / None no snapshot for the area code, snapshot date)."""
+        snaps = self._snapshots.get((kind, jurisdiction))
+        snap = snaps.get(npa) if snaps else None
+        if snap is None:
+            as_of = self._complete.get((kind, jurisdiction))
+            return (False, as_of) if as_of else (None, None)
+        return bool(snap.bits[line7 >> 3] >> (line7 & 7) & 1), snap.snapshot_date
+
+    def contains_many(self, kind: str, jurisdiction: str, numbers: np.ndarray) -> np.ndarray:
+        """Vectorised membership for 10-digit NANP numbers (int64); area codes absent -> False."""
+        numbers = np.asarray(numbers, dtype=np.int64)
+        npa = (numbers // BITS_PER_NPA).astype(np.int32)
+        line7 = (numbers % BITS_PER_NPA).astype(np.int32)
+        out = np.zeros(len(numbers), dtype=bool)
+        snaps = self._snapshots.get((kind, jurisdiction), {})
+        order = np.argsort(npa, kind="stable")
+        sorted_npa = npa[order]
+        bounds = np.flatnonzero(np.diff(sorted_npa)) + 1
+        starts = np.r_[0, bounds]
+        ends = np.r_[bounds, len(order)]
+        for start, end in zip(starts, ends):
+            if start == end:
+                continue
+            snap = snaps.get(int(sorted_npa[start]))
+            if snap is not None:
+                idx = order[start:end]
+                out[idx] = bits_set(snap.bits, line7[idx])
+        return out
+
+    def area_codes(self, kind: str, jurisdiction: str) -> dict[int, NpaSnapshot]:
+        return dict(self._snapshots.get((kind, jurisdiction), {}))
+
+    @classmethod
+    def from_files(cls, paths: list[Path], as_of: date, report: ParseReport) -> "RegistryIndex":
+        """A complete federal snapshot from plain files (the `compliance check --dnc-file` case)."""
+        index = cls()
+        for npa, bits in build_bitsets(paths, report).items():
+            index.put(ListKind.FEDERAL, "US", npa, NpaSnapshot(bits, as_of, -1))
+        index.mark_complete(ListKind.FEDERAL, "US", as_of)
+        return index
+
+
+# ---------------------------------------------------------------- the system of record
+
+def _sha(bits: np.ndarray) -> str:
+    return hashlib.sha256(bits.tobytes()).hexdigest()
+
+
+def _file_sha(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class ImportResult:
+    import_id: int | None
+    skipped: bool
+    area_codes: int
+    numbers: int
+    added: int
+    removed: int
+    report: ParseReport
+
+
+class RegistryStore:
+    """Bitset files under `data_dir`/dnc plus their metadata rows in PostgreSQL."""
+
+    def __init__(self, conn: psycopg.Connection, data_dir: Path):
+        self.conn = conn
+        self.root = Path(data_dir) / "dnc"
+
+    def _write_bits(self, kind: str, jurisdiction: str, npa: int, bits: np.ndarray) -> tuple[str, Path]:
+        sha = _sha(bits)
+        folder = self.root / kind / jurisdiction
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{npa:03d}-{sha[:16]}.bits"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            bits.tofile(tmp)
+            os.replace(tmp, path)
+        return sha, path
+
+    def _read_bits(self, path: str) -> np.ndarray:
+        try:
+            bits = np.fromfile(path, dtype=np.uint8)
+        except OSError as exc:
+            raise StorageError(f"registry file {path} unreadable: {exc}") from exc
+        if len(bits) != BYTES_PER_NPA:
+            raise StorageError(f"registry file {path} has {len(bits)} bytes, expected {BYTES_PER_NPA}")
+        return bits
+
+    def _already_imported(self, kind: str, jurisdiction: str, file_sha: str, mode: str) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM compliance_dnc_imports WHERE list_kind=%s AND jurisdiction=%s"
+            " AND file_sha256=%s AND mode=%s", (kind, jurisdiction, file_sha, mode)).fetchone()
+        return row is not None
+
+    def import_full(self, path: Path, *, kind: str, jurisdiction: str, snapshot_date: date,
+                    source: str, progress: Progress | None = None) -> ImportResult:
+        """Replace the bitsets of every area code in the file. Same file again: no change."""
+        path = Path(path)
+        file_sha = _file_sha(path)
+        report = ParseReport()
+        if self._already_imported(kind, jurisdiction, file_sha, "full"):
+            return ImportResult(None, True, 0, 0, 0, 0, report)
+        bitsets = build_bitsets([path], report, progress)
+        total = 0
+        with self.conn.transaction():
+            for npa, bits in sorted(bitsets.items()):
+                count = count_bits(bits)
+                total += count
+                sha, file_path = self._write_bits(kind, jurisdiction, npa, bits)
+                self._upsert(kind, jurisdiction, npa, snapshot_date, count, source, sha, file_path)
+            import_id = self._record_import(kind, jurisdiction, "full", source, file_sha, snapshot_date,
+                                            len(bitsets), total, 0, report)
+        return ImportResult(import_id, False, len(bitsets), total, total, 0, report)
+
+    def import_changes(self, path: Path, *, kind: str, jurisdiction: str, snapshot_date: date,
+                       source: str, progress: Progress | None = None) -> ImportResult:
+        """Apply a change list (NPA,NXXXXXX,A|D lines) on top of the current snapshots."""
+        path = Path(path)
+        file_sha = _file_sha(path)
+        report = ParseReport()
+        if self._already_imported(kind, jurisdiction, file_sha, "changes"):
+            return ImportResult(None, True, 0, 0, 0, 0, report)
+        current = {r[0]: r for r in self.conn.execute(
+            "SELECT npa, snapshot_date, file_path FROM compliance_dnc_snapshots"
+            " WHERE list_kind=%s AND jurisdiction=%s", (kind, jurisdiction)).fetchall()}
+        touched: dict[int, np.ndarray] = {}
+        added = removed = 0
+        for npa, line7, adds in iter_number_blocks(path, report, progress, with_action=True):
+            for i in range(len(npa)):
+                code = int(npa[i])
+                row = current.get(code)
+                if row is None:
+                    report.bad(0, f"{code:03d}".encode(), "no full snapshot for this area code; import one first")
+                    continue
+                if row[1] > snapshot_date:
+                    raise DncImportError(f"change list dated {snapshot_date} is older than area code"
+                                         f" {code:03d}'s snapshot of {row[1]}")
+                bits = touched.get(code)
+                if bits is None:
+                    bits = touched[code] = self._read_bits(row[2]).copy()
+                before = bool(bits[line7[i] >> 3] >> (line7[i] & 7) & 1)
+                set_bits(bits, line7[i:i + 1], bool(adds[i]))
+                added += int(adds[i] and not before)
+                removed += int(not adds[i] and before)
+        with self.conn.transaction():
+            for code, row in current.items():
+                bits = touched.get(code)
+                if bits is not None:
+                    sha, file_path = self._write_bits(kind, jurisdiction, code, bits)
+                    self._upsert(kind, jurisdiction, code, snapshot_date, count_bits(bits), source, sha, file_path)
+                else:
+                    # A change list covers every subscribed area code: no change still refreshes the date.
+                    self.conn.execute(
+                        "UPDATE compliance_dnc_snapshots SET snapshot_date=greatest(snapshot_date, %s)"
+                        " WHERE list_kind=%s AND jurisdiction=%s AND npa=%s",
+                        (snapshot_date, kind, jurisdiction, code))
+            import_id = self._record_import(kind, jurisdiction, "changes", source, file_sha, snapshot_date,
+                                            len(touched), 0, added, report, removed)
+        return ImportResult(import_id, False, len(touched), 0, added, removed, report)
+
+    def _upsert(self, kind, jurisdiction, npa, snapshot_date, count, source, sha, file_path) -> None:
+        self.conn.execute(
+            "INSERT INTO compliance_dnc_snapshots (list_kind, jurisdiction, npa, snapshot_date,"
+            " number_count, source, sha256, file_path) VALUES (%s,%s,%s,%s,%s,%s,%s,%s)"
+            " ON CONFLICT (list_kind, jurisdiction, npa) DO UPDATE SET snapshot_date=excluded.snapshot_date,"
+            " number_count=excluded.number_count, source=excluded.source, sha256=excluded.sha256,"
+            " file_path=excluded.file_path, imported_at=now()",
+            (kind, jurisdiction, npa, snapshot_date, count, source, sha, str(file_path)))
+
+    def _record_import(self, kind, jurisdiction, mode, source, file_sha, snapshot_date, area_codes,
+                       numbers, added, report: ParseReport, removed: int = 0) -> int:
+        return self.conn.execute(
+            "INSERT INTO compliance_dnc_imports (list_kind, jurisdiction, mode, source, file_sha256,"
+            " snapshot_date, area_codes, numbers, added, removed, lines, bad_lines)"
+            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
+            (kind, jurisdiction, mode, source, file_sha, snapshot_date, area_codes, numbers, added,
+             removed, report.lines, report.bad_lines)).fetchone()[0]
+
+    def metadata(self) -> list[tuple]:
+        return self.conn.execute(
+            "SELECT list_kind, jurisdiction, npa, snapshot_date, number_count, sha256, file_path, source"
+            " FROM compliance_dnc_snapshots ORDER BY list_kind, jurisdiction, npa").fetchall()
+
+    def load_index(self, index: RegistryIndex | None = None) -> RegistryIndex:
+        """Map every snapshot's file (read-only memmap); reuse those whose SHA did not change."""
+        index = index or RegistryIndex()
+        for kind, jurisdiction, npa, snap_date, count, sha, file_path, source in self.metadata():
+            current = index.area_codes(kind, jurisdiction).get(npa)
+            if current is not None and current.sha256 == sha:
+                current.snapshot_date = snap_date
+                continue
+            try:
+                bits = np.memmap(file_path, dtype=np.uint8, mode="r")
+            except OSError as exc:
+                raise StorageError(f"registry file {file_path} unreadable: {exc}") from exc
+            if len(bits) != BYTES_PER_NPA:
+                raise StorageError(f"registry file {file_path} is truncated")
+            index.put(kind, jurisdiction, npa, NpaSnapshot(bits, snap_date, count, sha, source))
+        return index
+
+
+def utc_today() -> date:
+    return datetime.now(timezone.utc).date()

@@ -1,0 +1,149 @@
+"""Online estimates the predictive pacer works from, with priors for the first minutes and
+forgetting for drift.
+
+- `ResolutionEstimator`: for every attempt, the age (seconds since originate) at which it was
+  resolved and whether it was connected live. From decayed histograms it gives the live-answer
+  probability and, for a call still ringing at age a, the chance that it connects within the next
+  k seconds (the empirical hazard: it needs no assumption about ring-time shapes, busy tones or
+  the ring timeout). A fast and a slow copy run side by side; when they disagree by more than
+  `DRIFT_Z` standard errors (lunchtime, a new list) the slow copy is replaced by the fast one.
+- `LognormalEstimator`: talk and wrap-up times, lognormal (Brown et al. 2005, JASA: service
+  times in call centres are close to lognormal), fitted from decayed moments of log durations.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import ndtr, ndtri
+
+DRIFT_Z = 4.0
+
+
+class ResolutionEstimator:
+    """Decayed histograms of resolution age (1-s bins) for connected and for all attempts."""
+
+    def __init__(self, bins: int, prior_connected: np.ndarray, prior_all: np.ndarray,
+                 memory: float, frozen: bool = False) -> None:
+        self.bins = bins
+        self.memory = memory
+        self.frozen = frozen
+        self._decay_one = math.exp(-1.0 / memory)
+        self.connected = prior_connected.astype(float).copy()
+        self.all = prior_all.astype(float).copy()
+        self._tables: tuple[np.ndarray, np.ndarray] | None = None
+        self._refresh()
+
+    def observe(self, ages: np.ndarray, connected: np.ndarray) -> None:
+        if self.frozen or ages.size == 0:
+            return
+        decay = self._decay_one ** ages.size
+        self.connected *= decay
+        self.all *= decay
+        idx = np.minimum(ages.astype(np.int64), self.bins - 1)
+        self.all += np.bincount(idx, minlength=self.bins)
+        self.connected += np.bincount(idx[connected], minlength=self.bins)
+        self._refresh()
+
+    def replace_with(self, other: ResolutionEstimator) -> None:
+        self.connected = other.connected.copy()
+        self.all = other.all.copy()
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self._tables = None
+        self.weight = float(self.all.sum())
+        self.contact_rate = float(self.connected.sum()) / self.weight if self.weight > 0 else 0.0
+
+    def relative_sd(self) -> float:
+        """Relative standard error of the contact rate (parameter uncertainty)."""
+        if self.frozen:
+            return 0.0
+        p = max(self.contact_rate, 1e-4)
+        return math.sqrt((1.0 - p) / (p * max(self.weight, 1.0)))
+
+    def tables(self, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+        """(cum_from_age, cum_new): cum_from_age[a, k] = P(connect within k s | still ringing at
+        age a), k = 0..horizon; cum_new = cum_from_age[0]."""
+        if self._tables is None or self._tables[0].shape[1] != horizon + 1:
+            padded_c = np.concatenate([self.connected, np.zeros(horizon + 1)])
+            cum_c = np.concatenate([[0.0], np.cumsum(padded_c)])
+            tail_all = np.cumsum(self.all[::-1])[::-1]
+            ages = np.arange(self.bins)[:, None]
+            ks = np.arange(horizon + 1)[None, :]
+            # connects resolved at integer ages a..a+k inclusive
+            within = cum_c[ages + ks + 1] - cum_c[ages]
+            cum = within / np.maximum(tail_all, 1e-12)[:, None]
+            np.clip(cum, 0.0, 1.0, out=cum)
+            self._tables = (cum, cum[0])
+        return self._tables
+
+
+class LognormalEstimator:
+    """Decayed moments of log(duration) with a prior worth `prior_weight` observations."""
+
+    def __init__(self, mean: float, cv: float, prior_weight: float, memory: float,
+                 frozen: bool = False) -> None:
+        sigma2 = math.log1p(cv * cv)
+        mu = math.log(mean) - sigma2 / 2.0
+        self.frozen = frozen
+        self._decay_one = math.exp(-1.0 / memory)
+        self.w = prior_weight
+        self.s1 = prior_weight * mu
+        self.s2 = prior_weight * (sigma2 + mu * mu)
+        self._refresh()
+
+    def observe(self, values: np.ndarray) -> None:
+        if self.frozen or values.size == 0:
+            return
+        logs = np.log(np.maximum(values, 0.05))
+        decay = self._decay_one ** values.size
+        self.w = self.w * decay + values.size
+        self.s1 = self.s1 * decay + float(logs.sum())
+        self.s2 = self.s2 * decay + float((logs * logs).sum())
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self.mu = self.s1 / self.w
+        self.sigma = math.sqrt(max(self.s2 / self.w - self.mu ** 2, 1e-4))
+        self.mean = math.exp(self.mu + self.sigma ** 2 / 2.0)
+        self._points: dict[int, np.ndarray] = {}
+
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        # log of 1e-9 stands for log 0: its CDF underflows to 0
+        return ndtr((np.log(np.maximum(x, 1e-9)) - self.mu) / self.sigma)
+
+    def quantile_points(self, n: int) -> np.ndarray:
+        """n equally weighted points (mid-quantiles) standing for the distribution."""
+        points = self._points.get(n)
+        if points is None:
+            qs = (np.arange(n) + 0.5) / n
+            points = self._points[n] = np.exp(self.mu + self.sigma * ndtri(qs))
+        return points
+
+
+def free_by(talk: LognormalEstimator, wrap: LognormalEstimator, talk_elapsed: np.ndarray,
+            wrap_elapsed: np.ndarray, horizon_points: np.ndarray, wrap_points: int = 5) -> np.ndarray:
+    """P(each busy agent is free within each horizon point).
+
+    A talking agent with elapsed t frees after the residual talk T - t (T > t) plus a wrap-up W;
+    W is represented by `wrap_points` equally likely values. A wrapping agent with elapsed w frees
+    after W - w (W > w). Returns an array (agents, len(horizon_points)), talking agents first.
+    """
+    out = []
+    if talk_elapsed.size:
+        t = talk_elapsed[:, None, None]
+        h = horizon_points[None, :, None]
+        w = wrap.quantile_points(wrap_points)[None, None, :]
+        survive = np.maximum(1.0 - talk.cdf(talk_elapsed), 1e-9)[:, None]
+        f_t = talk.cdf(talk_elapsed)[:, None, None]
+        reached = np.maximum(talk.cdf(t + h - w) - f_t, 0.0).mean(axis=2)
+        out.append(np.minimum(reached / survive, 1.0))
+    if wrap_elapsed.size:
+        f_w = wrap.cdf(wrap_elapsed)[:, None]
+        survive = np.maximum(1.0 - f_w, 1e-9)
+        reached = np.maximum(wrap.cdf(wrap_elapsed[:, None] + horizon_points[None, :]) - f_w, 0.0)
+        out.append(np.minimum(reached / survive, 1.0))
+    if not out:
+        return np.zeros((0, horizon_points.size))
+    return np.concatenate(out, axis=0)

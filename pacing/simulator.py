@@ -1,0 +1,477 @@
+"""Seeded discrete-event simulator of agents and called parties that drives the real pacers.
+
+Every policy dials the same pre-drawn lead list (common random numbers: record i has the same
+outcome draw, ring time, greeting, talk and wrap-up whoever dials it), and every policy obeys the
+same rule (47 CFR 64.1200(a)(7)): a live person not connected to an agent within 2 s of the end of
+the greeting is abandoned (hears the message and is dropped). AMD needs `amd_post_greeting_s` of
+silence after the greeting before it hands a human to the queue, which eats into those 2 s.
+
+Outcomes (pacing.md defaults): a share `contact_rate` of attempts is answered by a live person
+(lognormal time to answer, mean 8 s, sd 4); of the others 15% reach a machine, 10% are busy or
+fail fast (2-6 s) and the rest ring out at the 25 s timeout. AMD calls 3% of humans machines (a
+hidden abandon, counted in UK accounting) and 5% of machines humans (they take an agent for a few
+seconds). Talk is lognormal with coefficient of variation 1, wrap-up lognormal mean 15 s. Agents
+log in together at the start of each 8-hour shift, sometimes pause after a call, and log off when
+the shift ends (after finishing their call); a live answer after that is abandoned.
+
+The pacer sees a `PacingSnapshot` every simulated second, exactly as the engine builds it.
+"""
+from __future__ import annotations
+
+import collections
+import heapq
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from pacing.model import (
+    AbandonAccount, Accounting, AgentSnapshot, AgentState, CallOutcome, Limits, OutcomeStats,
+    PacingConfig, PacingMode, PacingSnapshot,
+)
+from pacing.policies import RESOLUTION_BINS, KnownParameters, Pacer, make_pacer
+
+DAY_S = 86400.0
+WINDOW_DAYS = 30
+MIN_LIVE_FOR_RATE = 20
+
+
+def lognormal_params(mean: float, cv: float) -> tuple[float, float]:
+    sigma2 = math.log1p(cv * cv)
+    return math.log(mean) - sigma2 / 2.0, math.sqrt(sigma2)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    agents: int = 20
+    contact_rate: float = 0.15
+    talk_mean_s: float = 120.0
+    talk_cv: float = 1.0
+    wrap_mean_s: float = 15.0
+    wrap_cv: float = 0.5
+    ring_mean_s: float = 8.0
+    ring_sd_s: float = 4.0
+    ring_timeout_s: float = 25.0
+    machine_share: float = 0.15          # of the attempts not answered live
+    busy_share: float = 0.10
+    greeting_mean_s: float = 1.2         # human greeting
+    machine_greeting_mean_s: float = 4.0  # AMD listening to a machine
+    false_human_hold_mean_s: float = 8.0  # agent time spent on a machine AMD called human
+    amd_false_machine: float = 0.03      # humans AMD calls machines
+    amd_false_human: float = 0.05        # machines AMD calls humans
+    amd_post_greeting_s: float = 0.3
+    abandon_wait_s: float = 2.0
+    days: float = 1.0
+    shift_s: float = 8 * 3600.0
+    pause_probability: float = 0.01      # after each call
+    pause_mean_s: float = 300.0
+    # (start_s, end_s, multiplier) into each shift: the contact rate changes (lunchtime, new list)
+    contact_steps: tuple[tuple[float, float, float], ...] = ()
+    # (time into shift s, agents) logging off for the rest of that shift
+    logoffs: tuple[tuple[float, int], ...] = ()
+    max_lines_per_agent: float | None = 5.0
+    max_channels: int | None = None
+    max_cps: float | None = None
+    accounting: Accounting = Accounting.US
+    seed: int = 1
+
+    @property
+    def ceiling_talk_minutes_per_agent_hour(self) -> float:
+        return 60.0 * self.talk_mean_s / (self.talk_mean_s + self.wrap_mean_s)
+
+    def contact_at(self, time_in_shift: float) -> float:
+        rate = self.contact_rate
+        for start, end, multiplier in self.contact_steps:
+            if start <= time_in_shift < end:
+                rate *= multiplier
+        return min(rate, 1.0)
+
+
+class LeadList:
+    """Pre-drawn records, generated in fixed chunks from their own stream so record i is the same
+    for every policy however fast the policy consumes the list."""
+
+    CHUNK = 1 << 15
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self._rng = np.random.default_rng([scenario.seed, 7])
+        self.size = 0
+        self.fields: dict[str, np.ndarray] = {}
+
+    def ensure(self, n: int) -> None:
+        while self.size < n:
+            self._grow()
+
+    def _grow(self) -> None:
+        s, rng, k = self.scenario, self._rng, self.CHUNK
+        ring_mu, ring_sigma = lognormal_params(s.ring_mean_s, s.ring_sd_s / s.ring_mean_s)
+        chunk = {
+            "u": rng.random(k),
+            "ring": np.minimum(rng.lognormal(ring_mu, ring_sigma, k), s.ring_timeout_s - 0.5),
+            "busy": rng.uniform(2.0, 6.0, k),
+            "greet": rng.lognormal(*lognormal_params(s.greeting_mean_s, 0.35), k),
+            "mgreet": rng.lognormal(*lognormal_params(s.machine_greeting_mean_s, 0.4), k),
+            "talk": rng.lognormal(*lognormal_params(s.talk_mean_s, s.talk_cv), k),
+            "wrap": rng.lognormal(*lognormal_params(s.wrap_mean_s, s.wrap_cv), k),
+            "amd": rng.random(k),
+            "hold": rng.lognormal(*lognormal_params(s.false_human_hold_mean_s, 0.5), k),
+        }
+        for name, values in chunk.items():
+            old = self.fields.get(name)
+            self.fields[name] = values if old is None else np.concatenate([old, values])
+        self.size += k
+
+
+# Lead kinds decided at dial time
+HUMAN, FALSE_MACHINE, MACHINE, FALSE_HUMAN, BUSY, NO_ANSWER = range(6)
+# Event kinds
+_RESOLVE, _DEADLINE, _TALK_END, _WRAP_END, _PAUSE_END = range(5)
+
+
+@dataclass
+class SimulationResult:
+    scenario: Scenario
+    policy: str
+    talk_minutes_per_agent_hour: float
+    bound_ratio: float
+    occupancy: float
+    mean_wait_s: float
+    p90_wait_s: float
+    abandon_rate_30d: float
+    abandon_rate_worst_day: float
+    abandon_rate_worst_hour: float
+    calls: int
+    live_answers: int
+    abandoned: int
+    calls_per_hour: float
+    leads_per_hour: float
+    agent_hours: float
+    daily_abandon_rate: list[float] = field(default_factory=list)
+    daily_occupancy: list[float] = field(default_factory=list)
+    hourly_abandon_rate: list[float] = field(default_factory=list)   # by hour of shift, all days
+    wait_histogram: list[int] = field(default_factory=list)          # 5-s bins, last open
+    drift_resets: int = 0
+
+    def summary(self) -> dict[str, float | int]:
+        keys = ("talk_minutes_per_agent_hour", "bound_ratio", "occupancy", "mean_wait_s",
+                "p90_wait_s", "abandon_rate_30d", "abandon_rate_worst_day",
+                "abandon_rate_worst_hour", "calls", "live_answers", "abandoned")
+        return {key: getattr(self, key) for key in keys}
+
+
+def _rate(abandoned: np.ndarray, live: np.ndarray, minimum: int) -> float:
+    ok = live >= minimum
+    if not ok.any():
+        return float("nan")
+    return float((abandoned[ok] / live[ok]).max())
+
+
+class Simulation:
+    """One policy on one scenario. `run()` returns a `SimulationResult`."""
+
+    def __init__(self, scenario: Scenario, pacer: Pacer, policy_name: str | None = None,
+                 leads: LeadList | None = None) -> None:
+        self.s = scenario
+        self.pacer = pacer
+        self.policy = policy_name or pacer.mode.value
+        self.leads = leads if leads is not None else LeadList(scenario)
+        self.limits = Limits(scenario.max_channels, scenario.max_cps,
+                             scenario.max_lines_per_agent)
+        agent_rng = np.random.default_rng([scenario.seed, 11])
+        n = scenario.agents
+        # per agent, per handled call: pause draw and pause length (common random numbers)
+        self._pause_u = agent_rng.random((n, 4096))
+        self._pause_len = agent_rng.lognormal(*lognormal_params(scenario.pause_mean_s, 0.5), (n, 4096))
+
+    # ----------------------------------------------------------------------------------------
+    def run(self) -> SimulationResult:
+        s = self.s
+        days = max(1, math.ceil(s.days))
+        self.day_live = np.zeros(days)
+        self.day_abandoned = np.zeros(days)
+        self.day_hidden = np.zeros(days)          # humans AMD called machines
+        hours = math.ceil(s.shift_s / 3600.0) + 1
+        self.hour_live = np.zeros((days, hours))
+        self.hour_abandoned = np.zeros((days, hours))
+        self.day_busy = np.zeros(days)
+        self.day_logged = np.zeros(days)
+        self.talk_total = 0.0
+        self.busy_total = 0.0            # talk + wrap + machine holds
+        self.logged_total = 0.0
+        self.waits: list[float] = []
+        self.calls = 0
+        for day in range(days):
+            shift = s.shift_s if day < days - 1 or s.days == days else s.shift_s * (s.days - day)
+            self._run_day(day, shift)
+        return self._result()
+
+    # ----------------------------------------------------------------------------------------
+    def _run_day(self, day: int, shift: float) -> None:
+        s, pacer, f = self.s, self.pacer, self.leads.fields
+        start = day * DAY_S
+        end = start + shift
+        n = s.agents
+        self._day = day
+        self._start = start
+        self._shift_end = end
+        state = [AgentState.READY] * n
+        since = [start] * n
+        login = [start] * n
+        logged_off = [False] * n
+        leaving = [False] * n
+        paused_total = [0.0] * n
+        handled = [0] * n
+        on_call: list[tuple[int, int]] = [(0, 0)] * n     # (call, lead kind) per talking agent
+        ready = collections.deque(range(n))
+        waiting: collections.deque[int] = collections.deque()
+        ringing: dict[int, float] = {}
+        status: dict[int, int] = {}        # call -> kind while waiting
+        heap: list[tuple[float, int, int, int, int]] = []
+        seq = 0
+        new_outcomes: list[CallOutcome] = []
+        new_ages: list[float] = []
+        new_talk: list[float] = []
+        new_wrap: list[float] = []
+        window_first = max(0, day - WINDOW_DAYS + 1)
+        uk = s.accounting is Accounting.UK
+        logoffs = sorted((start + t, k) for t, k in s.logoffs)
+        logoff_i = 0
+
+        def push(t: float, kind: int, a: int, b: int = 0) -> None:
+            nonlocal seq
+            seq += 1
+            heapq.heappush(heap, (t, seq, kind, a, b))
+
+        def log_off(agent: int, now: float) -> None:
+            logged_off[agent] = True
+            self.logged_total += now - login[agent] - paused_total[agent]
+            self.day_logged[day] += now - login[agent] - paused_total[agent]
+
+        def connect(agent: int, call: int, kind: int, now: float) -> None:
+            if kind == HUMAN:
+                self.day_live[day] += 1
+                self.hour_live[day, int((now - start) // 3600)] += 1
+                hold = float(f["talk"][call])
+                self.talk_total += hold
+            else:
+                hold = float(f["hold"][call])
+            state[agent] = AgentState.TALKING
+            since[agent] = now
+            on_call[agent] = (call, kind)
+            push(now + hold, _TALK_END, agent)
+
+        def agent_free(agent: int, now: float) -> None:
+            """The agent finished wrap-up or a pause: take a waiting call, pause, or log off."""
+            if leaving[agent] or now >= end:
+                log_off(agent, now)
+                return
+            if waiting:
+                call = waiting.popleft()
+                self.waits.append(0.0)
+                connect(agent, call, status.pop(call), now)
+                return
+            state[agent] = AgentState.READY
+            since[agent] = now
+            ready.append(agent)
+
+        def abandon(kind: int, now: float) -> None:
+            if kind == HUMAN:
+                self.day_live[day] += 1
+                self.day_abandoned[day] += 1
+                hour = int((now - start) // 3600)
+                self.hour_live[day, hour] += 1
+                self.hour_abandoned[day, hour] += 1
+
+        def dial(now: float, count: int) -> None:
+            first = self.calls
+            self.calls += count
+            self.leads.ensure(self.calls)
+            p = s.contact_at(now - start)
+            for call in range(first, first + count):
+                u = f["u"][call]
+                amd = f["amd"][call]
+                if u < p:
+                    kind = FALSE_MACHINE if amd < s.amd_false_machine else HUMAN
+                    at = f["ring"][call] + f["greet"][call] + s.amd_post_greeting_s
+                else:
+                    v = (u - p) / (1.0 - p)
+                    if v < s.machine_share:
+                        if amd < s.amd_false_human:
+                            kind = FALSE_HUMAN
+                            at = f["ring"][call] + f["greet"][call] + s.amd_post_greeting_s
+                        else:
+                            kind = MACHINE
+                            at = f["ring"][call] + f["mgreet"][call]
+                    elif v < s.machine_share + s.busy_share:
+                        kind, at = BUSY, f["busy"][call]
+                    else:
+                        kind, at = NO_ANSWER, s.ring_timeout_s
+                ringing[call] = now
+                push(now + float(at), _RESOLVE, call, kind)
+
+        outcome_of = {HUMAN: CallOutcome.CONNECTED, FALSE_HUMAN: CallOutcome.CONNECTED,
+                      FALSE_MACHINE: CallOutcome.MACHINE, MACHINE: CallOutcome.MACHINE,
+                      BUSY: CallOutcome.BUSY, NO_ANSWER: CallOutcome.NO_ANSWER}
+        tick = start
+        while True:
+            next_tick = tick if tick < end else math.inf
+            if heap and heap[0][0] <= next_tick:
+                now, _, kind, a, b = heapq.heappop(heap)
+                if kind == _RESOLVE:
+                    call, lead_kind = a, b
+                    new_outcomes.append(outcome_of[lead_kind])
+                    new_ages.append(now - ringing.pop(call))
+                    if lead_kind == FALSE_MACHINE:
+                        self.day_hidden[day] += 1
+                    elif lead_kind in (HUMAN, FALSE_HUMAN):
+                        while ready and logged_off[ready[0]]:
+                            ready.popleft()
+                        if ready and now < end:
+                            agent = ready.popleft()
+                            self.waits.append(now - since[agent])
+                            connect(agent, call, lead_kind, now)
+                        elif now < end:
+                            status[call] = lead_kind
+                            waiting.append(call)
+                            greeting_end = now - s.amd_post_greeting_s
+                            push(greeting_end + s.abandon_wait_s, _DEADLINE, call)
+                        else:
+                            abandon(lead_kind, now)
+                elif kind == _DEADLINE:
+                    if a in status:
+                        waiting.remove(a)
+                        abandon(status.pop(a), now)
+                elif kind == _TALK_END:
+                    agent = a
+                    call, lead_kind = on_call[agent]
+                    duration = now - since[agent]
+                    new_talk.append(duration)
+                    self.busy_total += duration
+                    self.day_busy[day] += duration
+                    if lead_kind == FALSE_HUMAN:     # a machine: the agent hangs up, no wrap-up
+                        agent_free(agent, now)
+                    else:
+                        state[agent] = AgentState.WRAP
+                        since[agent] = now
+                        push(now + float(f["wrap"][call]), _WRAP_END, agent)
+                elif kind == _WRAP_END:
+                    agent = a
+                    wrap = now - since[agent]
+                    new_wrap.append(wrap)
+                    self.busy_total += wrap
+                    self.day_busy[day] += wrap
+                    k = handled[agent] % self._pause_u.shape[1]
+                    handled[agent] += 1
+                    if (not leaving[agent] and now < end
+                            and self._pause_u[agent, k] < s.pause_probability):
+                        state[agent] = AgentState.PAUSED
+                        since[agent] = now
+                        push(now + float(self._pause_len[agent, k]), _PAUSE_END, agent)
+                    else:
+                        agent_free(agent, now)
+                elif kind == _PAUSE_END:
+                    agent = a
+                    paused_total[agent] += now - since[agent]
+                    agent_free(agent, now)
+                continue
+            if next_tick == math.inf:
+                break
+            # ---- a pacing tick: exactly what the engine does once a second -----------------
+            now = tick
+            tick += 1.0
+            while logoff_i < len(logoffs) and logoffs[logoff_i][0] <= now:
+                remaining = logoffs[logoff_i][1]
+                logoff_i += 1
+                for agent in range(n - 1, -1, -1):
+                    if remaining == 0:
+                        break
+                    if logged_off[agent] or leaving[agent]:
+                        continue
+                    leaving[agent] = True
+                    remaining -= 1
+                    if state[agent] is AgentState.READY:
+                        log_off(agent, now)
+                    elif state[agent] is AgentState.PAUSED:
+                        paused_total[agent] += now - since[agent]
+                        since[agent] = now
+                        log_off(agent, now)
+            agents = tuple(AgentSnapshot(state[i], now - since[i])
+                           for i in range(n) if not logged_off[i])
+            live_now = self.day_live[day]
+            aband_now = self.day_abandoned[day]
+            if uk:   # Ofcom: estimated live people AMD called machines count as abandoned
+                hidden = self.pacer.config.amd_false_machine_share * live_now
+                live_now, aband_now = live_now + hidden, aband_now + hidden
+            window_live = self.day_live[window_first:day].sum() + live_now
+            window_aband = self.day_abandoned[window_first:day].sum() + aband_now
+            if uk:
+                share = self.pacer.config.amd_false_machine_share
+                window_live += share * self.day_live[window_first:day].sum()
+                window_aband += share * self.day_live[window_first:day].sum()
+            snapshot = PacingSnapshot(
+                now_s=now,
+                agents=agents,
+                ringing_ages_s=now - np.fromiter(ringing.values(), float, len(ringing)),
+                waiting_calls=len(waiting),
+                account=AbandonAccount(int(window_live), float(window_aband),
+                                       int(live_now), float(aband_now)),
+                limits=self.limits,
+                new_outcomes=OutcomeStats(tuple(new_outcomes), tuple(new_ages),
+                                          tuple(new_talk), tuple(new_wrap)),
+                shift_remaining_s=end - now,
+            )
+            new_outcomes.clear(); new_ages.clear(); new_talk.clear(); new_wrap.clear()
+            decision = pacer.decide(snapshot)
+            if decision.calls_to_start:
+                dial(now, decision.calls_to_start)
+        for agent in range(n):
+            if not logged_off[agent]:
+                log_off(agent, max(end, since[agent]))
+
+    # ----------------------------------------------------------------------------------------
+    def _result(self) -> SimulationResult:
+        s = self.s
+        live, aband = self.day_live.copy(), self.day_abandoned.copy()
+        if s.accounting is Accounting.UK:
+            hidden = self.pacer.config.amd_false_machine_share * live
+            live, aband = live + hidden, aband + hidden
+        if len(live) <= WINDOW_DAYS:
+            rate_30 = float(aband.sum() / live.sum()) if live.sum() else float("nan")
+        else:
+            kernel = np.ones(WINDOW_DAYS)
+            rate_30 = float((np.convolve(aband, kernel, "valid")
+                             / np.maximum(np.convolve(live, kernel, "valid"), 1)).max())
+        hour_live, hour_aband = self.hour_live, self.hour_abandoned
+        agent_hours = self.logged_total / 3600.0
+        talk_rate = self.talk_total / 60.0 / agent_hours if agent_hours else 0.0
+        waits = np.asarray(self.waits) if self.waits else np.zeros(1)
+        by_hour_live = hour_live.sum(axis=0)
+        by_hour_aband = hour_aband.sum(axis=0)
+        sim_hours = s.days * s.shift_s / 3600.0
+        return SimulationResult(
+            scenario=s,
+            policy=self.policy,
+            talk_minutes_per_agent_hour=talk_rate,
+            bound_ratio=talk_rate / s.ceiling_talk_minutes_per_agent_hour,
+            occupancy=self.busy_total / self.logged_total if self.logged_total else 0.0,
+            mean_wait_s=float(waits.mean()),
+            p90_wait_s=float(np.percentile(waits, 90)),
+            abandon_rate_30d=rate_30,
+            abandon_rate_worst_day=_rate(aband, live, MIN_LIVE_FOR_RATE),
+            abandon_rate_worst_hour=_rate(hour_aband.ravel(), hour_live.ravel(), MIN_LIVE_FOR_RATE),
+            calls=int(self.calls),
+            live_answers=int(self.day_live.sum()),
+            abandoned=int(self.day_abandoned.sum()),
+            calls_per_hour=self.calls / sim_hours,
+            leads_per_hour=self.calls / sim_hours,
+            agent_hours=agent_hours,
+            daily_abandon_rate=[float(a / l) if l else 0.0 for a, l in zip(aband, live)],
+            daily_occupancy=[float(b / g) if g else 0.0
+                             for b, g in zip(self.day_busy, self.day_logged)],
+            hourly_abandon_rate=[float(a / l) if l else 0.0
+                                 for a, l in zip(by_hour_aband, by_hour_live)],
+            wait_histogram=np.bincount(np.minimum((waits // 5).astype(int), 24),
+                                       minlength=25).tolist(),
+            drift_resets=getattr(self.pacer, "drift_resets", 0),
+        )
