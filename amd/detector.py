@@ -75,7 +75,8 @@ class DetectorParams:
     """Our detector's parameters (per campaign). Defaults were chosen on the corpus' tune split."""
 
     vad_mode: int = 2
-    voice_margin_db: float = 6.0
+    voice_margin_db: float = 6.0          # speech is at least this far above the noise floor
+    voice_below_peak_db: float = 25.0     # ... and at most this far below the loudest speech
     onset_frames: int = 3                 # voice frames among the last 4 that start speech
     utterance_gap_ms: int = 200           # a pause this long ends an utterance
     short_speech_ms: int = 1000
@@ -109,6 +110,7 @@ class DialerDetector:
         self.params = params or DetectorParams()
         self.index = -1
         self.floor_db: float | None = None
+        self.peak_db = -200.0
         self._recent: deque = deque(maxlen=4)
         self.in_speech = False
         self.speech_heard = False
@@ -132,8 +134,14 @@ class DialerDetector:
 
     def is_voice(self, f: FrameFeatures, tonal: bool) -> bool:
         self._track_floor(f.level_db, f.vad)
-        return (f.vad and not tonal and self.floor_db is not None
-                and f.level_db >= self.floor_db + self.params.voice_margin_db)
+        p = self.params
+        if not (f.vad and not tonal and self.floor_db is not None
+                and f.level_db >= self.floor_db + p.voice_margin_db):
+            return False
+        # a loud talker over background voices (babble, TV): frames far below the loudest
+        # speech heard are the background, not the party
+        self.peak_db = max(self.peak_db - 0.01, f.level_db)
+        return f.level_db >= self.peak_db - p.voice_below_peak_db
 
     def feed(self, f: FrameFeatures, tonal: bool = False, in_tone: bool = False) -> Decision | None:
         self.index += 1
@@ -152,7 +160,8 @@ class DialerDetector:
             elif self.speech_heard and not (tonal or in_tone):
                 self.silence_ms += FRAME_MS
         elif voice:
-            self.speech_ms += FRAME_MS
+            # talk time: a pause shorter than utterance_gap_ms belongs to the utterance
+            self.speech_ms += FRAME_MS + self.silence_ms
             self.silence_ms = 0
         elif not (tonal or in_tone):
             self.silence_ms += FRAME_MS

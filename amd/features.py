@@ -61,48 +61,69 @@ class FeatureExtractor:
         self._vads[row] = webrtcvad.Vad(self.vad_mode)
 
     def compute(self, frames: np.ndarray) -> dict[str, np.ndarray]:
-        """frames: int16 array (rows, 160). Returns arrays of length rows."""
+        """frames: int16 array (rows, 160), one frame per call. Returns arrays of length rows."""
         frames = np.ascontiguousarray(frames, dtype=np.int16)
         x = frames.astype(np.float32)
-        power = np.einsum("ij,ij->i", x, x) / FRAME_SAMPLES
-        level_db = 10.0 * np.log10(power / (32768.0 ** 2) + 1e-12)
         window = np.concatenate([self.history, x], axis=1)
         self.history = window[:, FRAME_SAMPLES:]
-        spectrum = np.fft.rfft(window * _HANN, NFFT)
-        p = (spectrum.real ** 2 + spectrum.imag ** 2)[:, _BAND[0]:_BAND[1]]
-        total = p.sum(axis=1) + 1e-9
-        # energy around each bin (+-2 bins) via a cumulative sum
-        c = np.concatenate([np.zeros((p.shape[0], 1), dtype=p.dtype), np.cumsum(p, axis=1)], axis=1)
-        n = p.shape[1]
-        lo = np.clip(np.arange(n) - _PEAK_HALF, 0, n)
-        hi = np.clip(np.arange(n) + _PEAK_HALF + 1, 0, n)
-        local = c[:, hi] - c[:, lo]
-        k1 = np.argmax(p, axis=1)
-        rows = np.arange(p.shape[0])
-        e1 = local[rows, k1]
-        masked = p.copy()
-        idx = np.arange(n)[None, :]
-        masked[np.abs(idx - k1[:, None]) <= _MASK_HALF] = 0.0
-        k2 = np.argmax(masked, axis=1)
-        e2 = local[rows, k2]
-        vad = np.zeros(len(frames), dtype=bool)
-        for row in range(len(frames)):
-            if level_db[row] > SILENT_DB:
-                vad[row] = self._vads[row].is_speech(frames[row].tobytes(), RATE)
-        return {
-            "level_db": level_db,
-            "mean_abs": np.abs(x).mean(axis=1),
-            "vad": vad,
-            "f1_hz": (k1 + _BAND[0]) * BIN_HZ,
-            "f2_hz": (k2 + _BAND[0]) * BIN_HZ,
-            "purity1": e1 / total,
-            "purity2": (e1 + e2) / total,
-            "ratio2": e2 / (e1 + 1e-9),
-        }
+        return _features(frames, x, window, self._vads)
 
     def compute_one(self, frame: np.ndarray) -> FrameFeatures:
         """Features of one frame for a single-row extractor."""
-        f = self.compute(np.asarray(frame).reshape(1, -1))
-        return FrameFeatures(float(f["level_db"][0]), float(f["mean_abs"][0]), bool(f["vad"][0]), float(f["f1_hz"][0]),
-                             float(f["f2_hz"][0]), float(f["purity1"][0]), float(f["purity2"][0]),
-                             float(f["ratio2"][0]))
+        return _row(self.compute(np.asarray(frame).reshape(1, -1)), 0)
+
+
+def features_for_signal(samples: np.ndarray, vad_mode: int = 2) -> list[FrameFeatures]:
+    """Features of every 20 ms frame of one signal, identical to feeding a FeatureExtractor
+    frame by frame (each window holds only this frame and the three before it), computed in
+    one numpy pass: for benchmarks that run several detector settings on the same audio."""
+    n = len(samples) // FRAME_SAMPLES
+    frames = np.ascontiguousarray(samples[:n * FRAME_SAMPLES], dtype=np.int16).reshape(n, FRAME_SAMPLES)
+    x = frames.astype(np.float32)
+    padded = np.concatenate([np.zeros(WINDOW - FRAME_SAMPLES, dtype=np.float32), x.reshape(-1)])
+    window = np.lib.stride_tricks.sliding_window_view(padded, WINDOW)[::FRAME_SAMPLES][:n]
+    vad = webrtcvad.Vad(vad_mode)
+    f = _features(frames, x, window, [vad] * n)
+    return [_row(f, i) for i in range(n)]
+
+
+def _row(f: dict[str, np.ndarray], i: int) -> FrameFeatures:
+    return FrameFeatures(float(f["level_db"][i]), float(f["mean_abs"][i]), bool(f["vad"][i]),
+                         float(f["f1_hz"][i]), float(f["f2_hz"][i]), float(f["purity1"][i]),
+                         float(f["purity2"][i]), float(f["ratio2"][i]))
+
+
+def _features(frames: np.ndarray, x: np.ndarray, window: np.ndarray, vads) -> dict[str, np.ndarray]:
+    power = np.einsum("ij,ij->i", x, x) / FRAME_SAMPLES
+    level_db = 10.0 * np.log10(power / (32768.0 ** 2) + 1e-12)
+    spectrum = np.fft.rfft(window * _HANN, NFFT)
+    p = (spectrum.real ** 2 + spectrum.imag ** 2)[:, _BAND[0]:_BAND[1]]
+    total = p.sum(axis=1) + 1e-9
+    # energy around each bin (+-2 bins) via a cumulative sum
+    c = np.concatenate([np.zeros((p.shape[0], 1), dtype=p.dtype), np.cumsum(p, axis=1)], axis=1)
+    n = p.shape[1]
+    lo = np.clip(np.arange(n) - _PEAK_HALF, 0, n)
+    hi = np.clip(np.arange(n) + _PEAK_HALF + 1, 0, n)
+    local = c[:, hi] - c[:, lo]
+    k1 = np.argmax(p, axis=1)
+    rows = np.arange(p.shape[0])
+    e1 = local[rows, k1]
+    masked = p.copy()
+    idx = np.arange(n)[None, :]
+    masked[np.abs(idx - k1[:, None]) <= _MASK_HALF] = 0.0
+    k2 = np.argmax(masked, axis=1)
+    e2 = local[rows, k2]
+    vad = np.zeros(len(frames), dtype=bool)
+    for row in range(len(frames)):
+        if level_db[row] > SILENT_DB:
+            vad[row] = vads[row].is_speech(frames[row].tobytes(), RATE)
+    return {
+        "level_db": level_db,
+        "mean_abs": np.abs(x).mean(axis=1),
+        "vad": vad,
+        "f1_hz": (k1 + _BAND[0]) * BIN_HZ,
+        "f2_hz": (k2 + _BAND[0]) * BIN_HZ,
+        "purity1": e1 / total,
+        "purity2": (e1 + e2) / total,
+        "ratio2": e2 / (e1 + 1e-9),
+    }

@@ -38,7 +38,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 10.0
 READ_SIZE = 1 << 16
-EVENT_QUEUE_SIZE = 10_000
+# The event queue holds the events of one read per item (at most READ_SIZE bytes of frames),
+# so it is bounded in bytes too: 1000 reads of 64 KiB. Batching keeps the queue's cost off
+# each single event.
+EVENT_QUEUE_SIZE = 1000
 # How long the reader may wait for room in a full event queue before it declares the consumer
 # stalled and drops the connection (the inbound client then reconnects and reconciles).
 EVENT_QUEUE_PUT_TIMEOUT_S = 5.0
@@ -198,15 +201,22 @@ class ESLConnection:
                     self._parser.close()
                     self.close(ConnectionLost(f"{self.name}: connection closed {detail}"))
                     return
-                for frame in self._parser.feed(data):
-                    self._route(frame)
+                batch = [event for frame in self._parser.feed(data)
+                         if (event := self._route(frame)) is not None]
+                if batch:
+                    try:
+                        self._events.put(batch, timeout=EVENT_QUEUE_PUT_TIMEOUT_S)
+                    except gevent.queue.Full:
+                        self.close(ConnectionLost(f"{self.name}: event consumer stalled, queue full"))
+                        return
                 slicer.yield_now()
         except ProtocolError as exc:
             self.close(ConnectionLost(f"{self.name}: protocol error: {exc}"))
         except OSError as exc:
             self.close(ConnectionLost(f"{self.name}: {exc}"))
 
-    def _route(self, frame: Frame) -> None:
+    def _route(self, frame: Frame) -> Event | None:
+        """Settle the reply or job a frame answers; return the event it carries, if any."""
         content_type = frame.content_type
         if frame.is_event:
             try:
@@ -215,17 +225,14 @@ class ESLConnection:
                 # One bad event loses nothing else: the framing is intact.
                 self.events_undecodable += 1
                 log.warning("%s: dropped undecodable event: %s", self.name, exc)
-                return
+                return None
             self.events_received += 1
             if event.name == "BACKGROUND_JOB":
                 job = self._jobs.pop(event.get("Job-UUID", ""), None)
                 if job is not None:
                     job._settle(event.body or "")
-            try:
-                self._events.put(event, timeout=EVENT_QUEUE_PUT_TIMEOUT_S)
-            except gevent.queue.Full:
-                self.close(ConnectionLost(f"{self.name}: event consumer stalled, queue full"))
-        elif content_type in (protocol.COMMAND_REPLY, protocol.API_RESPONSE):
+            return event
+        if content_type in (protocol.COMMAND_REPLY, protocol.API_RESPONSE):
             if self._pending:
                 _, result = self._pending.popleft()
                 result.set(frame)
@@ -244,6 +251,7 @@ class ESLConnection:
             log.debug("%s: log: %s", self.name, (frame.body_text() or "").rstrip())
         else:
             log.warning("%s: ignored frame of type %r", self.name, content_type)
+        return None
 
     def _dispatch_loop(self) -> None:
         slicer = CooperativeSlicer()
@@ -251,18 +259,20 @@ class ESLConnection:
             slicer.yield_now()
             try:
                 slicer.waiting()
-                event = self._events.get(timeout=0.5)
+                batch = self._events.get(timeout=0.5)
                 slicer.woke()
             except gevent.queue.Empty:
                 if self._closed.is_set():
                     return  # every event received before the close was delivered
                 continue
-            if self._on_event is None:
+            handler = self._on_event
+            if handler is None:
                 continue
-            try:
-                self._on_event(event)
-            except Exception:  # a handler's bug must not end event delivery for the connection
-                log.exception("%s: event handler failed on %s", self.name, event.name)
+            for event in batch:
+                try:
+                    handler(event)
+                except Exception:  # a handler's bug must not end event delivery for the connection
+                    log.exception("%s: event handler failed on %s", self.name, event.name)
 
     # -- writing ------------------------------------------------------------------------------
 

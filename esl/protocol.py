@@ -65,16 +65,43 @@ def url_encode(value: str) -> str:
 def _parse_header_lines(text: str, decode: bool) -> dict[str, str]:
     """Parse `Name: value` lines as libesl does: split at the first ':', skip the spaces after
     it, ignore a line with no ':'. For a repeated name the first value wins."""
-    headers: dict[str, str] = {}
-    for line in text.split("\n"):
-        name, colon, value = line.partition(":")
-        if colon and name not in headers:
-            headers[name] = value.lstrip(" ")
+    try:
+        # Fast path for what FreeSWITCH writes: every line exactly `Name: value`.
+        if ":  " in text:
+            raise ValueError("extra spaces after a colon")
+        pairs = [line.split(": ", 1) for line in text.split("\n")]
+        headers = dict(pairs)
+        if len(headers) != len(pairs):
+            raise ValueError("a repeated header")
+    except ValueError:
+        headers = {}
+        for line in text.split("\n"):
+            name, colon, value = line.partition(":")
+            if colon and name not in headers:
+                headers[name] = value.lstrip(" ")
     if decode and "%" in text:
-        for name, value in headers.items():
-            if "%" in value:
-                headers[name] = unquote(value, encoding="utf-8", errors="replace")
+        _decode_values(headers)
     return headers
+
+
+def _decode_values(headers: dict[str, str]) -> None:
+    """URL-decode, in place, every value that has an escape, each value on its own.
+
+    unquote() costs microseconds per call and a channel event has dozens of encoded values,
+    so they are joined with NUL and decoded in one call. NUL cannot occur in an encoded value
+    (FreeSWITCH strings are C strings), and a decoded %00 would end the value in libesl too;
+    a value with %00 falls back to one call per value so that the split stays exact.
+    """
+    names = [name for name, value in headers.items() if "%" in value]
+    if not names:
+        return
+    joined = "\0".join(headers[name] for name in names)
+    if "%00" in joined:
+        for name in names:
+            headers[name] = unquote(headers[name], encoding="utf-8", errors="replace")
+        return
+    for name, value in zip(names, unquote(joined, encoding="utf-8", errors="replace").split("\0")):
+        headers[name] = value
 
 
 @dataclass(slots=True)

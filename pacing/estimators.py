@@ -31,7 +31,7 @@ class ResolutionEstimator:
         self._decay_one = math.exp(-1.0 / memory)
         self.connected = prior_connected.astype(float).copy()
         self.all = prior_all.astype(float).copy()
-        self._tables: tuple[np.ndarray, np.ndarray] | None = None
+        self._tables: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._refresh()
 
     def observe(self, ages: np.ndarray, connected: np.ndarray) -> None:
@@ -62,20 +62,22 @@ class ResolutionEstimator:
         p = max(self.contact_rate, 1e-4)
         return math.sqrt((1.0 - p) / (p * max(self.weight, 1.0)))
 
-    def tables(self, horizon: int) -> tuple[np.ndarray, np.ndarray]:
-        """(cum_from_age, cum_new): cum_from_age[a, k] = P(connect within k s | still ringing at
-        age a), k = 0..horizon; cum_new = cum_from_age[0]."""
-        if self._tables is None or self._tables[0].shape[1] != horizon + 1:
+    def tables(self, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(cum_from_age, cum_new, new_mass): cum_from_age[a, j] = P(connect within ks[j] s |
+        still ringing at age a); cum_new = cum_from_age[0]; new_mass its increments per step.
+        `ks` must not change between calls."""
+        if self._tables is None:
+            horizon = int(ks[-1])
             padded_c = np.concatenate([self.connected, np.zeros(horizon + 1)])
             cum_c = np.concatenate([[0.0], np.cumsum(padded_c)])
             tail_all = np.cumsum(self.all[::-1])[::-1]
             ages = np.arange(self.bins)[:, None]
-            ks = np.arange(horizon + 1)[None, :]
+            steps = np.asarray(ks, dtype=np.int64)[None, :]
             # connects resolved at integer ages a..a+k inclusive
-            within = cum_c[ages + ks + 1] - cum_c[ages]
+            within = cum_c[ages + steps + 1] - cum_c[ages]
             cum = within / np.maximum(tail_all, 1e-12)[:, None]
             np.clip(cum, 0.0, 1.0, out=cum)
-            self._tables = (cum, cum[0])
+            self._tables = (cum, cum[0], np.diff(cum[0], prepend=0.0))
         return self._tables
 
 

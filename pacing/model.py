@@ -104,13 +104,20 @@ class PacingSnapshot:
     new_outcomes: OutcomeStats = OutcomeStats()
     shift_remaining_s: float = float("inf")        # until agents log off
     preview_requests: int = 0                      # agents who asked for a call (preview mode)
+    state_counts: dict[AgentState, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        counts = dict.fromkeys(AgentState, 0)
+        for agent in self.agents:
+            counts[agent.state] += 1
+        object.__setattr__(self, "state_counts", counts)
 
     def count(self, state: AgentState) -> int:
-        return sum(1 for agent in self.agents if agent.state is state)
+        return self.state_counts[state]
 
     @property
     def active_agents(self) -> int:
-        return sum(1 for agent in self.agents if agent.state is not AgentState.PAUSED)
+        return len(self.agents) - self.state_counts[AgentState.PAUSED]
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from pacing.model import (
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 HORIZON_S = 40          # covers a 25 s ring timeout plus greeting and AMD
+STEP_S = 2              # resolution of the look-ahead
 RESOLUTION_BINS = 48    # 1-s bins of call age
 MAX_NEW_CALLS = 400
 
@@ -184,7 +185,7 @@ class PredictivePacer(Pacer):
                                         config.memory_attempts / 8.0, frozen)
         self.talk = LognormalEstimator(*talk, weight, config.memory_calls, frozen)
         self.wrap = LognormalEstimator(*wrap, weight, config.memory_calls, frozen)
-        self._ks = np.arange(HORIZON_S + 1, dtype=float)
+        self._ks = np.arange(0, HORIZON_S + 1, STEP_S)
         self._window = max(config.abandon_wait_s - config.amd_post_greeting_s, 0.0)
         self.drift_resets = 0
         self.gain_log = 0.0
@@ -261,7 +262,7 @@ class PredictivePacer(Pacer):
         supply = ready + p_free.sum(axis=0)
         supply_var = (p_free * (1.0 - p_free)).sum(axis=0)
 
-        cum_from_age, cum_new = self.slow.tables(HORIZON_S)
+        cum_from_age, cum_new, connect_mass = self.slow.tables(ks)
         if ringing:
             idx = np.minimum(np.asarray(snapshot.ringing_ages_s, dtype=np.int64),
                              RESOLUTION_BINS - 1)
@@ -269,40 +270,43 @@ class PredictivePacer(Pacer):
             ring_mean = counts @ cum_from_age
             ring_var = counts @ (cum_from_age * (1.0 - cum_from_age))
         else:
-            ring_mean = ring_var = np.zeros(HORIZON_S + 1)
+            ring_mean = ring_var = np.zeros(ks.size)
 
-        ns = np.arange(room + 1, dtype=float)[:, None]
-        demand = waiting + ring_mean + ns * cum_new
-        param_sd = self.slow.relative_sd() * (ring_mean + ns * cum_new)
-        var = ring_var + ns * (cum_new * (1.0 - cum_new)) + supply_var + param_sd * param_sd
-        sd = np.sqrt(var) + 1e-9
-        gap = demand - supply
-        z = gap / sd
-        overflow = gap * ndtr(z) + sd * _INV_SQRT_2PI * np.exp(-0.5 * z * z)
-        end = int(snapshot.shift_remaining_s)
-        if end < HORIZON_S:
-            # agents log off at the end of the shift: every later connect is abandoned
-            end = max(end, 0)
-            loss = overflow[:, : end + 1].max(axis=1) + demand[:, -1] - demand[:, end]
-        else:
-            loss = overflow.max(axis=1)
-        live = demand[:, -1]
+        # calls waiting now take the first agents that free up within their 2 s
+        supply = supply - min(float(waiting), float(supply[0]))
+        # calls far beyond the agents that can free up are never worth evaluating
+        spare = supply[-1] - ring_mean[-1] + 3.0 * math.sqrt(supply[-1] + 1.0)
+        candidates = min(room, max(floor, 0) + 1 + int(max(spare, 0.0) / max(cum_new[-1], 1e-3)))
+        # Risk of the n-th new call (n = 1..candidates): it is abandoned if, when it connects at
+        # step k, the connects before it (ringing calls and the n-1 other new calls) already
+        # hold every agent freed by k + the 2 s window. Counting earlier abandoned calls as if
+        # they held agents makes this conservative; `calibrate` removes the bias.
+        before = np.arange(candidates, dtype=float)[:, None]
+        ahead = ring_mean + before * cum_new
+        param_sd = self.slow.relative_sd() * (ring_mean + (before + 1.0) * cum_new)
+        var = (ring_var + before * (cum_new * (1.0 - cum_new)) + supply_var
+               + param_sd * param_sd + 0.25)
+        blocked = ndtr((ahead + 0.5 - supply) / np.sqrt(var))
+        if snapshot.shift_remaining_s < HORIZON_S:
+            # agents log off at the end of the shift: a later connect is abandoned
+            blocked[:, ks >= snapshot.shift_remaining_s] = 1.0
+        total = max(float(cum_new[-1]), 1e-9)
+        risk = (blocked @ connect_mass) / total
         if cfg.accounting is Accounting.UK:
-            hidden = cfg.amd_false_machine_share * live
-            loss = loss + hidden
-            live = live + hidden
-        # Marginal rule (the Lagrangian optimum): start a call while its own expected abandon,
-        # per expected live answer it brings, stays under the calibrated threshold.
+            # Ofcom: the humans AMD will call machines count as abandoned too
+            f = cfg.amd_false_machine_share
+            risk = (risk + f) / (1.0 + f)
+        # Marginal rule (the Lagrangian optimum for talk time under an abandon budget): start
+        # calls while each one's own abandon risk stays under the calibrated threshold.
         threshold = share_allowed * math.exp(self.gain_log)
-        marginal = np.diff(loss) / max(float(cum_new[-1]), 1e-9)
-        over = marginal > threshold
-        calls = int(np.argmax(over)) if over.any() else room
+        over = risk > threshold
+        calls = int(np.argmax(over)) if over.any() else candidates
         calls = max(calls, floor)
-        k = min(calls, room)
         diagnostics = Diagnostics(
             answer_probability=contact,
             expected_free_agents=float(supply[-1]),
-            predicted_abandon_probability=float(loss[k] / max(live[k], 1e-9)),
+            predicted_abandon_probability=float(risk[min(max(calls - 1, 0), candidates - 1)])
+            if candidates else float("nan"),
             target_now=share_allowed,
             note=f"threshold {threshold:.4f}",
         )

@@ -475,3 +475,107 @@ class Simulation:
                                        minlength=25).tolist(),
             drift_resets=getattr(self.pacer, "drift_resets", 0),
         )
+
+
+def simulate(scenario: Scenario, config: PacingConfig, known: bool = False,
+             policy_name: str | None = None) -> SimulationResult:
+    """Run one policy on one scenario (the entry point of `dialer simulate` and the benchmark)."""
+    config = replace(config, accounting=scenario.accounting, shift_length_s=scenario.shift_s,
+                     ring_timeout_s=scenario.ring_timeout_s,
+                     abandon_wait_s=scenario.abandon_wait_s,
+                     amd_post_greeting_s=scenario.amd_post_greeting_s)
+    pacer = make_pacer(config, known_parameters(scenario) if known else None)
+    name = policy_name or (config.mode.value + ("-known" if known else ""))
+    return Simulation(scenario, pacer, name).run()
+
+
+def known_parameters(scenario: Scenario, draws: int = 200_000) -> KnownParameters:
+    """The true resolution-age histograms and handle-time parameters of a scenario, from a large
+    sample of its outcome model (a separate stream: not the lead list being dialed)."""
+    sample = LeadList(replace(scenario, seed=scenario.seed + 1_000_003))
+    sample.ensure(draws)
+    f, s = sample.fields, scenario
+    p = s.contact_rate
+    u, amd = f["u"][:draws], f["amd"][:draws]
+    human_age = f["ring"][:draws] + f["greet"][:draws] + s.amd_post_greeting_s
+    v = (u - p) / (1.0 - p)
+    live = u < p
+    machine = ~live & (v < s.machine_share)
+    busy = ~live & ~machine & (v < s.machine_share + s.busy_share)
+    false_human = machine & (amd < s.amd_false_human)
+    connected = (live & (amd >= s.amd_false_machine)) | false_human
+    age = np.where(live | false_human, human_age,
+                   np.where(machine, f["ring"][:draws] + f["mgreet"][:draws],
+                            np.where(busy, f["busy"][:draws], s.ring_timeout_s)))
+    idx = np.minimum(age.astype(np.int64), RESOLUTION_BINS - 1)
+    scale = 1.0 / draws * 1e6      # a weight so large that the histograms act as certainties
+    return KnownParameters(
+        connected_hist=np.bincount(idx[connected], minlength=RESOLUTION_BINS) * scale,
+        all_hist=np.bincount(idx, minlength=RESOLUTION_BINS) * scale,
+        talk_mean_s=s.talk_mean_s, talk_cv=s.talk_cv,
+        wrap_mean_s=s.wrap_mean_s, wrap_cv=s.wrap_cv,
+    )
+
+
+def clairvoyant_oracle(scenario: Scenario) -> float:
+    """Talk minutes per agent-hour of the clairvoyant oracle (pacing.md bound 2).
+
+    It knows every record's outcome on the same lead list and dials greedily in list order: a
+    live record is dialed so that it connects the instant the next agent frees up (never before
+    the records ahead of it in the list were dialed), other records hold a line for their known
+    duration; a line cap and a calls-per-second limit apply; no pauses, no abandons. Machines
+    AMD calls human are treated as non-live (the oracle knows). Agents log off at the end of the
+    shift once their call is done.
+    """
+    s = scenario
+    leads = LeadList(s)
+    f = leads.fields
+    line_cap = s.max_channels or (int(s.max_lines_per_agent * s.agents)
+                                  if s.max_lines_per_agent else 10 ** 9)
+    spacing = 1.0 / s.max_cps if s.max_cps else 0.0
+    talk_total = logged_total = 0.0
+    record = 0
+    days = max(1, math.ceil(s.days))
+    for day in range(days):
+        shift = s.shift_s if day < days - 1 or s.days == days else s.shift_s * (s.days - day)
+        agents = [0.0] * s.agents           # time each agent is next free
+        heapq.heapify(agents)
+        lines: list[float] = []              # release times of busy lines
+        cursor = 0.0                          # list order: no record before the previous one
+        while True:
+            leads.ensure(record + 1)
+            u, amd = f["u"][record], f["amd"][record]
+            p = s.contact_at(cursor)
+            live = u < p and amd >= s.amd_false_machine
+            if u < p:
+                duration = f["ring"][record] + f["greet"][record] + s.amd_post_greeting_s
+            else:
+                v = (u - p) / (1.0 - p)
+                if v < s.machine_share:
+                    duration = f["ring"][record] + f["mgreet"][record]
+                elif v < s.machine_share + s.busy_share:
+                    duration = f["busy"][record]
+                else:
+                    duration = s.ring_timeout_s
+            earliest = cursor
+            if len(lines) >= line_cap:
+                earliest = max(earliest, heapq.heappop(lines))
+            if live:
+                free_at = agents[0]
+                dial_at = max(earliest, free_at - duration)
+                connect_at = dial_at + duration
+                if connect_at >= shift:
+                    break
+                talk = float(f["talk"][record])
+                heapq.heapreplace(agents, connect_at + talk + float(f["wrap"][record]))
+                talk_total += talk
+                heapq.heappush(lines, connect_at + talk)
+            else:
+                dial_at = earliest
+                if dial_at >= shift:
+                    break
+                heapq.heappush(lines, dial_at + duration)
+            cursor = dial_at + spacing
+            record += 1
+        logged_total += sum(max(t, shift) for t in agents)
+    return talk_total / 60.0 / (logged_total / 3600.0)

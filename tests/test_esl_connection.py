@@ -159,3 +159,51 @@ def test_backoff_has_full_jitter_and_cap():
     delays = [Backoff(base_s=0.1, cap_s=2.0).delay(attempt, rng) for attempt in range(20)]
     assert all(0 <= d <= 2.0 for d in delays)
     assert len(set(round(d, 6) for d in delays)) == 20
+
+
+def test_rude_rejection_is_reported():
+    from gevent.server import StreamServer
+
+    def reject(sock, _address):
+        sock.sendall(b"Content-Type: text/rude-rejection\nContent-Length: 24\n\nAccess Denied, go away.\n")
+        gevent.sleep(0.2)
+        sock.close()
+
+    server = StreamServer(("127.0.0.1", 0), reject)
+    server.start()
+    try:
+        conn = connect("127.0.0.1", server.server_port, timeout=2.0)
+        with pytest.raises(ConnectionLost) as lost:
+            conn.authenticate("ClueCon")
+        assert "Access Denied" in str(lost.value)
+    finally:
+        server.stop()
+
+
+def test_undecodable_event_is_dropped_and_the_stream_goes_on():
+    from gevent.server import StreamServer
+
+    def serve(sock, _address):
+        sock.sendall(b"Content-Type: auth/request\n\n")
+        sock.recv(100)
+        sock.sendall(b"Content-Type: command/reply\nReply-Text: +OK accepted\n\n"
+                     b"Content-Length: 5\nContent-Type: text/event-json\n\n{bad}"
+                     b"Content-Length: 24\nContent-Type: text/event-json\n\n{\"Event-Name\":\"CUSTOM\"}\n"
+                     b"Content-Type: log/data\nContent-Length: 4\n\nlog\n")
+        gevent.sleep(0.5)
+        sock.close()
+
+    server = StreamServer(("127.0.0.1", 0), serve)
+    server.start()
+    events = []
+    try:
+        conn = connect("127.0.0.1", server.server_port, timeout=2.0, on_event=events.append)
+        conn.authenticate("ClueCon")
+        deadline = time.monotonic() + 2
+        while not events and time.monotonic() < deadline:
+            gevent.sleep(0.01)
+        assert [e.name for e in events] == ["CUSTOM"]
+        assert conn.events_undecodable == 1 and not conn.closed
+        conn.close()
+    finally:
+        server.stop()

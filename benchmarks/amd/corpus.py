@@ -32,7 +32,7 @@ import numpy as np
 
 from amd import audio
 
-CORPUS_VERSION = 3
+CORPUS_VERSION = 4
 RATE = audio.RATE
 
 # Voices: espeak-ng English dialects x variants; each split draws from its own half.
@@ -123,7 +123,8 @@ def _trim(x: np.ndarray) -> np.ndarray:
 
 def _tone(freqs, dur_s, amplitude=1.0) -> np.ndarray:
     t = np.arange(int(dur_s * RATE)) / RATE
-    y = sum(np.sin(2 * np.pi * f * t) for f in freqs) / len(freqs)
+    # RMS `amplitude` whether one or two tones
+    y = sum(np.sin(2 * np.pi * f * t) for f in freqs) * np.sqrt(2.0 / len(freqs))
     ramp = min(len(t) // 2, int(0.005 * RATE))             # 5 ms ramps, no clicks
     env = np.ones(len(t))
     if ramp:
@@ -168,15 +169,21 @@ class _Track:
         self.beep: tuple[int, int] | None = None
 
     def add(self, x: np.ndarray, kind: str = "other") -> None:
+        """kind "speech" is espeak-ng output at its own scale; "beep", "tone" and "music" are
+        given relative to the speech RMS (1.0 = as loud as the speech) and scaled in signal()."""
         if kind == "speech":
             self.speech.append((self.length, self.length + len(x)))
         elif kind == "beep":
             self.beep = (self.length, self.length + len(x))
-        self.parts.append(x)
+        self.parts.append((x, kind in ("beep", "tone", "music")))
         self.length += len(x)
 
     def signal(self) -> np.ndarray:
-        return np.concatenate(self.parts) if self.parts else np.zeros(0)
+        if not self.parts:
+            return np.zeros(0)
+        speech = [x for x, relative in self.parts if not relative and np.any(x)]
+        ref = float(np.sqrt(np.mean(np.concatenate(speech) ** 2))) if speech else 1.0
+        return np.concatenate([x * ref if relative else x for x, relative in self.parts])
 
 
 def _ms(samples: int | None) -> int | None:
@@ -271,30 +278,30 @@ def build_item(seed: int, index: int, split: str, label: str) -> dict:
                 track.add(_silence(rng.uniform(0.05, 0.3)))
             freqs, dur = _beep(rng)
             meta["beep_freqs"] = [round(f, 1) for f in freqs]
-            track.add(_tone(freqs, dur, amplitude=float(10 ** (rng.uniform(-6, 3) / 20)) * 1.4), "beep")
+            track.add(_tone(freqs, dur, amplitude=float(10 ** (rng.uniform(-6, 3) / 20))), "beep")
             track.add(_silence(rng.uniform(2.0, 4.0) if ending == "beep_silence" else rng.uniform(0.3, 0.6)))
     else:
         kind = _pick(rng, NEGATIVE_KINDS)
         track.add(_silence(rng.uniform(0.0, 1.0)))
         if kind == "ringback":
             for _ in range(2):
-                track.add(_tone([440, 480], 2.0, 1.2), "tone")
+                track.add(_tone([440, 480], 2.0), "tone")
                 track.add(_silence(4.0 if _ == 0 else 1.0))
         elif kind == "sit":
             for f, d in ((913.8, 0.274), (1370.6, 0.274), (1776.7, 0.380)):
-                track.add(_tone([f], d, 1.2), "tone")
+                track.add(_tone([f], d), "tone")
             track.add(_silence(0.3))
             track.add(_espeak("The number you have dialed is not in service.", voice, speed, pitch), "speech")
             track.add(_silence(1.0))
         elif kind == "fax":
             for _ in range(2):
-                track.add(_tone([1100], 0.5, 1.2), "tone")
+                track.add(_tone([1100], 0.5), "tone")
                 track.add(_silence(3.0))
         elif kind == "dtmf":
             low, high = [697, 770, 852, 941], [1209, 1336, 1477, 1633]
             for _ in range(int(rng.integers(4, 11))):
                 track.add(_tone([float(rng.choice(low)), float(rng.choice(high))],
-                                rng.uniform(0.06, 0.25), 1.2), "tone")
+                                rng.uniform(0.06, 0.25)), "tone")
                 track.add(_silence(rng.uniform(0.05, 0.15)))
             track.add(_silence(1.0))
         else:

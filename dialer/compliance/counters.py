@@ -92,7 +92,8 @@ class RedisCounters:
         except redis.RedisError as exc:
             raise StorageError(f"counter store unavailable: {exc}") from exc
         names = [c.rule_id for c in counters] + [lk.rule_id for lk in locks]
-        return CounterResult({names[i]: int(n) for i, n in enumerate(counts)},
+        labels = [c.rule_id for c in counters] + [f"{lk.rule_id}:lock_ms" for lk in locks]
+        return CounterResult({labels[i]: int(n) for i, n in enumerate(counts)},
                              tuple(dict.fromkeys(names[i - 1] for i in blocked)))
 
     def set_lock(self, key: str, now_ms: int, ttl_ms: int) -> None:
@@ -130,7 +131,7 @@ class MemoryCounters:
         for lk in locks:
             expiry = self.locks.get(lk.key)
             if expiry is not None and expiry > now_ms:
-                counts[lk.rule_id] = expiry - now_ms
+                counts[f"{lk.rule_id}:lock_ms"] = expiry - now_ms
                 blocked.append(lk.rule_id)
         if commit and not blocked:
             for c in counters:

@@ -11,6 +11,7 @@ page cache; RegistryIndex.refresh() picks up new snapshots from the metadata.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -262,6 +263,17 @@ class ImportResult:
     report: ParseReport
 
 
+def _storage_errors(method):
+    """PostgreSQL failures inside an import surface as StorageError (the transaction rolled back)."""
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except psycopg.Error as exc:
+            raise StorageError(f"registry metadata: {exc}") from exc
+    return wrapper
+
+
 class RegistryStore:
     """Bitset files under `data_dir`/dnc plus their metadata rows in PostgreSQL."""
 
@@ -295,6 +307,7 @@ class RegistryStore:
             " AND file_sha256=%s AND mode=%s", (kind, jurisdiction, file_sha, mode)).fetchone()
         return row is not None
 
+    @_storage_errors
     def import_full(self, path: Path, *, kind: str, jurisdiction: str, snapshot_date: date,
                     source: str, progress: Progress | None = None) -> ImportResult:
         """Replace the bitsets of every area code in the file. Same file again: no change."""
@@ -315,6 +328,7 @@ class RegistryStore:
                                             len(bitsets), total, 0, report)
         return ImportResult(import_id, False, len(bitsets), total, total, 0, report)
 
+    @_storage_errors
     def import_changes(self, path: Path, *, kind: str, jurisdiction: str, snapshot_date: date,
                        source: str, progress: Progress | None = None) -> ImportResult:
         """Apply a change list (NPA,NXXXXXX,A|D lines) on top of the current snapshots."""
@@ -326,25 +340,36 @@ class RegistryStore:
         current = {r[0]: r for r in self.conn.execute(
             "SELECT npa, snapshot_date, file_path FROM compliance_dnc_snapshots"
             " WHERE list_kind=%s AND jurisdiction=%s", (kind, jurisdiction)).fetchall()}
+        parts = list(iter_number_blocks(path, report, progress, with_action=True))
+        keys = np.concatenate([p[0].astype(np.int64) * BITS_PER_NPA + p[1] for p in parts] or [np.empty(0, np.int64)])
+        actions = np.concatenate([p[2] for p in parts] or [np.empty(0, bool)])
+        # When a number appears several times, its last line in the file wins.
+        unique_keys, last = np.unique(keys[::-1], return_index=True)
+        is_add = actions[::-1][last]
+        npas = (unique_keys // BITS_PER_NPA).astype(np.int32)
+        lines = (unique_keys % BITS_PER_NPA).astype(np.int32)
         touched: dict[int, np.ndarray] = {}
         added = removed = 0
-        for npa, line7, adds in iter_number_blocks(path, report, progress, with_action=True):
-            for i in range(len(npa)):
-                code = int(npa[i])
-                row = current.get(code)
-                if row is None:
-                    report.bad(0, f"{code:03d}".encode(), "no full snapshot for this area code; import one first")
-                    continue
-                if row[1] > snapshot_date:
-                    raise DncImportError(f"change list dated {snapshot_date} is older than area code"
-                                         f" {code:03d}'s snapshot of {row[1]}")
-                bits = touched.get(code)
-                if bits is None:
-                    bits = touched[code] = self._read_bits(row[2]).copy()
-                before = bool(bits[line7[i] >> 3] >> (line7[i] & 7) & 1)
-                set_bits(bits, line7[i:i + 1], bool(adds[i]))
-                added += int(adds[i] and not before)
-                removed += int(not adds[i] and before)
+        bounds = np.flatnonzero(np.diff(npas)) + 1
+        for start, end in zip(np.r_[0, bounds], np.r_[bounds, len(npas)]):
+            if start == end:
+                continue
+            code = int(npas[start])
+            row = current.get(code)
+            if row is None:
+                report.bad(0, f"{code:03d}".encode(),
+                           f"{end - start} changes for an area code with no full snapshot; import one first")
+                continue
+            if row[1] > snapshot_date:
+                raise DncImportError(f"change list dated {snapshot_date} is older than area code"
+                                     f" {code:03d}'s snapshot of {row[1]}")
+            bits = touched[code] = self._read_bits(row[2]).copy()
+            group_lines, group_add = lines[start:end], is_add[start:end]
+            before = bits_set(bits, group_lines)
+            set_bits(bits, group_lines[group_add], True)
+            set_bits(bits, group_lines[~group_add], False)
+            added += int((group_add & ~before).sum())
+            removed += int((~group_add & before).sum())
         with self.conn.transaction():
             for code, row in current.items():
                 bits = touched.get(code)
@@ -380,9 +405,12 @@ class RegistryStore:
              removed, report.lines, report.bad_lines)).fetchone()[0]
 
     def metadata(self) -> list[tuple]:
-        return self.conn.execute(
-            "SELECT list_kind, jurisdiction, npa, snapshot_date, number_count, sha256, file_path, source"
-            " FROM compliance_dnc_snapshots ORDER BY list_kind, jurisdiction, npa").fetchall()
+        try:
+            return self.conn.execute(
+                "SELECT list_kind, jurisdiction, npa, snapshot_date, number_count, sha256, file_path, source"
+                " FROM compliance_dnc_snapshots ORDER BY list_kind, jurisdiction, npa").fetchall()
+        except psycopg.Error as exc:
+            raise StorageError(f"registry metadata unavailable: {exc}") from exc
 
     def load_index(self, index: RegistryIndex | None = None) -> RegistryIndex:
         """Map every snapshot's file (read-only memmap); reuse those whose SHA did not change."""

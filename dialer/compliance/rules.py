@@ -62,6 +62,7 @@ class StateInfo:
     name: str
     zones: tuple[str, ...]
     presume_area_code_resident: bool = False
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,8 @@ def parse_pack(text: str, origin: str) -> RulePack:
     if len(ids) != len(set(ids)):
         raise RulePackError(f"{origin}: duplicate rule ids")
     states = {
-        code: StateInfo(code, info["name"], tuple(info["zones"]), bool(info.get("presume_area_code_resident")))
+        code: StateInfo(code, info["name"], tuple(info["zones"]), bool(info.get("presume_area_code_resident")),
+                        tuple(info.get("aliases", ())))
         for code, info in raw.get("states", {}).items()
     }
     for zone in {z for s in states.values() for z in s.zones}:
@@ -216,7 +218,8 @@ class RuleBook:
         self.states: dict[str, StateInfo] = {}
         for pack in packs:
             self.states.update(pack.states)
-        self.state_by_name = {info.name.lower(): code for code, info in self.states.items()}
+        self.state_by_name = {name.lower(): code for code, info in self.states.items()
+                              for name in (info.name, *info.aliases)}
         self._by_country: dict[str, tuple[RulePack, ...]] = {}
         rule_ids = [r.id for p in packs for r in p.rules]
         if len(rule_ids) != len(set(rule_ids)):

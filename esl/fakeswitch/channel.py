@@ -90,6 +90,7 @@ class Channel:
         self.network_addr: str | None = None
         self.cid_number = cid_number
         self.cid_name = cid_name
+        self.orig_cid_number = cid_number
         self.callee_name: str | None = "Outbound Call"
         self.callee_number: str | None = user
         self.context = context
@@ -157,9 +158,9 @@ class Channel:
         fields = [
             ("Direction", self.direction), ("Logical-Direction", self.direction),
             ("Caller-ID-Name", self.cid_name), ("Caller-ID-Number", self.cid_number),
-            ("Orig-Caller-ID-Number", self.cid_number),
+            ("Orig-Caller-ID-Number", self.orig_cid_number),
             ("Callee-ID-Name", self.callee_name or ""), ("Callee-ID-Number", self.callee_number or ""),
-            ("Network-Addr", self.network_addr or ""), ("ANI", self.cid_number),
+            ("Network-Addr", self.network_addr or ""), ("ANI", self.orig_cid_number),
             ("Destination-Number", self.user), ("Unique-ID", self.uuid),
             ("Source", "src/switch_ivr_originate.c"), ("Context", self.context),
             ("Channel-Name", self.name), ("Profile-Index", "1"),

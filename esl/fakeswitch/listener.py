@@ -48,6 +48,7 @@ class Listener:
         self.filters: list[tuple[str, str]] = []
         self.my_uuid: str | None = None
         self.linger = False
+        self.socket_mode, self.control = "async", "full"
         self.queue: collections.deque[SimEvent] = collections.deque()
         self.lost = 0
         self.closed = False
@@ -78,7 +79,7 @@ class Listener:
         if len(self.queue) >= self.switch.max_event_queue:
             self.lost += 1
             self.switch.counters["events_lost"] += 1
-            if self.lost > self.switch.max_lost_events:
+            if self.lost == self.switch.max_lost_events + 1:
                 log.warning("listener lost %d events; disconnecting it", self.lost)
                 self.switch.counters["listeners_dropped"] += 1
                 gevent.spawn(self.close)
@@ -110,6 +111,16 @@ class Listener:
 
     def reply(self, text: str, extra: list[tuple[str, str]] | None = None) -> None:
         self._send(encode_frame([("Content-Type", COMMAND_REPLY), ("Reply-Text", text), *(extra or [])]))
+
+    def reply_connect(self) -> None:
+        """The outbound `connect` reply: the whole channel data as one URL-encoded command/reply
+        header block with no body (mod_event_socket.c parse_command, capture 30_outbound_socket)."""
+        channel = self.outbound_channel
+        headers = (self.switch.common_headers("CHANNEL_DATA") + channel.profile_headers("Channel")
+                   + channel.basic_headers() + channel.variable_headers()
+                   + [("Content-Type", COMMAND_REPLY), ("Reply-Text", "+OK\n"),
+                      ("Socket-Mode", self.socket_mode), ("Control", self.control)])
+        self._send(serialize_event_plain(headers))
 
     def api_response(self, body: str) -> None:
         self._send(encode_frame([("Content-Type", "api/response")], body))
@@ -250,5 +261,3 @@ class Listener:
 def new_uuid() -> str:
     return str(uuidlib.uuid4())
 
-
-__all__ = ["Listener", "new_uuid", "serialize_event_plain"]

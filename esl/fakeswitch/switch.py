@@ -227,7 +227,8 @@ class FakeSwitch:
     def _listener_closed(self, listener: Listener) -> None:
         self.listeners.discard(listener)
 
-    def connect_outbound(self, channel: Channel, host: str, port: int) -> Listener | None:
+    def connect_outbound(self, channel: Channel, host: str, port: int, async_mode: bool = True,
+                         full: bool = True) -> Listener | None:
         """Dial the engine's outbound socket server for `channel` (the `socket` application)."""
         try:
             sock = socket.create_connection((host, port), timeout=self.config.socket_connect_timeout)
@@ -237,6 +238,8 @@ class FakeSwitch:
         sock.settimeout(None)
         sock.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
         listener = Listener(self, sock, outbound_channel=channel)
+        listener.socket_mode = "async" if async_mode else "static"
+        listener.control = "full" if full else "single"
         self.listeners.add(listener)
         self.counters["outbound_sockets"] += 1
         self._greenlets.append(gevent.spawn(listener.run))

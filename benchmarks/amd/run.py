@@ -1,0 +1,407 @@
+"""AMD benchmark: our detector and the app_amd-equivalent, in the same run, on the corpus.
+
+Reports what ../shared/reference/amd.md asks every report to show: confusion matrix with NOTSURE
+as its own class, false-machine rate on humans with its exact (Clopper-Pearson) 95 % upper
+bound, false-human rate on machines, accuracy, decision latency p50/p90/p99 for humans and
+machines, dead air after a person's first utterance, machine decision time after the greeting
+starts, beep recall within 100 ms, early (false) beeps, beep-end timing error, CPU per audio
+second and real-time streams per core, and results per slice. Figures come from this machine
+and this run only.
+
+    python -m benchmarks.amd.run --corpus benchmarks/corpus --split report --jobs 2
+
+Writes benchmarks/results/amd.json, benchmarks/results/amd.md, PNG plots in
+benchmarks/results/, and the table between the markers in docs/amd.md.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from amd import audio
+from amd.detector import AmdResult
+from amd.features import FeatureExtractor, features_for_signal
+from amd.params import AmdParams
+from amd.session import CallAnalyzer
+
+ROOT = Path(__file__).resolve().parents[2]
+GOALS = {
+    "accuracy_min": 0.97, "false_machine_max": 0.01, "dead_air_p50_max_ms": 600,
+    "dead_air_p90_max_ms": 1000, "machine_after_greeting_p50_max_ms": 2000,
+    "beep_recall_min": 0.97, "early_beep_max": 0.01, "streams_per_core_min": 1000,
+}
+BEEP_TOLERANCE_MS = 100
+# Settings swept for the false-machine / latency trade-off plot (same features, same run).
+SWEEP_OURS = [("machine_speech_ms", v) for v in (1800, 2200, 2600, 3000, 3400, 3800, 4200)]
+SWEEP_APP = [("greeting", v) for v in (1000, 1500, 2000, 2500, 3000, 3500)]
+
+
+def _run_detector(features, params: AmdParams):
+    analyzer = CallAnalyzer(params)
+    for f in features:
+        analyzer.feed_features(f)
+        if analyzer.done:
+            break
+    analyzer.end_of_audio()
+    return analyzer.result()
+
+
+def analyze_item(args):
+    path, meta, variants = args
+    samples = audio.load_audio_8k(path)
+    t0 = time.process_time()
+    features = features_for_signal(samples)
+    feature_cpu = time.process_time() - t0
+    out = {"file": meta["file"], "audio_s": len(samples) / audio.RATE, "feature_cpu_s": feature_cpu, "runs": {}}
+    for name, params in variants.items():
+        t0 = time.process_time()
+        r = _run_detector(features, params)
+        out["runs"][name] = {"result": r.result.value, "cause": r.cause.value, "decision_ms": r.decision_ms,
+                             "beep_end_ms": r.beep_end_ms, "beep_outcome": r.beep_outcome.value,
+                             "cpu_s": time.process_time() - t0}
+    return out
+
+
+def clopper_pearson_upper(k: int, n: int, confidence: float = 0.95) -> float:
+    """Exact one-sided... two-sided 95 % upper bound of a binomial proportion, by bisection."""
+    if n == 0:
+        return 1.0
+    if k >= n:
+        return 1.0
+    alpha = (1 - confidence) / 2
+
+    def cdf(p):  # P(X <= k | n, p)
+        return sum(math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+                            + i * math.log(p) + (n - i) * math.log1p(-p)) for i in range(k + 1))
+    lo, hi = k / n, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if cdf(mid) > alpha:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def _pct(values, q):
+    return None if not values else float(np.percentile(values, q))
+
+
+def metrics(items, manifest, run_name):
+    humans = [it for it in items if manifest[it["file"]]["label"] == "HUMAN"]
+    machines = [it for it in items if manifest[it["file"]]["label"] == "MACHINE"]
+    negatives = [it for it in items if manifest[it["file"]]["label"] == "NEGATIVE"]
+
+    def res(it):
+        return it["runs"][run_name]
+
+    confusion = {lab: {r.value: 0 for r in AmdResult} for lab in ("HUMAN", "MACHINE")}
+    for it in humans + machines:
+        confusion[manifest[it["file"]]["label"]][res(it)["result"]] += 1
+    n_h, n_m = len(humans), len(machines)
+    fm = confusion["HUMAN"]["MACHINE"]
+    correct = confusion["HUMAN"]["HUMAN"] + confusion["MACHINE"]["MACHINE"]
+    lat_h = [res(it)["decision_ms"] for it in humans]
+    lat_m = [res(it)["decision_ms"] for it in machines]
+    dead_air = [res(it)["decision_ms"] - manifest[it["file"]]["first_utterance_end_ms"] for it in humans
+                if res(it)["result"] == "HUMAN" and manifest[it["file"]]["first_utterance_end_ms"] is not None]
+    after_greeting = [res(it)["decision_ms"] - manifest[it["file"]]["speech_start_ms"] for it in machines
+                      if res(it)["result"] == "MACHINE" and manifest[it["file"]]["speech_start_ms"] is not None]
+    out = {
+        "n_humans": n_h, "n_machines": n_m, "n_negatives": len(negatives),
+        "confusion": confusion,
+        "accuracy": correct / max(n_h + n_m, 1),
+        "false_machine_rate": fm / max(n_h, 1),
+        "false_machine_upper95": clopper_pearson_upper(fm, n_h),
+        "false_human_rate": confusion["MACHINE"]["HUMAN"] / max(n_m, 1),
+        "notsure_rate": (confusion["HUMAN"]["NOTSURE"] + confusion["MACHINE"]["NOTSURE"]) / max(n_h + n_m, 1),
+        "latency_ms": {"humans": {f"p{q}": _pct(lat_h, q) for q in (50, 90, 99)},
+                       "machines": {f"p{q}": _pct(lat_m, q) for q in (50, 90, 99)}},
+        "dead_air_ms": {f"p{q}": _pct(dead_air, q) for q in (50, 90, 99)},
+        "dead_air_n": len(dead_air),
+        "machine_after_greeting_start_ms": {f"p{q}": _pct(after_greeting, q) for q in (50, 90, 99)},
+        "causes": {},
+    }
+    for it in humans + machines:
+        key = f'{manifest[it["file"]]["label"]}->{res(it)["result"]}/{res(it)["cause"]}'
+        out["causes"][key] = out["causes"].get(key, 0) + 1
+    # beeps: recall within 100 ms on machines with a beep; early beeps inside the greeting;
+    # any beep reported on humans or on the tone negatives is a false beep
+    with_beep = [it for it in machines if manifest[it["file"]]["beep_end_ms"] is not None]
+    errors, found, early = [], 0, 0
+    for it in machines:
+        m, r = manifest[it["file"]], res(it)
+        if r["beep_end_ms"] is None:
+            continue
+        if m["greeting_end_ms"] is not None and r["beep_end_ms"] < m["greeting_end_ms"]:
+            early += 1
+        if m["beep_end_ms"] is not None:
+            err = r["beep_end_ms"] - m["beep_end_ms"]
+            errors.append(err)
+            if abs(err) <= BEEP_TOLERANCE_MS:
+                found += 1
+    out["beep"] = {
+        "n_with_beep": len(with_beep),
+        "recall_100ms": found / max(len(with_beep), 1),
+        "early_beep_rate": early / max(n_m, 1),
+        "end_error_ms": {"p50_abs": _pct([abs(e) for e in errors], 50), "p90_abs": _pct([abs(e) for e in errors], 90),
+                         "median_signed": _pct(errors, 50)},
+        "false_beeps_on_humans": sum(1 for it in humans if res(it)["beep_end_ms"] is not None),
+        "false_beeps_on_negatives": sum(1 for it in negatives if res(it)["beep_end_ms"] is not None),
+        "negative_results": {},
+    }
+    for it in negatives:
+        key = f'{manifest[it["file"]]["category"]}->{res(it)["result"]}/{res(it)["cause"]}'
+        out["beep"]["negative_results"][key] = out["beep"]["negative_results"].get(key, 0) + 1
+    return out
+
+
+def slices(items, manifest, run_name):
+    """Accuracy and false-machine rate per noise, SNR, codec/storage, level, dialect, category."""
+    def level_bucket(m):
+        return "-10..-20" if m["level_dbfs"] > -20 else "-20..-30" if m["level_dbfs"] > -30 else "-30..-40"
+
+    keys = {
+        "noise": lambda m: m["noise"], "snr_db": lambda m: str(int(m["snr_db"])),
+        "storage": lambda m: m["storage"], "level_dbfs": level_bucket,
+        "dialect": lambda m: m["voice"].split("+")[0], "category": lambda m: f'{m["label"]}:{m["category"]}',
+    }
+    out = {}
+    for dim, fn in keys.items():
+        groups: dict[str, list] = {}
+        for it in items:
+            m = manifest[it["file"]]
+            if m["label"] == "NEGATIVE":
+                continue
+            groups.setdefault(fn(m), []).append(it)
+        out[dim] = {}
+        for g, its in sorted(groups.items()):
+            ok = sum(1 for it in its if it["runs"][run_name]["result"] == manifest[it["file"]]["label"])
+            hum = [it for it in its if manifest[it["file"]]["label"] == "HUMAN"]
+            fm = sum(1 for it in hum if it["runs"][run_name]["result"] == "MACHINE")
+            out[dim][g] = {"n": len(its), "accuracy": ok / len(its),
+                           "false_machine_rate": (fm / len(hum)) if hum else None}
+    return out
+
+
+def throughput(paths, seconds: float = 10.0, streams: int = 200) -> dict:
+    """CPU cost of the detector on decoded frames: `streams` calls fed in lockstep, 20 ms per
+    tick, through one batched FeatureExtractor (the receiver's layout) and one CallAnalyzer per
+    call; analyzers that finish are replaced so every stream stays busy."""
+    signals = []
+    for p in paths:
+        x = audio.load_audio_8k(p)
+        signals.append(x)
+        if len(signals) >= streams:
+            break
+    n_frames = int(seconds * 1000 / audio.FRAME_MS)
+    rows = len(signals)
+    # each stream loops its own file for the measured duration
+    per_row = [np.resize(s[: len(s) // audio.FRAME_SAMPLES * audio.FRAME_SAMPLES], n_frames * audio.FRAME_SAMPLES)
+               .reshape(n_frames, audio.FRAME_SAMPLES) for s in signals]
+    block = np.stack(per_row, axis=1)           # (frames, rows, 160)
+    extractor = FeatureExtractor(rows)
+    analyzers = [CallAnalyzer() for _ in range(rows)]
+    from amd.features import _row
+    t0 = time.process_time()
+    for t in range(n_frames):
+        feats = extractor.compute(block[t])
+        for r in range(rows):
+            a = analyzers[r]
+            if a.done:
+                a = analyzers[r] = CallAnalyzer()
+            a.feed_features(_row(feats, r))
+    cpu = time.process_time() - t0
+    audio_s = rows * seconds
+    per_audio_s_ms = cpu * 1000 / audio_s
+    return {"streams": rows, "seconds": seconds, "cpu_s": cpu,
+            "cpu_ms_per_audio_s": per_audio_s_ms, "streams_per_core": 1000.0 / per_audio_s_ms}
+
+
+def _variants():
+    base_app = AmdParams.from_pairs(["mode=app_amd"])
+    v = {"ours": AmdParams(), "app_amd": base_app}
+    for key, value in SWEEP_OURS:
+        v[f"ours:{key}={value}"] = AmdParams.from_pairs([f"{key}={value}"])
+    for key, value in SWEEP_APP:
+        v[f"app_amd:{key}={value}"] = AmdParams.from_pairs(["mode=app_amd", f"{key}={value}"])
+    return v
+
+
+def plots(result, items, manifest, out_dir: Path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, label in zip(axes, ("HUMAN", "MACHINE")):
+        for run, color in (("ours", "tab:blue"), ("app_amd", "tab:orange")):
+            vals = [it["runs"][run]["decision_ms"] / 1000 for it in items if manifest[it["file"]]["label"] == label]
+            ax.hist(vals, bins=40, range=(0, 9), alpha=0.55, color=color, label=run)
+        ax.set_title(f"decision time from first audio, {label.lower()}s")
+        ax.set_xlabel("seconds")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "amd_latency.png", dpi=90)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for prefix, color in (("ours", "tab:blue"), ("app_amd", "tab:orange")):
+        pts = [(m["machine_after_greeting_start_ms"]["p50"] or 0, m["false_machine_rate"], m["dead_air_ms"]["p50"] or 0, name)
+               for name, m in result["runs"].items() if name == prefix or name.startswith(prefix + ":")]
+        pts.sort()
+        axes[0].plot([p[0] / 1000 for p in pts], [100 * p[1] for p in pts], "o-", color=color, label=prefix)
+        axes[1].plot([p[2] / 1000 for p in pts], [100 * p[1] for p in pts], "o-", color=color, label=prefix)
+    axes[0].set_xlabel("machine decision p50 after greeting start (s)")
+    axes[1].set_xlabel("dead air p50 after a person's first words (s)")
+    for ax in axes:
+        ax.set_ylabel("false-machine rate on humans (%)")
+        ax.axhline(1.0, color="grey", ls="--", lw=0.8)
+        ax.legend()
+    fig.suptitle("false-machine rate against latency (parameter sweep, same run)")
+    fig.tight_layout()
+    fig.savefig(out_dir / "amd_false_machine_vs_latency.png", dpi=90)
+    plt.close(fig)
+
+
+def _fmt(v, unit=""):
+    if v is None:
+        return "n/a"
+    if unit == "%":
+        return f"{100 * v:.1f} %"
+    if unit == "ms":
+        return f"{v:.0f} ms"
+    return f"{v:.3g}"
+
+
+def markdown(result) -> str:
+    o, a = result["runs"]["ours"], result["runs"]["app_amd"]
+    g = GOALS
+    tp = result["throughput"]
+    rows = [
+        ("accuracy (HUMAN+MACHINE correct / all)", _fmt(o["accuracy"], "%"), _fmt(a["accuracy"], "%"), f">= {g['accuracy_min']:.0%}",
+         o["accuracy"] >= g["accuracy_min"]),
+        ("false-machine rate on humans", _fmt(o["false_machine_rate"], "%"), _fmt(a["false_machine_rate"], "%"),
+         f"<= {g['false_machine_max']:.0%}", o["false_machine_rate"] <= g["false_machine_max"]),
+        ("  95 % upper bound", _fmt(o["false_machine_upper95"], "%"), _fmt(a["false_machine_upper95"], "%"), "", None),
+        ("false-human rate on machines", _fmt(o["false_human_rate"], "%"), _fmt(a["false_human_rate"], "%"), "", None),
+        ("NOTSURE rate", _fmt(o["notsure_rate"], "%"), _fmt(a["notsure_rate"], "%"), "", None),
+        ("dead air after first utterance p50", _fmt(o["dead_air_ms"]["p50"], "ms"), _fmt(a["dead_air_ms"]["p50"], "ms"),
+         f"<= {g['dead_air_p50_max_ms']} ms", (o["dead_air_ms"]["p50"] or 1e9) <= g["dead_air_p50_max_ms"]),
+        ("dead air after first utterance p90", _fmt(o["dead_air_ms"]["p90"], "ms"), _fmt(a["dead_air_ms"]["p90"], "ms"),
+         f"<= {g['dead_air_p90_max_ms']} ms", (o["dead_air_ms"]["p90"] or 1e9) <= g["dead_air_p90_max_ms"]),
+        ("machine decision after greeting start p50", _fmt(o["machine_after_greeting_start_ms"]["p50"], "ms"),
+         _fmt(a["machine_after_greeting_start_ms"]["p50"], "ms"), f"<= {g['machine_after_greeting_p50_max_ms']} ms",
+         (o["machine_after_greeting_start_ms"]["p50"] or 1e9) <= g["machine_after_greeting_p50_max_ms"]),
+    ]
+    for who in ("humans", "machines"):
+        for q in ("p50", "p90", "p99"):
+            rows.append((f"decision latency from first audio, {who} {q}", _fmt(o["latency_ms"][who][q], "ms"),
+                         _fmt(a["latency_ms"][who][q], "ms"), "", None))
+    rows += [
+        (f"beep end found within {BEEP_TOLERANCE_MS} ms (of {o['beep']['n_with_beep']} beeps)", _fmt(o["beep"]["recall_100ms"], "%"),
+         "n/a (no beep stage)", f">= {g['beep_recall_min']:.0%}", o["beep"]["recall_100ms"] >= g["beep_recall_min"]),
+        ("early (false) beeps inside greetings, of machines", _fmt(o["beep"]["early_beep_rate"], "%"), "n/a",
+         f"<= {g['early_beep_max']:.0%}", o["beep"]["early_beep_rate"] <= g["early_beep_max"]),
+        ("beep-end error |p50| / |p90|", f'{_fmt(o["beep"]["end_error_ms"]["p50_abs"], "ms")} / {_fmt(o["beep"]["end_error_ms"]["p90_abs"], "ms")}',
+         "n/a", "", None),
+        (f"false beeps on humans / on {o['n_negatives']} tone negatives", f'{o["beep"]["false_beeps_on_humans"]} / {o["beep"]["false_beeps_on_negatives"]}',
+         "n/a", "", None),
+        ("detector CPU per audio second per stream (batched)", f'{tp["cpu_ms_per_audio_s"]:.2f} ms', "", "", None),
+        ("real-time streams per core (detector, decoded frames)", f'{tp["streams_per_core"]:.0f}', "",
+         f">= {g['streams_per_core_min']}", tp["streams_per_core"] >= g["streams_per_core_min"]),
+    ]
+    lines = [f"Split `{result['split']}`: {o['n_humans']} humans, {o['n_machines']} machines, {o['n_negatives']} tone negatives. "
+             f"Command: `{result['command']}`. Machine: {result['machine']}.", "",
+             "| metric | ours | app_amd-equivalent | goal | met |", "|---|---|---|---|---|"]
+    for name, ours, app, goal, met in rows:
+        lines.append(f"| {name} | {ours} | {app} | {goal} | {'' if met is None else ('yes' if met else '**no**')} |")
+    lines += ["", "Confusion (rows: truth; columns: result HUMAN / MACHINE / NOTSURE):", "",
+              "| truth | ours | app_amd-equivalent |", "|---|---|---|"]
+    for lab in ("HUMAN", "MACHINE"):
+        lines.append(f"| {lab} | " + " / ".join(str(o["confusion"][lab][r]) for r in ("HUMAN", "MACHINE", "NOTSURE"))
+                     + " | " + " / ".join(str(a["confusion"][lab][r]) for r in ("HUMAN", "MACHINE", "NOTSURE")) + " |")
+    lines += ["", "Accuracy per slice (ours / app_amd-equivalent):", "", "| slice | n | ours | app_amd |", "|---|---|---|---|"]
+    for dim, groups in result["slices"]["ours"].items():
+        for gname, gv in groups.items():
+            av = result["slices"]["app_amd"][dim][gname]
+            lines.append(f"| {dim}={gname} | {gv['n']} | {_fmt(gv['accuracy'], '%')} | {_fmt(av['accuracy'], '%')} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--corpus", default="benchmarks/corpus")
+    parser.add_argument("--split", default="report", choices=["tune", "report", "all"])
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--limit", type=int, default=0, help="analyse only the first N files (smoke runs)")
+    parser.add_argument("--no-docs", action="store_true", help="do not update docs/amd.md")
+    args = parser.parse_args(argv)
+    corpus = Path(args.corpus)
+    manifest = {}
+    for line in open(corpus / "manifest.jsonl"):
+        m = json.loads(line)
+        if args.split == "all" or m["split"] == args.split:
+            manifest[m["file"]] = m
+    files = sorted(manifest)
+    if args.limit:
+        files = files[: args.limit]
+    variants = _variants()
+    jobs = [(str(corpus / f), manifest[f], variants) for f in files]
+    items = []
+    t0 = time.time()
+    with ProcessPoolExecutor(max_workers=max(1, min(args.jobs, 2))) as pool:
+        for n, it in enumerate(pool.map(analyze_item, jobs, chunksize=8), 1):
+            items.append(it)
+            if n % 200 == 0:
+                print(f"amd bench: {n}/{len(jobs)} files", file=sys.stderr, flush=True)
+    wall = time.time() - t0
+    result = {
+        "command": "python -m benchmarks.amd.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "split": args.split, "corpus": str(corpus), "files": len(items), "wall_s": wall,
+        "machine": f"{platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}",
+        "goals": GOALS,
+        "params": {"ours": dataclasses.asdict(AmdParams()), "app_amd": dataclasses.asdict(variants["app_amd"].app_amd)},
+        "runs": {name: metrics(items, manifest, name) for name in variants},
+        "slices": {name: slices(items, manifest, name) for name in ("ours", "app_amd")},
+    }
+    result["throughput"] = throughput([corpus / f for f in files], seconds=10.0, streams=200)
+    single_cpu = sum(it["feature_cpu_s"] + it["runs"]["ours"]["cpu_s"] for it in items)
+    result["single_stream_cpu_ms_per_audio_s"] = 1000 * single_cpu / max(sum(it["audio_s"] for it in items), 1e-9)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "amd.json").write_text(json.dumps(result, indent=2, default=str))
+    table = markdown(result)
+    (out_dir / "amd.md").write_text(table)
+    plots(result, items, manifest, out_dir)
+    if not args.no_docs:
+        _update_docs(table)
+    print(table)
+    return 0
+
+
+def _update_docs(table: str) -> None:
+    doc = ROOT / "docs" / "amd.md"
+    start, end = "<!-- amd-benchmark:start -->", "<!-- amd-benchmark:end -->"
+    if not doc.exists():
+        return
+    text = doc.read_text()
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        doc.write_text(f"{head}{start}\n{table}{end}{tail}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

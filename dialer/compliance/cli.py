@@ -1,0 +1,306 @@
+"""`dialer dnc ...` and `dialer compliance ...` commands (docs/compliance.md)."""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from dialer import storage
+from dialer.compliance.geo import NumberError, normalize
+from dialer.compliance.model import (
+    CallRequest, Campaign, ComplianceError, ConsentKind, DialMode, Lead, LineType, ListKind, Purpose, Voice, iso_z,
+)
+from dialer.errors import DialerError
+
+CHECK_FIELDS = ("number", "at", "state", "zip", "purpose", "mode", "consent", "voice", "region", "line_type")
+_err = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    return Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                    TransferSpeedColumn(), TimeRemainingColumn(), console=_err, transient=False)
+
+
+def parse_at(value: str | None) -> datetime:
+    """ISO 8601; without an offset it means UTC."""
+    if value is None:
+        return datetime.now(timezone.utc)
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ComplianceError(f"--at {value!r} is not ISO 8601") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+# ====================================================================== dnc
+
+@click.group()
+def dnc() -> None:
+    """Do-not-call lists: registries by area code, company/campaign/custom entries."""
+
+
+def _db():
+    return storage.connect_db(autocommit=True)
+
+
+@dnc.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--kind", type=click.Choice(["federal", "state", "tps"]), default="federal")
+@click.option("--state", "jurisdiction", default=None, help="state code for --kind state")
+@click.option("--changes", is_flag=True, help="files are change lists (NPA,NXXXXXX,A|D)")
+@click.option("--date", "snapshot", default=None, help="snapshot date (YYYY-MM-DD); default today (UTC)")
+@click.option("--source", default=None, help="where the file came from; default its name")
+def dnc_import(paths, kind, jurisdiction, changes, snapshot, source) -> None:
+    """Import full registry files (replace their area codes) or change lists. Idempotent."""
+    from dialer.compliance.registry import RegistryStore
+    from dialer.compliance.service import data_dir
+    if kind == "state" and not jurisdiction:
+        raise click.UsageError("--kind state needs --state XX")
+    jurisdiction = (jurisdiction or ("GB" if kind == "tps" else "US")).upper()
+    try:
+        snap_date = date.fromisoformat(snapshot) if snapshot else datetime.now(timezone.utc).date()
+    except ValueError:
+        raise click.UsageError(f"--date {snapshot!r} is not YYYY-MM-DD") from None
+    try:
+        with _db() as conn:
+            store = RegistryStore(conn, data_dir())
+            for path in paths:
+                with _progress() as bar:
+                    task = bar.add_task(f"{path.name}", total=path.stat().st_size)
+                    run = store.import_changes if changes else store.import_full
+                    result = run(path, kind=kind, jurisdiction=jurisdiction, snapshot_date=snap_date,
+                                 source=source or path.name, progress=lambda n: bar.advance(task, n))
+                if result.skipped:
+                    click.echo(f"{path}: already imported (same content), nothing changed")
+                    continue
+                click.echo(f"{path}: {result.report.lines} lines, {result.area_codes} area codes,"
+                           f" +{result.added} -{result.removed}, {result.report.bad_lines} bad lines")
+                for sample in result.report.bad_samples:
+                    click.echo(f"  {sample}", err=True)
+    except DialerError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _entry_args(f):
+    f = click.option("--list", "list_kind", type=click.Choice(["internal", "campaign", "custom"]), default="internal")(f)
+    f = click.option("--scope", default="", help="campaign id (campaign) or list name (custom)")(f)
+    f = click.option("--by", "who", default="cli", help="who asks")(f)
+    f = click.option("--reason", default="")(f)
+    f = click.option("--region", default="US")(f)
+    return click.argument("number")(f)
+
+
+@dnc.command("add")
+@_entry_args
+@click.option("--source", default="cli")
+def dnc_add(number, list_kind, scope, who, reason, region, source) -> None:
+    """Put a number on the internal, a campaign or a custom list (at once)."""
+    from dialer.compliance.records import PgRecords
+    try:
+        phone = normalize(number, region)
+        with _db() as conn:
+            added = PgRecords(conn).add_dnc(phone, list_kind, scope=scope, added_by=who, source=source, reason=reason)
+    except DialerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{phone}: {'added to' if added else 'already on'} {list_kind} {scope}".rstrip())
+
+
+@dnc.command("remove")
+@_entry_args
+def dnc_remove(number, list_kind, scope, who, reason, region) -> None:
+    """Take a number off a list (the row is kept, marked removed, for the 5-year record)."""
+    from dialer.compliance.records import PgRecords
+    try:
+        phone = normalize(number, region)
+        with _db() as conn:
+            removed = PgRecords(conn).remove_dnc(phone, list_kind, scope=scope, removed_by=who, reason=reason)
+    except DialerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{phone}: {'removed from' if removed else 'was not on'} {list_kind} {scope}".rstrip())
+
+
+@dnc.command("check")
+@click.argument("number")
+@click.option("--region", default="US")
+@click.option("--json", "as_json", is_flag=True)
+def dnc_check(number, region, as_json) -> None:
+    """Which lists a number is on, with each registry copy's date. Exit 1 when on any list."""
+    from dialer.compliance.records import PgRecords
+    from dialer.compliance.registry import RegistryStore
+    from dialer.compliance.service import data_dir
+    try:
+        phone = normalize(number, region)
+        with _db() as conn:
+            index = RegistryStore(conn, data_dir()).load_index()
+            entries, _ = PgRecords(conn).lookup(phone)
+    except DialerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    hits = []
+    if phone.startswith("+1") and len(phone) == 12:
+        npa, line7 = int(phone[2:5]), int(phone[5:])
+        for kind, jurisdiction in sorted({(k, j) for k, j, *_ in _registry_keys(index)}):
+            hit, as_of = index.lookup(kind, jurisdiction, npa, line7)
+            hits.append({"list": kind, "jurisdiction": jurisdiction, "on_list": hit,
+                         "snapshot_date": as_of.isoformat() if as_of else None})
+    out = {"number": phone, "registries": hits,
+           "entries": [{"list": e.list_kind, "scope": e.scope, "added_by": e.added_by,
+                        "added_at": iso_z(e.added_at), "source": e.source, "reason": e.reason} for e in entries]}
+    on_any = bool(entries) or any(h["on_list"] for h in hits)
+    if as_json:
+        click.echo(json.dumps(out))
+    else:
+        click.echo(f"{phone}: {'ON A LIST' if on_any else 'not on any list'}")
+        for h in hits:
+            click.echo(f"  {h['list']} {h['jurisdiction']}: {h['on_list']} (copy of {h['snapshot_date']})")
+        for e in out["entries"]:
+            click.echo(f"  {e['list']} {e['scope']}: added {e['added_at']} by {e['added_by']} ({e['source']}) {e['reason']}")
+    sys.exit(1 if on_any else 0)
+
+
+def _registry_keys(index):
+    return [(k, j) for (k, j) in index._snapshots]
+
+
+@dnc.command("stats")
+def dnc_stats() -> None:
+    """Registry snapshots per list (area codes, numbers, oldest copy) and list entry counts."""
+    from dialer.compliance.records import PgRecords
+    try:
+        with _db() as conn:
+            rows = conn.execute(
+                "SELECT list_kind, jurisdiction, count(*), sum(number_count), min(snapshot_date), max(snapshot_date)"
+                " FROM compliance_dnc_snapshots GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+            entries = PgRecords(conn).stats()
+    except DialerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    console = Console()
+    table = Table(title="Registries (per area code bitsets)")
+    for col in ("list", "jurisdiction", "area codes", "numbers", "oldest copy", "newest copy"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(str(v) for v in row))
+    console.print(table)
+    table = Table(title="List entries")
+    for col in ("list", "scope", "entries"):
+        table.add_column(col)
+    for row in entries:
+        table.add_row(*(str(v) for v in row))
+    console.print(table)
+
+
+# ====================================================================== compliance
+
+@click.group()
+def compliance() -> None:
+    """Compliance gate: check a number, read and verify the audit, scrub a list."""
+
+
+def _request_from(fields: dict, default_region: str) -> tuple[CallRequest, str]:
+    """A CallRequest from option-named fields; ComplianceError/NumberError/ValueError on bad input."""
+    number = fields.get("number")
+    if not number:
+        raise ComplianceError("number is required")
+    phone = normalize(str(number), fields.get("region") or default_region)
+    purpose = Purpose(fields.get("purpose") or "telemarketing")
+    mode = DialMode(fields.get("mode") or "predictive")
+    voice = Voice(fields.get("voice") or "live")
+    consent = fields.get("consent") or "none"
+    if consent not in ("none", "express", "written"):
+        raise ComplianceError(f"consent must be none, express or written, not {consent!r}")
+    lead = Lead(state=fields.get("state") or None, zip_code=fields.get("zip") or None,
+                line_type=LineType(fields.get("line_type") or "unknown"))
+    # The check answers for the callee's side: the campaign's caller ID is taken as configured.
+    campaign = Campaign("cli-check", purpose=purpose, mode=mode, voice=voice, caller_id="configured")
+    return CallRequest(phone, campaign, parse_at(fields.get("at")), lead), consent
+
+
+def _answer(gate, records, call: CallRequest, consent: str) -> dict:
+    if consent != "none":
+        records.consents.pop(call.phone_e164, None)
+        records.add_consent(call.phone_e164, ConsentKind(consent), occurred_at=call.now - timedelta(days=1),
+                            source="cli", recorded_by="cli")
+    try:
+        decision = gate.decide(call, dry_run=True)
+    finally:
+        records.consents.pop(call.phone_e164, None)
+    return {"allowed": decision.allowed, "reasons": decision.reasons,
+            "next_allowed_at": iso_z(decision.next_allowed_at),
+            "zones": list(decision.zones), "states": list(decision.states)}, decision
+
+
+@compliance.command("check")
+@click.argument("number", required=False)
+@click.option("--at", "at", default=None, help="ISO 8601; no offset = UTC; default now")
+@click.option("--state", default=None)
+@click.option("--zip", "zip_code", default=None)
+@click.option("--purpose", type=click.Choice([p.value for p in Purpose]), default="telemarketing")
+@click.option("--mode", type=click.Choice([m.value for m in DialMode]), default="predictive")
+@click.option("--voice", type=click.Choice([v.value for v in Voice]), default="live")
+@click.option("--consent", type=click.Choice(["none", "express", "written"]), default="none")
+@click.option("--line-type", type=click.Choice([t.value for t in LineType]), default="unknown")
+@click.option("--region", default="US", help="region of a national NUMBER")
+@click.option("--dnc-file", "dnc_files", multiple=True, type=click.Path(path_type=Path),
+              help="NPANXXXXXX or NPA,NXXXXXX lines; together one complete, fresh federal snapshot")
+@click.option("--batch", type=click.Path(path_type=Path), default=None, help="JSONL of requests")
+@click.option("--json", "as_json", is_flag=True)
+def compliance_check(number, at, state, zip_code, purpose, mode, voice, consent, line_type, region,
+                     dnc_files, batch, as_json) -> None:
+    """Dry-run decision for one number (or --batch): no server needed, no counter, no audit row."""
+    from dialer.compliance.service import dry_run_gate
+    if bool(number) == bool(batch):
+        raise click.UsageError("give a NUMBER or --batch FILE (not both)")
+    try:
+        lines = batch.read_text(encoding="utf-8").splitlines() if batch else []
+        for path in dnc_files:
+            if not path.is_file():
+                raise ComplianceError(f"--dnc-file {path} cannot be read")
+        # The files are one snapshot that is fresh at every moment checked (dated date.max).
+        gate, records = dry_run_gate(list(dnc_files), date.max)
+    except OSError as exc:
+        raise click.UsageError(f"cannot read {batch}: {exc}") from None
+    except DialerError as exc:
+        raise click.UsageError(str(exc)) from None
+    if batch:
+        for n, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                fields = json.loads(line)
+                if not isinstance(fields, dict):
+                    raise ComplianceError("a line must be a JSON object")
+                call, line_consent = _request_from(fields, region)
+                answer, _ = _answer(gate, records, call, line_consent)
+                click.echo(json.dumps({**fields, **answer}))
+            except (DialerError, ValueError, TypeError) as exc:
+                click.echo(json.dumps({"line": n, "error": str(exc)}))
+        return
+    try:
+        call, consent = _request_from({"number": number, "at": at, "state": state, "zip": zip_code,
+                                       "purpose": purpose, "mode": mode, "voice": voice, "consent": consent,
+                                       "line_type": line_type}, region)
+    except (DialerError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+    answer, decision = _answer(gate, records, call, consent)
+    if as_json:
+        click.echo(json.dumps(answer))
+    else:
+        console = Console()
+        console.print(f"{call.phone_e164} at {iso_z(call.now)}: "
+                      f"{'[green]ALLOWED[/]' if decision.allowed else '[red]BLOCKED[/]'}")
+        for block in decision.blocks:
+            console.print(f"  {block.code}  {block.citation}  {block.detail}")
+        if decision.next_allowed_at:
+            console.print(f"  next allowed at {iso_z(decision.next_allowed_at)}")
+        console.print(f"  zones {', '.join(decision.zones)}; states {', '.join(decision.states) or '-'}")
+        for zone, local in decision.local_times.items():
+            console.print(f"  local time {zone}: {local}")
+        console.print(f"  rule packs {decision.pack_versions}")
+    sys.exit(0 if decision.allowed else 1)
+

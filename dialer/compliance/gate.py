@@ -1,0 +1,399 @@
+"""The compliance gate: decide(call) immediately before each originate, fail closed, record why.
+
+Every rule of every applicable pack is evaluated; any rule that blocks, or cannot be evaluated
+(unknown zone or state, stale or missing registry, a store down), blocks the call with its own
+reason code. Hours are the intersection over every candidate zone and state (hours.py); when
+only hours rules block, next_allowed_at says when to requeue the lead. Counters are checked and
+incremented in the same atomic step (counters.py), and each decision, allowed or not, is
+appended to the hash-chained audit (audit.py) unless the call is a dry run.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from dialer.compliance.counters import CounterCheck, LockCheck, counter_key, lock_key
+from dialer.compliance.geo import Geography, NumberFacts
+from dialer.compliance.hours import (
+    HolidayCalendars, HoursCheck, MissingHolidayCalendar, failing_checks, next_allowed,
+)
+from dialer.compliance.model import (
+    Block, CallRequest, ComplianceError, ConsentKind, Decision, FailClosed, LineType, ListKind, Outcome,
+)
+from dialer.compliance.records import ConsentRecord, DncEntry
+from dialer.compliance.registry import RegistryIndex
+from dialer.compliance.rules import Rule, RuleBook
+from dialer.errors import StorageError
+
+NANP_REGIONS = frozenset({"US", "CA", "PR", "VI", "GU", "AS", "MP"})
+ATTEMPT_LOG_WINDOW_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class Candidates:
+    zones: tuple[str, ...]
+    states: tuple[str, ...]
+    problem: str | None = None       # a FailClosed code
+
+
+@dataclass(frozen=True)
+class ConsentState:
+    express: bool
+    written: bool
+    revoked: bool
+    last_purchase: datetime | None
+    last_inquiry: datetime | None
+
+
+def _months_before(moment: datetime, months: int) -> datetime:
+    year, month = divmod(moment.year * 12 + moment.month - 1 - months, 12)
+    day = min(moment.day, 28)
+    return moment.replace(year=year, month=month + 1, day=day)
+
+
+def consent_state(records: list[ConsentRecord], seller: str, now: datetime) -> ConsentState:
+    """Consents in force now for `seller`: a revocation voids every earlier consent and EBR."""
+    mine = [r for r in records if r.seller in ("", seller) and r.occurred_at <= now]
+    revoked_at = max((r.occurred_at for r in mine if r.kind == ConsentKind.REVOCATION), default=None)
+    live = [r for r in mine if r.kind != ConsentKind.REVOCATION
+            and (revoked_at is None or r.occurred_at > revoked_at)]
+    kinds = {r.kind for r in live}
+    return ConsentState(
+        express=ConsentKind.EXPRESS in kinds or ConsentKind.WRITTEN in kinds,
+        written=ConsentKind.WRITTEN in kinds,
+        revoked=revoked_at is not None and not kinds & {ConsentKind.EXPRESS, ConsentKind.WRITTEN},
+        last_purchase=max((r.occurred_at for r in live if r.kind == ConsentKind.EBR_PURCHASE), default=None),
+        last_inquiry=max((r.occurred_at for r in live if r.kind == ConsentKind.EBR_INQUIRY), default=None),
+    )
+
+
+class ComplianceGate:
+    """decide(call) -> Decision. Stores: registry index, records, counters, audit (None = dry run only)."""
+
+    def __init__(self, rulebook: RuleBook, registry: RegistryIndex, records, counters, audit=None,
+                 *, refresh_registry=None, refresh_interval_s: float = 30.0):
+        self.rulebook = rulebook
+        self.geo = Geography(rulebook)
+        self.calendars = HolidayCalendars("US")
+        self.registry = registry
+        self.records = records
+        self.counters = counters
+        self.audit = audit
+        self._refresh_registry = refresh_registry
+        self._refresh_interval_s = refresh_interval_s
+        self._refreshed_at = time.monotonic()
+        self._scope_cache: dict[tuple, tuple[Rule, ...]] = {}
+
+    # ------------------------------------------------------------ candidates
+
+    def candidates(self, facts: NumberFacts, call: CallRequest) -> Candidates:
+        lead = call.lead
+        zones = dict.fromkeys(facts.zones)
+        states: dict[str, None] = {}
+        problem = None
+        if lead.state:
+            state = lead.state.strip().upper()
+            if state in self.rulebook.states:
+                states[state] = None
+            else:
+                problem = FailClosed.UNKNOWN_STATE
+        elif lead.zip_code:
+            found = self.geo.zip_facts(lead.zip_code)
+            if found is None:
+                problem = FailClosed.UNKNOWN_STATE
+            else:
+                states.update(dict.fromkeys(found[0]))
+                zones.update(dict.fromkeys(found[1]))
+        else:
+            states.update(dict.fromkeys(facts.states))
+        # Florida, Oklahoma and Connecticut presume a holder of an in-state area code is a resident.
+        for state in facts.states:
+            info = self.rulebook.states.get(state)
+            if info and info.presume_area_code_resident:
+                states[state] = None
+        for state in states:
+            state_zones = self.geo.state_zones(state)
+            if not zones.keys() & set(state_zones):
+                zones.update(dict.fromkeys(state_zones))
+        if facts.region == "US" and not states and problem is None:
+            problem = FailClosed.UNKNOWN_STATE
+        if not zones and problem is None:
+            problem = FailClosed.UNKNOWN_ZONE
+        return Candidates(tuple(zones), tuple(states), problem)
+
+    def _rules_in_scope(self, region: str, call: CallRequest, on: date) -> tuple[Rule, ...]:
+        c = call.campaign
+        key = (region, c.purpose, c.mode, c.voice, on)
+        rules = self._scope_cache.get(key)
+        if rules is None:
+            rules = tuple(r for p in self.rulebook.packs_for(region) for r in p.rules if r.in_scope(c, on))
+            if len(self._scope_cache) > 4096:
+                self._scope_cache.clear()
+            self._scope_cache[key] = rules
+        return rules
+
+    # ------------------------------------------------------------ decide
+
+    def decide(self, call: CallRequest, *, dry_run: bool = False) -> Decision:
+        if call.now.tzinfo is None:
+            raise ComplianceError("CallRequest.now must be timezone-aware")
+        now = call.now.astimezone(timezone.utc)
+        self._maybe_refresh_registry()
+        decision_id = uuid.uuid4().hex
+        blocks: list[Block] = []
+        warnings: list[str] = []
+        facts = self.geo.facts(call.phone_e164)
+        packs = self.rulebook.packs_for(facts.region) if facts.valid else ()
+        versions = {p.id: p.version for p in packs}
+        if not facts.valid:
+            blocks.append(Block(FailClosed.INVALID_NUMBER, "", "", f"{call.phone_e164} is not a valid number"))
+        elif not packs:
+            blocks.append(Block(FailClosed.NO_RULE_PACK, "", "", f"no rule pack for region {facts.region}"))
+        if blocks:
+            return self._finish(call, decision_id, blocks, None, (), (), {}, {}, versions, (), warnings, dry_run)
+
+        cand = self.candidates(facts, call)
+        if cand.problem:
+            blocks.append(Block(cand.problem, "", "", "cannot place the called person"))
+        rules = self._rules_in_scope(facts.region, call, now.date())
+        states = set(cand.states)
+
+        def applies(rule: Rule) -> bool:
+            return rule.state is None or rule.state in states
+
+        try:
+            entries, consents = self.records.lookup(call.phone_e164)
+            consent = consent_state(consents, call.campaign.seller, now)
+        except StorageError as exc:
+            entries, consent = None, None
+            blocks.append(Block(FailClosed.DNC_STORE_UNAVAILABLE, "", "", str(exc)))
+            blocks.append(Block(FailClosed.CONSENT_STORE_UNAVAILABLE, "", "", str(exc)))
+
+        checks: list[HoursCheck] = []
+        counter_checks: list[CounterCheck] = []
+        lock_checks: list[LockCheck] = []
+        for rule in rules:
+            if not applies(rule):
+                continue
+            kind = rule.kind
+            if kind == "hours":
+                checks.extend(self._hours_checks(rule, cand.zones, consent))
+            elif kind == "registry":
+                self._registry(rule, facts, cand.states, consent, entries, now, blocks, warnings)
+            elif kind == "internal_list" and entries is not None:
+                self._internal(rule, call, entries, blocks)
+            elif kind in ("consent", "revocation") and consent is not None:
+                self._consent(rule, facts, call, consent, blocks)
+            elif kind == "caller_id":
+                if not (call.campaign.caller_id or "").strip():
+                    blocks.append(Block(rule.id, rule.id, rule.citation, "no caller ID"))
+            elif kind == "counter":
+                counter_checks.append(CounterCheck(rule.id, counter_key(rule.id, self._key(rule, call)),
+                                                   rule.params["limit"], rule.params["window_seconds"] * 1000))
+            elif kind == "lock":
+                lock_checks.append(LockCheck(rule.id, lock_key(rule.id, self._key(rule, call))))
+            if kind == "counter" and "lock_on_outcome" in rule.params:
+                # A counter with a quiet period (Reg F: 7 days after a conversation).
+                lock_checks.append(LockCheck(rule.id, lock_key(rule.id, self._key(rule, call))))
+
+        next_at = None
+        local_times = {}
+        for zone in cand.zones:
+            local_times[zone] = now.astimezone(ZoneInfo(zone)).isoformat(timespec="seconds")
+        try:
+            failing = failing_checks(checks, now, self.calendars)
+            for rule_id in dict.fromkeys(c.rule.id for c in failing):
+                rule = next(c.rule for c in failing if c.rule.id == rule_id)
+                zones = ", ".join(c.zone_name for c in failing if c.rule.id == rule_id)
+                blocks.append(Block(rule.id, rule.id, rule.citation, f"outside the window in {zones}", timed=True))
+            if failing and all(b.timed for b in blocks):
+                next_at = next_allowed(checks, now, self.calendars)
+                if next_at is None:
+                    blocks.append(Block(FailClosed.EMPTY_WINDOW, "", "",
+                                        "no moment in the next days is allowed in every candidate zone"))
+        except MissingHolidayCalendar as exc:
+            blocks.append(Block(FailClosed.HOLIDAY_CALENDAR_MISSING, "", "", str(exc)))
+
+        counter_checks.append(CounterCheck("attempts_24h", counter_key("attempts", call.phone_e164),
+                                           -1, ATTEMPT_LOG_WINDOW_MS))
+        counts: dict[str, int] = {}
+        try:
+            result = self.counters.check_and_count(
+                counter_checks, lock_checks, int(now.timestamp() * 1000), decision_id,
+                commit=not blocks and not dry_run)
+            counts = result.counts
+            by_id = {r.id: r for r in rules}
+            for rule_id in result.blocked:
+                rule = by_id[rule_id]
+                blocks.append(Block(rule.id, rule.id, rule.citation, f"{counts.get(rule_id)} in window or locked"))
+        except StorageError as exc:
+            blocks.append(Block(FailClosed.COUNTER_STORE_UNAVAILABLE, "", "", str(exc)))
+        if next_at is not None and not all(b.timed for b in blocks):
+            next_at = None
+        return self._finish(call, decision_id, blocks, next_at, cand.zones, cand.states, local_times, counts,
+                            versions, tuple(r.id for r in rules if applies(r)), warnings, dry_run,
+                            counter_checks)
+
+    def _finish(self, call, decision_id, blocks, next_at, zones, states, local_times, counts, versions,
+                evaluated, warnings, dry_run, counter_checks=()) -> Decision:
+        decision = Decision(decision_id, not blocks, tuple(blocks), next_at, tuple(zones), tuple(states),
+                            local_times, counts, versions, tuple(evaluated), tuple(warnings))
+        if dry_run or self.audit is None:
+            return decision
+        try:
+            self.audit.append(call, decision)
+        except StorageError as exc:
+            if decision.allowed:
+                # The call will not be placed: give back the slots it took in the counters.
+                for check in counter_checks:
+                    try:
+                        self.counters.uncount(check.key, decision_id)
+                    except StorageError:
+                        break
+            blocked = tuple(blocks) + (Block(FailClosed.AUDIT_UNAVAILABLE, "", "", str(exc)),)
+            decision = Decision(decision_id, False, blocked, None, tuple(zones), tuple(states), local_times,
+                                counts, versions, tuple(evaluated), tuple(warnings))
+        return decision
+
+    def _maybe_refresh_registry(self) -> None:
+        """Pick up new registry snapshots; on failure keep the old ones (their age still counts)."""
+        if self._refresh_registry is None or time.monotonic() - self._refreshed_at < self._refresh_interval_s:
+            return
+        self._refreshed_at = time.monotonic()
+        try:
+            self._refresh_registry(self.registry)
+        except StorageError:
+            pass
+
+    # ------------------------------------------------------------ rule kinds
+
+    def _hours_checks(self, rule: Rule, zones: tuple[str, ...], consent: ConsentState | None) -> list[HoursCheck]:
+        spec = rule.hours
+        waived = bool(spec.waived_by_consent) and consent is not None and (
+            ("written" in spec.waived_by_consent and consent.written)
+            or ("express" in spec.waived_by_consent and consent.express))
+        if spec.clock is not None:
+            return [HoursCheck(rule, spec.clock, str(spec.clock), waived)]
+        return [HoursCheck(rule, ZoneInfo(zone), zone, waived) for zone in zones]
+
+    def _registry(self, rule: Rule, facts: NumberFacts, states, consent, entries, now, blocks, warnings) -> None:
+        exemptions = rule.params.get("exemptions", {})
+        if consent is not None and entries is not None and self._exempt(exemptions, consent, entries, now):
+            return
+        kind = rule.params["list"]
+        if kind == ListKind.STATE:
+            targets = [(s, f"{s}-DNC") for s in states if s in rule.states]
+        else:
+            targets = [("GB" if kind == ListKind.TPS else "US", rule.id)]
+        max_age = rule.params.get("max_age_days")
+        age_rule = rule.params.get("age_rule_id", rule.id)
+        age_citation = rule.params.get("age_citation", rule.citation)
+        for jurisdiction, code in targets:
+            if facts.npa is None:
+                hit, as_of = None, None
+            else:
+                hit, as_of = self.registry.lookup(kind, jurisdiction, int(facts.npa), facts.line7)
+            if hit is None:
+                if kind == ListKind.STATE and not rule.params.get("required", True) \
+                        and not self.registry.has_list(kind, jurisdiction):
+                    warnings.append(f"STATE_LIST_NOT_LOADED:{jurisdiction}")
+                    continue
+                blocks.append(Block(FailClosed.REGISTRY_MISSING, age_rule, age_citation,
+                                    f"no {kind} {jurisdiction} registry copy for area code {facts.npa}"))
+                continue
+            if max_age is not None and (now.date() - as_of).days > max_age:
+                blocks.append(Block(FailClosed.REGISTRY_STALE, age_rule, age_citation,
+                                    f"{kind} {jurisdiction} copy for {facts.npa} dated {as_of}"))
+            if hit:
+                blocks.append(Block(code, rule.id, rule.citation, f"on the {kind} {jurisdiction} registry"))
+
+    @staticmethod
+    def _exempt(exemptions: dict, consent: ConsentState, entries: list[DncEntry], now: datetime) -> bool:
+        if exemptions.get("written_consent") and consent.written:
+            return True
+        if entries:   # a do-not-call request ends the EBR exemption (64.1200(f)(5)(i))
+            return False
+        months = exemptions.get("ebr_purchase_months")
+        if months and consent.last_purchase and consent.last_purchase >= _months_before(now, months):
+            return True
+        months = exemptions.get("ebr_inquiry_months")
+        return bool(months and consent.last_inquiry and consent.last_inquiry >= _months_before(now, months))
+
+    @staticmethod
+    def _internal(rule: Rule, call: CallRequest, entries: list[DncEntry], blocks: list[Block]) -> None:
+        lists = rule.params.get("lists", ())
+        for entry in entries:
+            if entry.list_kind not in lists:
+                continue
+            if entry.list_kind == ListKind.CAMPAIGN and entry.scope != call.campaign.campaign_id:
+                continue
+            blocks.append(Block(rule.id, rule.id, rule.citation,
+                                f"on the {entry.list_kind} list {entry.scope} since {entry.added_at:%Y-%m-%d}"))
+            return
+
+    @staticmethod
+    def _consent(rule: Rule, facts: NumberFacts, call: CallRequest, consent: ConsentState, blocks) -> None:
+        c = call.campaign
+        autodialed = c.mode in rule.params.get("autodialed_modes", ())
+        robot = c.voice in rule.params.get("robot_voices", ())
+        if not (autodialed or robot):
+            return
+        if rule.kind == "revocation":
+            if consent.revoked:
+                blocks.append(Block(rule.id, rule.id, rule.citation, "consent revoked"))
+            return
+        maybe_wireless = facts.region in NANP_REGIONS and call.lead.line_type != LineType.LANDLINE
+        telemarketing = c.purpose == "telemarketing"
+        if maybe_wireless:
+            needed = "written" if telemarketing else "express"
+        elif robot and telemarketing:
+            needed = "written"
+        else:
+            return
+        have = consent.written if needed == "written" else consent.express
+        if not have and not consent.revoked:
+            blocks.append(Block(rule.id, rule.id, rule.citation,
+                                f"{'possibly wireless' if maybe_wireless else 'landline'} number needs {needed} consent"))
+
+    @staticmethod
+    def _key(rule: Rule, call: CallRequest) -> str:
+        c, lead = call.campaign, call.lead
+        key = rule.params["key"]
+        if key == "phone":
+            return call.phone_e164
+        if key == "phone_subject":
+            return f"{call.phone_e164}|{c.subject or c.campaign_id}"
+        if key == "phone_seller":
+            return f"{call.phone_e164}|{c.seller}"
+        return f"{lead.person_id or call.phone_e164}|{lead.debt_id or ''}"
+
+    # ------------------------------------------------------------ outcomes
+
+    def record_outcome(self, call: CallRequest, decision_id: str, outcome: Outcome, at: datetime) -> list[str]:
+        """Apply an outcome of an allowed call: start locks, uncount calls that did not connect.
+
+        Returns the rule ids affected. Raises StorageError when the counter store is down (the
+        engine retries; until then the conservative count stands).
+        """
+        affected = []
+        now_ms = int(at.timestamp() * 1000)
+        facts = self.geo.facts(call.phone_e164)
+        for rule in self.rulebook.outcome_rules(Outcome(outcome)):
+            part = self._key(rule, call)
+            if rule.params.get("uncount_on_outcome") == outcome:
+                self.counters.uncount(counter_key(rule.id, part), decision_id)
+                affected.append(rule.id)
+            if rule.params.get("lock_on_outcome") == outcome:
+                if rule.params.get("lock_until") == "local_midnight":
+                    zone = ZoneInfo(facts.zones[0]) if facts.zones else timezone.utc
+                    local = at.astimezone(zone)
+                    midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), tzinfo=zone)
+                    ttl_ms = int((midnight - at).total_seconds() * 1000)
+                else:
+                    ttl_ms = rule.params["lock_seconds"] * 1000
+                self.counters.set_lock(lock_key(rule.id, part), now_ms, ttl_ms)
+                affected.append(rule.id)
+        return affected

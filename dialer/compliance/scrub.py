@@ -1,0 +1,152 @@
+"""Scrub a lead list against number validity and the do-not-call lists, in bulk.
+
+A list scrub is a planning aid: it removes numbers that can never be called (invalid, or on a
+registry or company list) before they reach the hopper. It does not replace the gate, which
+decides again immediately before each originate. phonenumbers parses ~17,000 numbers per second
+per core, so NANP numbers are validated per exchange (NPA-NXX) with a cached table, and registry
+membership is tested in numpy batches; only non-NANP numbers go through phonenumbers one by one.
+"""
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from dialer.compliance.gate import NANP_REGIONS
+from dialer.compliance.geo import Geography, NumberError, normalize
+from dialer.compliance.model import ComplianceError, FailClosed, ListKind
+from dialer.compliance.registry import RegistryIndex
+
+BATCH_ROWS = 200_000
+FEDERAL_MAX_AGE_DAYS = 31
+_NON_DIGITS = {c: None for c in range(256) if not chr(c).isdigit()}
+
+
+@dataclass
+class ScrubReport:
+    rows: int = 0
+    clean: int = 0
+    rejected: Counter = field(default_factory=Counter)
+
+
+class Scrubber:
+    def __init__(self, geo: Geography, registry: RegistryIndex, suppressed: set[str], as_of: date):
+        self.geo = geo
+        self.registry = registry
+        self.as_of = as_of
+        self._exchange_valid = np.zeros(1_000_000, dtype=np.int8)   # 0 unknown, 1 valid US/CA..., -1 invalid
+        suppressed_nanp = [int(p[2:]) for p in suppressed if p.startswith("+1") and len(p) == 12]
+        self._suppressed_nanp = np.array(sorted(suppressed_nanp), dtype=np.int64)
+        self._suppressed_other = {p for p in suppressed if not (p.startswith("+1") and len(p) == 12)}
+        self._federal_age: dict[int, int | None] = {}
+
+    def _valid_exchanges(self, exchanges: np.ndarray) -> np.ndarray:
+        unknown = np.unique(exchanges[self._exchange_valid[exchanges] == 0])
+        for ex in unknown.tolist():
+            facts = self.geo.exchange_facts(f"{ex:06d}")
+            self._exchange_valid[ex] = 1 if facts.valid else -1
+        return self._exchange_valid[exchanges] == 1
+
+    def _registry_state(self, npa: int) -> str | None:
+        """None when the area code's federal copy is usable, else a fail-closed code."""
+        if npa not in self._federal_age:
+            _hit, as_of = self.registry.lookup(ListKind.FEDERAL, "US", npa, 0)
+            self._federal_age[npa] = None if as_of is None else (self.as_of - as_of).days
+        age = self._federal_age[npa]
+        if age is None:
+            return FailClosed.REGISTRY_MISSING
+        return FailClosed.REGISTRY_STALE if age > FEDERAL_MAX_AGE_DAYS else None
+
+    def classify(self, phones: list[str], region: str = "US") -> list[str | None]:
+        """A reject reason per phone (None = clean)."""
+        reasons: list[str | None] = [None] * len(phones)
+        digits = [p.translate(_NON_DIGITS) for p in phones]
+        nanp_idx, nanp_numbers = [], []
+        nanp_region = region in NANP_REGIONS
+        for i, (raw, d) in enumerate(zip(phones, digits)):
+            text = raw.lstrip()
+            nanp = text.startswith("+1") or (nanp_region and not text.startswith("+"))
+            if nanp and len(d) == 11 and d[0] == "1":
+                d = d[1:]
+            if nanp and len(d) == 10:
+                nanp_idx.append(i)
+                nanp_numbers.append(int(d))
+            else:
+                try:
+                    e164 = normalize(raw, region)
+                except NumberError:
+                    reasons[i] = FailClosed.INVALID_NUMBER
+                    continue
+                facts = self.geo.facts(e164)
+                if not facts.valid:
+                    reasons[i] = FailClosed.INVALID_NUMBER
+                elif e164 in self._suppressed_other:
+                    reasons[i] = "US-IDNC"
+        if not nanp_idx:
+            return reasons
+        numbers = np.array(nanp_numbers, dtype=np.int64)
+        exchanges = (numbers // 10_000).astype(np.int64)
+        valid = self._valid_exchanges(exchanges)
+        on_federal = self.registry.contains_many(ListKind.FEDERAL, "US", numbers)
+        suppressed = np.isin(numbers, self._suppressed_nanp) if len(self._suppressed_nanp) else np.zeros(len(numbers), bool)
+        npas = (numbers // 10_000_000).tolist()
+        for j, i in enumerate(nanp_idx):
+            if not valid[j]:
+                reasons[i] = FailClosed.INVALID_NUMBER
+            elif suppressed[j]:
+                reasons[i] = "US-IDNC"
+            elif on_federal[j]:
+                reasons[i] = "US-DNC-1"
+            else:
+                reasons[i] = self._registry_state(npas[j])
+        return reasons
+
+
+def scrub_file(scrubber: Scrubber, leads: Path, out: Path, rejects: Path, *, phone_column: str = "phone",
+               region: str = "US", progress: Callable[[int], None] | None = None) -> ScrubReport:
+    """Copy clean rows to `out` and rejected rows, with a reason column, to `rejects`."""
+    report = ScrubReport()
+    try:
+        source = open(leads, newline="", encoding="utf-8")
+    except OSError as exc:
+        raise ComplianceError(f"cannot read {leads}: {exc}") from exc
+    with source, open(out, "w", newline="", encoding="utf-8") as clean_f, \
+            open(rejects, "w", newline="", encoding="utf-8") as reject_f:
+        reader = csv.reader(source)
+        header = next(reader, None)
+        if header is None or phone_column not in header:
+            raise ComplianceError(f"{leads}: no column named {phone_column!r} in the header")
+        column = header.index(phone_column)
+        clean_w, reject_w = csv.writer(clean_f), csv.writer(reject_f)
+        clean_w.writerow(header)
+        reject_w.writerow([*header, "reject_reason"])
+        position = 0
+        while True:
+            batch = []
+            for row in reader:
+                batch.append(row)
+                if len(batch) >= BATCH_ROWS:
+                    break
+            if not batch:
+                break
+            phones = [row[column] if len(row) > column else "" for row in batch]
+            for row, reason in zip(batch, scrubber.classify(phones, region)):
+                if len(row) != len(header):
+                    reason = reason or "MALFORMED_ROW"
+                if reason is None:
+                    clean_w.writerow(row)
+                    report.clean += 1
+                else:
+                    reject_w.writerow([*row, str(reason)])
+                    report.rejected[str(reason)] += 1
+            report.rows += len(batch)
+            if progress:
+                consumed = source.buffer.tell()
+                progress(consumed - position)
+                position = consumed
+    return report

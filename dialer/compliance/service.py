@@ -1,0 +1,79 @@
+"""Wiring: build a gate on the real stores (PostgreSQL, Redis, the registry data directory) or on
+in-memory stores for dry runs (`dialer compliance check` works with no server running)."""
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+import psycopg
+
+from dialer import storage
+from dialer.compliance.audit import PgAudit
+from dialer.compliance.counters import MemoryCounters, RedisCounters
+from dialer.compliance.gate import ComplianceGate
+from dialer.compliance.model import ComplianceError
+from dialer.compliance.records import MemoryRecords, PgRecords
+from dialer.compliance.registry import ParseReport, RegistryIndex, RegistryStore
+from dialer.compliance.rules import load_packs
+from dialer.errors import StorageError
+
+
+def data_dir() -> Path:
+    """Where registry bitsets live: DIALER_DATA_DIR, else .data/compliance in the project."""
+    configured = os.environ.get("DIALER_DATA_DIR")
+    return Path(configured) if configured else Path(__file__).resolve().parents[2] / ".data" / "compliance"
+
+
+class LazyConnection:
+    """A PostgreSQL connection opened on first use and reopened after it breaks.
+
+    The gate never fails to start because PostgreSQL is down: each decision that needs the
+    database raises StorageError instead, and the gate blocks that call with a reason.
+    """
+
+    def __init__(self, url: str | None = None):
+        self.url = url
+        self._conn: psycopg.Connection | None = None
+
+    def _get(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = storage.connect_db(self.url, autocommit=True)
+        return self._conn
+
+    def execute(self, *args, **kwargs):
+        return self._get().execute(*args, **kwargs)
+
+    def transaction(self):
+        return self._get().transaction()
+
+    def cursor(self, *args, **kwargs):
+        return self._get().cursor(*args, **kwargs)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+
+def live_gate(db_url: str | None = None, redis_url: str | None = None, directory: Path | None = None,
+              *, redis_timeout_s: float = 2.0, redis_retries: int = 3) -> ComplianceGate:
+    """A gate on PostgreSQL (records, registry metadata, audit) and Redis (counters)."""
+    conn = LazyConnection(db_url)
+    registry_store = RegistryStore(conn, directory or data_dir())
+    try:
+        index = registry_store.load_index()
+    except StorageError:
+        index = RegistryIndex()      # empty: telemarketing blocks (REGISTRY_MISSING) until a refresh works
+    redis_client = storage.connect_redis(redis_url, timeout_s=redis_timeout_s, retries=redis_retries)
+    return ComplianceGate(load_packs(), index, PgRecords(conn), RedisCounters(redis_client), PgAudit(conn),
+                          refresh_registry=registry_store.load_index)
+
+
+def dry_run_gate(dnc_files: list[Path], as_of: date) -> tuple[ComplianceGate, MemoryRecords]:
+    """A gate on memory stores; the files, if any, are one complete federal snapshot as of `as_of`."""
+    report = ParseReport()
+    registry = RegistryIndex.from_files(dnc_files, as_of, report) if dnc_files else RegistryIndex()
+    if report.bad_lines:
+        raise ComplianceError(f"{report.bad_lines} bad lines in --dnc-file: {'; '.join(report.bad_samples[:3])}")
+    records = MemoryRecords()
+    return ComplianceGate(load_packs(), registry, records, MemoryCounters()), records

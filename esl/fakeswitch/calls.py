@@ -1,0 +1,570 @@
+"""Call core of the simulated switch: originate, channel life cycles, dialplan applications,
+bridging, transfer and unicast audio.
+
+Event order per call follows the outbound sofia leg of capture 06_sip_call_plain_ALL (answer,
+park, uuid_kill) and the failed legs of 10_originate_errors: CHANNEL_OUTGOING, CHANNEL_STATE
+CS_INIT, CHANNEL_CREATE, CHANNEL_ORIGINATE, CHANNEL_STATE CS_ROUTING / CS_CONSUME_MEDIA, then
+CHANNEL_PROGRESS (180) / CHANNEL_PROGRESS_MEDIA (183) with their CHANNEL_CALLSTATE, CODEC x2,
+CHANNEL_ANSWER, CHANNEL_CALLSTATE ACTIVE, CALL_UPDATE, (API, BACKGROUND_JOB), CHANNEL_STATE
+CS_EXECUTE, CHANNEL_EXECUTE park, CHANNEL_PARK ... CHANNEL_HANGUP, CHANNEL_UNPARK,
+CHANNEL_EXECUTE_COMPLETE, CHANNEL_STATE CS_HANGUP, CHANNEL_CALLSTATE HANGUP, CHANNEL_STATE
+CS_REPORTING, CHANNEL_HANGUP_COMPLETE, CHANNEL_DESTROY, CHANNEL_STATE CS_DESTROY.
+Without ignore_early_media=true, originate succeeds on 183 early media (switch_ivr_originate.c).
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import TYPE_CHECKING
+
+import gevent
+import gevent.event
+import gevent.pool
+import gevent.queue
+from gevent import socket
+
+from esl.fakeswitch import audio
+from esl.fakeswitch.channel import CALLSTATE_NUMBERS, Q850, VARIABLE_EVENTS, Channel, now_us
+from esl.fakeswitch.listener import new_uuid
+from esl.fakeswitch.model import FAILURES, Behaviour, Outcome, Party
+from esl.fakeswitch.switch import CODEC_READ, CODEC_WRITE
+
+if TYPE_CHECKING:
+    from esl.fakeswitch.switch import FakeSwitch
+
+log = logging.getLogger(__name__)
+
+_APP = re.compile(r"^&([\w-]+)(?:\((.*)\))?$", re.S)
+_SOCKET_ARG = re.compile(r"^\s*([^:\s]+):(\d+)(.*)$")
+PLAYBACK_SECONDS = 1.0
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("true", "yes", "on", "1", "enabled", "active", "allow")
+
+
+def parse_originate(args: str) -> tuple[dict[str, str], str, list[str]]:
+    """`{a=b,c='d,e'}endpoint rest...` -> (variables, endpoint, remaining words)."""
+    text = args.strip()
+    variables: dict[str, str] = {}
+    if text.startswith("{"):
+        depth, quote, end = 0, "", -1
+        for index, char in enumerate(text):
+            if quote:
+                quote = "" if char == quote else quote
+            elif char in "'\"":
+                quote = char
+            elif char == "{":
+                depth += 1
+            elif char == "}":
+                depth -= 1
+                if depth == 0:
+                    end = index
+                    break
+        if end < 0:
+            raise ValueError("unterminated {variables}")
+        body, text = text[1:end], text[end + 1:]
+        for item in re.split(r"(?<!\\),(?=(?:[^']*'[^']*')*[^']*$)", body):
+            name, equals, value = item.partition("=")
+            if equals and name.strip():
+                variables[name.strip()] = value.strip().strip("'").replace("\\,", ",")
+    words = text.split()
+    if not words:
+        raise ValueError("no endpoint")
+    return variables, words[0], words[1:]
+
+
+class CallState:
+    """Runtime companions of a channel that the event model does not need."""
+
+    def __init__(self, behaviour: Behaviour) -> None:
+        self.behaviour = behaviour
+        self.apps: gevent.queue.Queue = gevent.queue.Queue()
+        self.app_runner: gevent.Greenlet | None = None
+        self.park_app = ("park", "", "")       # the application whose park an unpark completes
+        self.unicast: gevent.Greenlet | None = None
+        self.party_timer: gevent.Greenlet | None = None
+        self.outbound = None
+        self.hungup = gevent.event.Event()
+        self.packets_sent = 0
+        self._audio: dict[bool, list[bytes]] = {}
+
+    def audio_frames(self, native: bool, files: dict[str, str], seed: int) -> list[bytes]:
+        if native not in self._audio:
+            party = self.behaviour.party
+            path = files.get(party.value)
+            samples = audio.load_wav(path) if path else audio.party_audio(party, seed)
+            self._audio[native] = audio.frames(samples, native)
+        return self._audio[native]
+
+
+class CallCore:
+    def __init__(self, switch: FakeSwitch) -> None:
+        self.switch = switch
+        self.group = gevent.pool.Group()
+        self.state: dict[str, CallState] = {}
+
+    def spawn(self, function, *args) -> gevent.Greenlet:
+        return self.group.spawn(function, *args)
+
+    def kill_all(self) -> None:
+        self.group.kill(block=False)
+
+    # -- events --------------------------------------------------------------------------------
+    def event(self, channel: Channel, name: str, *, before=(), after=(), calling=None, body=None) -> None:
+        headers = [*before, *channel.basic_headers()]
+        if name in VARIABLE_EVENTS:
+            headers += channel.variable_headers()
+        headers += after
+        self.switch.fire(name, headers, body, unique_id=channel.uuid, calling=calling)
+
+    def set_running_state(self, channel: Channel, state: str, number: int | None = None) -> None:
+        if number is not None:
+            channel.state_number = number
+        channel.running_state = state
+        self.event(channel, "CHANNEL_STATE")
+
+    def set_callstate(self, channel: Channel, callstate: str) -> None:
+        previous, channel.callstate = channel.callstate, callstate
+        self.event(channel, "CHANNEL_CALLSTATE", before=[
+            ("Original-Channel-Call-State", previous),
+            ("Channel-Call-State-Number", str(CALLSTATE_NUMBERS[callstate]))])
+
+    def codec_events(self, channel: Channel) -> None:
+        channel.set_media_variables()
+        self.event(channel, "CODEC", calling=CODEC_READ, after=[
+            ("channel-read-codec-name", "PCMU"), ("channel-read-codec-rate", "8000"),
+            ("channel-read-codec-bit-rate", "64000")])
+        self.event(channel, "CODEC", calling=CODEC_WRITE, after=[
+            ("Channel-Write-Codec-Name", "PCMU"), ("Channel-Write-Codec-Rate", "8000"),
+            ("Channel-Write-codec-bit-rate", "64000")])
+
+    # -- originate -----------------------------------------------------------------------------
+    def originate(self, args: str) -> str:
+        """Run an originate to its result text (blocks the calling greenlet, as api does)."""
+        try:
+            variables, endpoint, rest = parse_originate(args)
+        except ValueError:
+            return "-ERR INVALID_NUMBER_FORMAT\n"
+        if not rest:
+            return "-USAGE: <call url> <exten>|&<application_name>(<app_args>) [<dialplan>] [<context>] [<cid_name>] [<cid_num>] [<timeout_sec>]\n"
+        if rest[0].startswith("&") and "(" in rest[0] and not rest[0].endswith(")"):
+            # `&socket(127.0.0.1:8084 async full)`: the application's arguments contain spaces.
+            for end in range(1, len(rest)):
+                if rest[end].endswith(")"):
+                    rest = [" ".join(rest[:end + 1]), *rest[end + 1:]]
+                    break
+        parts = endpoint.split("/")
+        if parts[0] == "error" and len(parts) > 1:
+            return f"-ERR {parts[1].upper()}\n"
+        if parts[0] != "sofia" or len(parts) < 3:
+            return "-ERR CHAN_NOT_IMPLEMENTED\n"
+        if parts[1] == "gateway" and len(parts) >= 4:
+            profile, user, host = "gateway", "/".join(parts[3:]), parts[2]
+        elif parts[1] not in self.switch.config.sofia_profiles:
+            return "-ERR INVALID_PROFILE\n"
+        else:
+            profile = parts[1]
+            user, _, host = "/".join(parts[2:]).partition("@")
+            host = host or "127.0.0.1"
+        uuid = variables.get("origination_uuid") or new_uuid()
+        if uuid in self.switch.channels or not self.switch.request_session():
+            self.switch.counters["originate_failed"] += 1
+            return "-ERR DESTINATION_OUT_OF_ORDER\n"
+        cid_name = variables.get("origination_caller_id_name") or (rest[3] if len(rest) > 3 else "")
+        cid_number = (variables.get("origination_caller_id_number") or (rest[4] if len(rest) > 4 else "")
+                      or self.switch.config.default_caller_id)
+        channel = Channel(uuid, self.switch.session_added(), profile=profile, user=user, host=host,
+                          cid_number=cid_number, cid_name=cid_name,
+                          context=rest[2] if len(rest) > 2 else "default")
+        if profile == "gateway":
+            channel.name = f"sofia/gateway/{host}/{user}"
+        timeout_text = variables.get("originate_timeout") or (rest[5] if len(rest) > 5 else "") or "60"
+        try:
+            timeout = float(timeout_text)
+        except ValueError:
+            timeout = 60.0
+        behaviour = self.switch.model.decide(user)
+        self.state[uuid] = CallState(behaviour)
+        self.switch.channels[uuid] = channel
+        result = gevent.event.AsyncResult()
+        self.spawn(self._run_leg, channel, variables, rest[0], timeout, result)
+        text = result.get()
+        self.switch.counters["originate_ok" if text.startswith("+OK") else "originate_failed"] += 1
+        return text
+
+    def _run_leg(self, channel: Channel, variables: dict[str, str], target: str, timeout: float,
+                 result: gevent.event.AsyncResult) -> None:
+        state = self.state[channel.uuid]
+        behaviour = state.behaviour
+        ignore_early = _truthy(variables.get("ignore_early_media"))
+        started = time.monotonic()
+        deadline = started + timeout
+
+        def succeed() -> None:
+            if not result.ready():
+                result.set(f"+OK {channel.uuid}\n")
+                gevent.sleep(0)     # let the job report before the application starts
+
+        def wait_until(moment: float) -> bool:
+            """Sleep until `moment`; False when the channel was hung up meanwhile."""
+            return not state.hungup.wait(max(0.0, moment - time.monotonic()))
+
+        channel.state_number, channel.running_state = 1, "CS_NONE"
+        self.event(channel, "CHANNEL_OUTGOING")
+        self.set_running_state(channel, "CS_INIT")
+        channel.set_create_variables(variables, early_media_ok=not ignore_early)
+        channel.state_number = 2
+        self.event(channel, "CHANNEL_CREATE")
+        self.event(channel, "CHANNEL_ORIGINATE")
+        self.set_running_state(channel, "CS_ROUTING")
+        self.set_running_state(channel, "CS_CONSUME_MEDIA", 7)
+
+        outcome = behaviour.outcome
+        ringing = outcome is Outcome.NO_ANSWER or behaviour.ring_seconds > 0 or behaviour.early_media
+        alive = wait_until(started + 0.005)
+        if alive and ringing and not behaviour.early_media:
+            channel.set_reply_variables(dialog=True)
+            channel.progress_us = now_us()
+            self.event(channel, "CHANNEL_PROGRESS")
+            self.set_callstate(channel, "RINGING")
+        elif alive and behaviour.early_media:
+            channel.set_reply_variables(dialog=True)
+            self.codec_events(channel)
+            channel.progress_media_us = now_us()
+            channel.answer_state = "early"
+            self.event(channel, "CHANNEL_PROGRESS_MEDIA")
+            self.set_callstate(channel, "EARLY")
+            if not ignore_early:
+                succeed()
+                self._start_target(channel, target)
+
+        if outcome is Outcome.NO_ANSWER:
+            end, cause = deadline, "NO_ANSWER"
+        else:
+            end, cause = started + behaviour.ring_seconds, None
+            if not result.ready() and end > deadline:
+                end, cause = deadline, "NO_ANSWER"
+        alive = alive and wait_until(end)
+        if not alive:
+            if not result.ready():
+                result.set(f"-ERR {channel.hangup_cause or 'ORIGINATOR_CANCEL'}\n")
+            return
+        if cause == "NO_ANSWER":
+            channel.set_failure_variables(487, "CANCEL", cause, cancelled=True)
+            self.hangup(channel, cause, after_hangup_event=lambda: self._fail(result, cause))
+            return
+        if outcome is not Outcome.ANSWER:
+            cause, status, phrase = FAILURES[outcome]
+            if not ringing:
+                channel.set_reply_variables(dialog=False)
+            channel.set_failure_variables(status, phrase, cause, cancelled=False)
+            self.hangup(channel, cause)
+            self._fail(result, cause)
+            return
+        self.answer(channel, variables)
+        if not result.ready():
+            succeed()
+            self._start_target(channel, target)
+        if behaviour.stay_seconds is not None:
+            state.party_timer = self.spawn(self._party_hangs_up, channel, behaviour.stay_seconds)
+
+    def _fail(self, result: gevent.event.AsyncResult, cause: str) -> None:
+        if not result.ready():
+            result.set(f"-ERR {cause}\n")
+            gevent.sleep(0)
+
+    def answer(self, channel: Channel, variables: dict[str, str] | None = None) -> None:
+        if channel.is_answered or channel.is_hungup:
+            return
+        if channel.codec is None:
+            channel.set_reply_variables(dialog=True)
+            self.codec_events(channel)
+        channel.answered_us = now_us()
+        channel.answer_state = "answered"
+        self.event(channel, "CHANNEL_ANSWER")
+        self.set_callstate(channel, "ACTIVE")
+        channel.set_var("endpoint_disposition", "ANSWER")
+        channel.set_var("pre_transfer_caller_id_number", channel.cid_number)
+        channel.set_var("channel_cid_flipped", "yes")
+        channel.callee_name, channel.callee_number = None, channel.cid_number
+        channel.cid_name = channel.cid_number = channel.user
+        self.event(channel, "CALL_UPDATE", before=[("Direction", "RECV")])
+        variables = variables or {}
+        on_answer = variables.get("execute_on_answer")
+        if on_answer:
+            app, _, arg = on_answer.partition(" ")
+            self._execute(channel, app, arg, new_uuid())
+        api_on_answer = variables.get("api_on_answer")
+        if api_on_answer:
+            name, _, args = api_on_answer.partition(" ")
+            self.spawn(self.switch.commands.run_api, name, args)
+
+    def _start_target(self, channel: Channel, target: str) -> None:
+        self.set_running_state(channel, "CS_EXECUTE", 4)
+        match = _APP.match(target)
+        if match:
+            self.queue_app(channel, match.group(1), match.group(2) or "", new_uuid(), 1)
+        else:
+            self.transfer(channel, target, unpark=False)
+
+    def _party_hangs_up(self, channel: Channel, seconds: float) -> None:
+        gevent.sleep(seconds)
+        if not channel.is_hungup:
+            channel.set_var("sip_hangup_disposition", "recv_bye")
+            self.hangup(channel, "NORMAL_CLEARING")
+
+    # -- hangup --------------------------------------------------------------------------------
+    def hangup(self, channel: Channel, cause: str, after_hangup_event=None) -> None:
+        if channel.is_hungup:
+            return
+        cause = cause.upper() if cause.upper() in Q850 else "NORMAL_CLEARING"
+        state = self.state.get(channel.uuid)
+        channel.hangup_cause = cause
+        channel.hangup_us = now_us()
+        channel.answer_state = "hangup"
+        channel.state_number = 10
+        self.event(channel, "CHANNEL_HANGUP")
+        if after_hangup_event:
+            after_hangup_event()
+        if state:
+            state.hungup.set()
+            self._stop_unicast(state)
+        if channel.parked:
+            self._unpark(channel)
+        other = channel.bridged_to
+        if other is not None:
+            self._unbridge(channel, other)
+            self.spawn(self.hangup, other, cause)
+        channel.set_var("hangup_cause", cause)
+        channel.set_var("hangup_cause_q850", str(Q850[cause] if Q850[cause] < 128 else 16))
+        self.set_running_state(channel, "CS_HANGUP")
+        self.set_callstate(channel, "HANGUP")
+        self.set_running_state(channel, "CS_REPORTING", 11)
+        channel.set_report_variables(now_us(), state.packets_sent if state else 0)
+        self.event(channel, "CHANNEL_HANGUP_COMPLETE", before=[("Hangup-Cause", cause)])
+        channel.state_number = 12
+        self.event(channel, "CHANNEL_DESTROY")
+        self.set_running_state(channel, "CS_DESTROY")
+        self.switch.channels.pop(channel.uuid, None)
+        self.switch.counters["hangups"] += 1
+        if state:
+            self.state.pop(channel.uuid, None)
+            for greenlet in (state.party_timer, state.app_runner):
+                if greenlet is not None and greenlet is not gevent.getcurrent():
+                    greenlet.kill(block=False)
+            if state.outbound is not None:
+                state.outbound.channel_gone(channel)
+
+    # -- applications --------------------------------------------------------------------------
+    def queue_app(self, channel: Channel, app: str, arg: str, app_uuid: str, loops: int) -> None:
+        state = self.state.get(channel.uuid)
+        if state is None:
+            return
+        for _ in range(max(1, loops)):
+            state.apps.put((app, arg, app_uuid))
+        if state.app_runner is None or state.app_runner.dead:
+            state.app_runner = self.spawn(self._run_apps, channel, state)
+
+    def _run_apps(self, channel: Channel, state: CallState) -> None:
+        while not channel.is_hungup:
+            try:
+                app, arg, app_uuid = state.apps.get(timeout=0.5)
+            except gevent.queue.Empty:
+                if state.apps.empty():
+                    return
+                continue
+            self._execute(channel, app, arg, app_uuid)
+
+    def _execute(self, channel: Channel, app: str, arg: str, app_uuid: str) -> None:
+        handler = getattr(self, f"_app_{app}", None)
+        if handler is None or channel.is_hungup:
+            log.info("%s: invalid application %s", channel.uuid, app)
+            return
+        channel.set_var("current_application", app)
+        if arg:
+            channel.set_var("current_application_data", arg)
+        described = [("Application", app)] + ([("Application-Data", arg)] if arg else [])
+        self.event(channel, "CHANNEL_EXECUTE", after=[*described, ("Application-UUID", app_uuid)])
+        channel.last_app = (app, arg)
+        response = handler(channel, arg, app_uuid)
+        if response is None or channel.is_hungup and app == "hangup":
+            return
+        self.event(channel, "CHANNEL_EXECUTE_COMPLETE", after=[
+            *described, ("Application-Response", response), ("Application-UUID", app_uuid)])
+
+    def _app_park(self, channel: Channel, arg: str, app_uuid: str) -> None:
+        if channel.parked:
+            return None
+        channel.parked = True
+        state = self.state[channel.uuid]
+        if state.park_app[2] != app_uuid:
+            state.park_app = ("park", "", app_uuid)
+        self.event(channel, "CHANNEL_PARK")
+        return None     # EXECUTE_COMPLETE comes when the park ends (unpark, bridge, hangup)
+
+    def _unpark(self, channel: Channel) -> None:
+        channel.parked = False
+        state = self.state.get(channel.uuid)
+        self.event(channel, "CHANNEL_UNPARK")
+        app, arg, app_uuid = state.park_app if state else ("park", "", new_uuid())
+        self.event(channel, "CHANNEL_EXECUTE_COMPLETE", after=[
+            ("Application", app), *([("Application-Data", arg)] if arg else []),
+            ("Application-Response", "_none_"), ("Application-UUID", app_uuid)])
+        if state:
+            self._stop_unicast(state)
+
+    def _app_answer(self, channel: Channel, arg: str, app_uuid: str) -> str:
+        self.answer(channel)
+        return "_none_"
+
+    def _app_pre_answer(self, channel: Channel, arg: str, app_uuid: str) -> str:
+        return "_none_"
+
+    def _app_hangup(self, channel: Channel, arg: str, app_uuid: str) -> str:
+        self.hangup(channel, arg or "NORMAL_CLEARING")
+        return "_none_"
+
+    def _app_sleep(self, channel: Channel, arg: str, app_uuid: str) -> str:
+        try:
+            gevent.sleep(max(0.0, float(arg or 0) / 1000.0))
+        except ValueError:
+            pass
+        return "_none_"
+
+    def _app_set(self, channel: Channel, arg: str, app_uuid: str) -> str:
+        name, _, value = arg.partition("=")
+        if name:
+            channel.set_var(name.strip(), value)
+        return "_none_"
+
+    _app_export = _app_set
+
+    def _app_avmd_start(self, channel: Channel, arg: str, app_uuid: str) -> str:
+        return "_none_"
+
+    def _app_playback(self, channel: Channel, arg: str, app_uuid: str) -> str:
+        file_headers = [("Playback-File-Path", arg)]
+        self.event(channel, "PLAYBACK_START", after=file_headers)
+        gevent.sleep(PLAYBACK_SECONDS)
+        if channel.is_hungup:
+            return "FILE NOT PLAYED"
+        self.event(channel, "PLAYBACK_STOP", after=[*file_headers, ("Playback-Status", "done")])
+        return "FILE PLAYED"
+
+    def _app_transfer(self, channel: Channel, arg: str, app_uuid: str) -> str:
+        self.spawn(self.transfer, channel, arg.split()[0] if arg.split() else "")
+        return "_none_"
+
+    def _app_socket(self, channel: Channel, arg: str, app_uuid: str) -> str | None:
+        match = _SOCKET_ARG.match(arg)
+        state = self.state.get(channel.uuid)
+        if not match or state is None:
+            return "-ERR invalid socket arguments"
+        channel.set_var("socket_host", match.group(1))
+        words = match.group(3).split()
+        listener = self.switch.connect_outbound(channel, match.group(1), int(match.group(2)),
+                                                "async" in words, "full" in words)
+        if listener is None:
+            self.spawn(self.hangup, channel, "DESTINATION_OUT_OF_ORDER")
+            return "_none_"
+        state.outbound = listener
+        if "async" in words:
+            # async mode parks the channel; commands from the socket run while it is parked.
+            state.park_app = ("socket", arg, app_uuid)
+            self._app_park(channel, "", app_uuid)
+            return None
+        state.hungup.wait()
+        return "_none_"
+
+    # -- transfer, bridge ----------------------------------------------------------------------
+    def transfer(self, channel: Channel, destination: str, unpark: bool = True) -> None:
+        if channel.is_hungup:
+            return
+        if unpark and channel.parked:
+            self._unpark(channel)
+        if channel.bridged_to is not None:
+            self._unbridge(channel, channel.bridged_to)
+        route = self.switch.config.dialplan.get(destination)
+        if route is None:
+            self.hangup(channel, "NO_ROUTE_DESTINATION")
+            return
+        app, _, arg = route.partition(" ")
+        self.queue_app(channel, app, arg, new_uuid(), 1)
+
+    def bridge(self, a: Channel, b: Channel) -> None:
+        for leg in (a, b):
+            if leg.parked:
+                self._unpark(leg)
+        a.bridged_to, b.bridged_to = b, a
+        a.bridged_us = b.bridged_us = now_us()
+        a.set_var("bridge_uuid", b.uuid)
+        b.set_var("bridge_uuid", a.uuid)
+        self.event(a, "CHANNEL_BRIDGE", before=[("Bridge-A-Unique-ID", a.uuid), ("Bridge-B-Unique-ID", b.uuid)])
+
+    def _unbridge(self, channel: Channel, other: Channel) -> None:
+        a, b = (channel, other) if channel.direction == "outbound" else (other, channel)
+        self.event(a, "CHANNEL_UNBRIDGE", before=[("Bridge-A-Unique-ID", a.uuid), ("Bridge-B-Unique-ID", b.uuid)])
+        channel.bridged_to = other.bridged_to = None
+
+    # -- unicast -------------------------------------------------------------------------------
+    def start_unicast(self, channel: Channel, headers: dict[str, str]) -> str:
+        state = self.state.get(channel.uuid)
+        if state is None:
+            return f"-ERR invalid session id [{channel.uuid}]"
+        try:
+            local = (headers.get("local-ip", "127.0.0.1"), int(headers.get("local-port", "8025")))
+            remote = (headers.get("remote-ip", "127.0.0.1"), int(headers.get("remote-port", "8026")))
+        except ValueError:
+            return "-ERR invalid unicast port"
+        native = "native" in headers.get("flags", "").lower()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.bind(local)
+        except OSError as exc:
+            sock.close()
+            return f"-ERR unicast cannot bind {local[0]}:{local[1]}: {exc.strerror}"
+        self._stop_unicast(state)
+        state.unicast = self.spawn(self._stream, channel, state, sock, remote, native)
+        return "+OK"
+
+    @staticmethod
+    def _stop_unicast(state: CallState) -> None:
+        if state.unicast is not None and state.unicast is not gevent.getcurrent():
+            state.unicast.kill(block=False)
+        state.unicast = None
+
+    def _stream(self, channel: Channel, state: CallState, sock, remote, native: bool) -> None:
+        """One datagram per 20 ms against absolute deadlines (no drift), first one ~25 ms after +OK,
+        only while the leg is parked and not bridged."""
+        frames = state.audio_frames(native, self.switch.config.audio_files, hash(channel.uuid) & 0xFFFF) \
+            if channel.is_answered else []
+        position = -audio.COMFORT_NOISE_LEAD_FRAMES
+        start = time.monotonic() + 0.025
+        sent = 0
+        try:
+            while not channel.is_hungup and channel.bridged_to is None:
+                delay = start + sent * audio.FRAME_SECONDS - time.monotonic()
+                if delay > 0:
+                    gevent.sleep(delay)
+                if channel.is_hungup or channel.bridged_to is not None:
+                    break
+                if channel.parked:
+                    if 0 <= position < len(frames):
+                        payload = frames[position]
+                    else:
+                        payload = audio.COMFORT_NOISE
+                    position += 1
+                    try:
+                        sock.sendto(payload, remote)
+                    except OSError:
+                        pass
+                    state.packets_sent += 1
+                    self.switch.counters["unicast_datagrams"] += 1
+                sent += 1
+                if not frames and channel.is_answered:
+                    frames = state.audio_frames(native, self.switch.config.audio_files,
+                                                hash(channel.uuid) & 0xFFFF)
+        finally:
+            sock.close()
