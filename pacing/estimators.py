@@ -29,6 +29,9 @@ class ResolutionEstimator:
         self.memory = memory
         self.frozen = frozen
         self._decay_one = math.exp(-1.0 / memory)
+        # the hazard tables only need refreshing after a share of the memory has turned over
+        self.refresh_every = max(10, int(memory / 100))
+        self._pending = 0
         self.connected = prior_connected.astype(float).copy()
         self.all = prior_all.astype(float).copy()
         self._tables: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -43,15 +46,18 @@ class ResolutionEstimator:
         idx = np.minimum(ages.astype(np.int64), self.bins - 1)
         self.all += np.bincount(idx, minlength=self.bins)
         self.connected += np.bincount(idx[connected], minlength=self.bins)
-        self._refresh()
+        self._pending += ages.size
+        self._refresh(tables=self._pending >= self.refresh_every)
 
     def replace_with(self, other: ResolutionEstimator) -> None:
         self.connected = other.connected.copy()
         self.all = other.all.copy()
         self._refresh()
 
-    def _refresh(self) -> None:
-        self._tables = None
+    def _refresh(self, tables: bool = True) -> None:
+        if tables:
+            self._tables = None
+            self._pending = 0
         self.weight = float(self.all.sum())
         self.contact_rate = float(self.connected.sum()) / self.weight if self.weight > 0 else 0.0
 
@@ -93,6 +99,7 @@ class LognormalEstimator:
         self.w = prior_weight
         self.s1 = prior_weight * mu
         self.s2 = prior_weight * (sigma2 + mu * mu)
+        self.observations = 0
         self._refresh()
 
     def observe(self, values: np.ndarray) -> None:
@@ -103,6 +110,7 @@ class LognormalEstimator:
         self.w = self.w * decay + values.size
         self.s1 = self.s1 * decay + float(logs.sum())
         self.s2 = self.s2 * decay + float((logs * logs).sum())
+        self.observations += values.size
         self._refresh()
 
     def _refresh(self) -> None:
@@ -124,28 +132,66 @@ class LognormalEstimator:
         return points
 
 
-def free_by(talk: LognormalEstimator, wrap: LognormalEstimator, talk_elapsed: np.ndarray,
-            wrap_elapsed: np.ndarray, horizon_points: np.ndarray, wrap_points: int = 5) -> np.ndarray:
-    """P(each busy agent is free within each horizon point).
+def _free_within(talk: LognormalEstimator, wrap: LognormalEstimator, talk_elapsed: np.ndarray,
+                 wrap_elapsed: np.ndarray, horizon_points: np.ndarray,
+                 wrap_points: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """P(free within each horizon point) for talking agents (elapsed talk t: residual talk
+    T - t given T > t, plus a wrap-up W represented by `wrap_points` equally likely values) and
+    for wrapping agents (elapsed w: W - w given W > w)."""
+    t = talk_elapsed[:, None, None]
+    h = horizon_points[None, :, None]
+    w = wrap.quantile_points(wrap_points)[None, None, :]
+    f_t = talk.cdf(talk_elapsed)
+    reached = np.maximum(talk.cdf(t + h - w) - f_t[:, None, None], 0.0).mean(axis=2)
+    from_talk = np.minimum(reached / np.maximum(1.0 - f_t, 1e-9)[:, None], 1.0)
+    f_w = wrap.cdf(wrap_elapsed)[:, None]
+    reached = np.maximum(wrap.cdf(wrap_elapsed[:, None] + horizon_points[None, :]) - f_w, 0.0)
+    from_wrap = np.minimum(reached / np.maximum(1.0 - f_w, 1e-9), 1.0)
+    return from_talk, from_wrap
 
-    A talking agent with elapsed t frees after the residual talk T - t (T > t) plus a wrap-up W;
-    W is represented by `wrap_points` equally likely values. A wrapping agent with elapsed w frees
-    after W - w (W > w). Returns an array (agents, len(horizon_points)), talking agents first.
+
+class FreeTimeModel:
+    """P(a busy agent is free within each look-ahead point), from the talk and wrap estimators.
+
+    Exact values are tabulated on a grid of elapsed times (denser where the hazard changes) and
+    interpolated per agent; the tables are rebuilt after `refresh_every` new observations, so
+    the cost per decision does not grow with the log-normal arithmetic.
     """
-    out = []
-    if talk_elapsed.size:
-        t = talk_elapsed[:, None, None]
-        h = horizon_points[None, :, None]
-        w = wrap.quantile_points(wrap_points)[None, None, :]
-        survive = np.maximum(1.0 - talk.cdf(talk_elapsed), 1e-9)[:, None]
-        f_t = talk.cdf(talk_elapsed)[:, None, None]
-        reached = np.maximum(talk.cdf(t + h - w) - f_t, 0.0).mean(axis=2)
-        out.append(np.minimum(reached / survive, 1.0))
-    if wrap_elapsed.size:
-        f_w = wrap.cdf(wrap_elapsed)[:, None]
-        survive = np.maximum(1.0 - f_w, 1e-9)
-        reached = np.maximum(wrap.cdf(wrap_elapsed[:, None] + horizon_points[None, :]) - f_w, 0.0)
-        out.append(np.minimum(reached / survive, 1.0))
-    if not out:
-        return np.zeros((0, horizon_points.size))
-    return np.concatenate(out, axis=0)
+
+    GRID = 96
+
+    def __init__(self, talk: LognormalEstimator, wrap: LognormalEstimator,
+                 horizon_points: np.ndarray, refresh_every: int = 10) -> None:
+        self.talk, self.wrap = talk, wrap
+        self.horizon_points = horizon_points
+        self.refresh_every = refresh_every
+        self._built_at = -math.inf
+        self._build()
+
+    def _build(self) -> None:
+        unit = np.linspace(0.0, 1.0, self.GRID) ** 2
+        self.talk_max = math.exp(self.talk.mu + 3.5 * self.talk.sigma)
+        self.wrap_max = math.exp(self.wrap.mu + 3.5 * self.wrap.sigma)
+        self.talk_table, self.wrap_table = _free_within(
+            self.talk, self.wrap, unit * self.talk_max, unit * self.wrap_max, self.horizon_points)
+        self._built_at = self.talk.observations + self.wrap.observations
+
+    @staticmethod
+    def _lookup(table: np.ndarray, elapsed: np.ndarray, top: float) -> np.ndarray:
+        position = np.sqrt(np.minimum(elapsed / top, 1.0)) * (table.shape[0] - 1)
+        low = np.minimum(position.astype(np.int64), table.shape[0] - 2)
+        frac = (position - low)[:, None]
+        return table[low] * (1.0 - frac) + table[low + 1] * frac
+
+    def free_by(self, talk_elapsed: np.ndarray, wrap_elapsed: np.ndarray) -> np.ndarray:
+        """Array (agents, horizon points): talking agents first, then wrapping ones."""
+        if self.talk.observations + self.wrap.observations - self._built_at >= self.refresh_every:
+            self._build()
+        parts = []
+        if talk_elapsed.size:
+            parts.append(self._lookup(self.talk_table, talk_elapsed, self.talk_max))
+        if wrap_elapsed.size:
+            parts.append(self._lookup(self.wrap_table, wrap_elapsed, self.wrap_max))
+        if not parts:
+            return np.zeros((0, self.horizon_points.size))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)

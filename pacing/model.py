@@ -107,9 +107,8 @@ class PacingSnapshot:
     state_counts: dict[AgentState, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        counts = dict.fromkeys(AgentState, 0)
-        for agent in self.agents:
-            counts[agent.state] += 1
+        states = [agent.state for agent in self.agents]
+        counts = {state: states.count(state) for state in AgentState}
         object.__setattr__(self, "state_counts", counts)
 
     def count(self, state: AgentState) -> int:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtr
 
-from pacing.estimators import DRIFT_Z, LognormalEstimator, ResolutionEstimator, free_by
+from pacing.estimators import DRIFT_Z, FreeTimeModel, LognormalEstimator, ResolutionEstimator
 from pacing.model import (
     Accounting, AgentState, CallOutcome, Diagnostics, PacingConfig, PacingDecision, PacingError,
     PacingMode, PacingSnapshot,
@@ -187,6 +187,7 @@ class PredictivePacer(Pacer):
         self.wrap = LognormalEstimator(*wrap, weight, config.memory_calls, frozen)
         self._ks = np.arange(0, HORIZON_S + 1, STEP_S)
         self._window = max(config.abandon_wait_s - config.amd_post_greeting_s, 0.0)
+        self.free_time = FreeTimeModel(self.talk, self.wrap, self._ks + self._window)
         self.drift_resets = 0
         self.gain_log = 0.0
         self._seen: tuple[int, float] = (0, 0.0)
@@ -257,8 +258,8 @@ class PredictivePacer(Pacer):
             return self.limited(snapshot, floor, Diagnostics(contact, float(ready), float("nan"),
                                                              share_allowed, "no room"))
         ks = self._ks
-        p_free = free_by(self.talk, self.wrap, np.asarray(talking, dtype=float),
-                         np.asarray(wrapping, dtype=float), ks + self._window)
+        p_free = self.free_time.free_by(np.asarray(talking, dtype=float),
+                                        np.asarray(wrapping, dtype=float))
         supply = ready + p_free.sum(axis=0)
         supply_var = (p_free * (1.0 - p_free)).sum(axis=0)
 

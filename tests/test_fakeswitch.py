@@ -19,10 +19,9 @@ from esl.protocol import FrameParser, decode_event
 ORIGINATE_06 = ("originate {origination_uuid=%s,ignore_early_media=true}"
                 "sofia/external/7700@127.0.0.1:5060 &park()")
 
-# Header names the simulator does not reproduce for a SIP leg, and why (docs/fakeswitch.md).
-NOT_MODELLED = {
-    "variable_sip_invite_stamp",   # never seen on outbound legs; listed for clarity
-}
+# Header names the simulator does not reproduce for the captured SIP legs (docs/fakeswitch.md):
+# none today; a difference must be added here with its reason.
+NOT_MODELLED: set[str] = set()
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -532,3 +531,74 @@ def test_greenswitch_authenticates_and_receives_events(switch):
         assert conn.send(f"api uuid_kill {uuid}").data == "+OK\n"
     finally:
         conn.stop()
+
+
+# -- unicast audio, against 21_unicast_* ------------------------------------------------------------
+def free_udp_port() -> int:
+    probe = stdlib_socket.socket(stdlib_socket.AF_INET, stdlib_socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return port
+
+
+@pytest.mark.parametrize("native, frame_size", [(True, 160), (False, 320)])
+def test_unicast_streams_20ms_datagrams_while_parked(switch, client, captures_dir, native, frame_size):
+    real_sizes = {int(line.split("\t")[3]) for line in
+                  (captures_dir / f"21_unicast_{'native' if native else 'l16'}_packets.tsv").read_text().splitlines()[1:]}
+    assert real_sizes == {frame_size, 320}   # audio frames and 320-byte comfort noise
+    uuid = "5a000000-0000-4000-8000-00000000000%d" % native
+    client.command(f"api originate {{origination_uuid={uuid}}}sofia/external/7701@127.0.0.1 &park()")
+    wait_until(lambda: switch.channels[uuid].parked)
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    local_port = free_udp_port()
+    packets = []
+
+    def receive():
+        while True:
+            data, source = receiver.recvfrom(2048)
+            packets.append((time.monotonic(), data, source))
+    reader = gevent.spawn(receive)
+    flags = "\nflags: native" if native else ""
+    sent_at = time.monotonic()
+    reply = client.command(f"sendmsg {uuid}\ncall-command: unicast\nlocal-ip: 127.0.0.1\nlocal-port: {local_port}\n"
+                           f"remote-ip: 127.0.0.1\nremote-port: {receiver.getsockname()[1]}\ntransport: udp{flags}")
+    assert reply.reply_text == "+OK"
+    gevent.sleep(1.0)
+    client.command(f"api uuid_kill {uuid}")
+    count_at_hangup = len(packets)
+    gevent.sleep(0.1)
+    reader.kill()
+    receiver.close()
+    assert len(packets) == count_at_hangup, "datagrams after hangup"
+    assert 45 <= len(packets) <= 52, len(packets)
+    assert 0.010 <= packets[0][0] - sent_at <= 0.080
+    assert {source for _, _, source in packets} == {("127.0.0.1", local_port)}
+    assert all(data == b"\xff" * 320 for _, data, _ in packets[:14])
+    audio_frames = [data for _, data, _ in packets[14:] if data != b"\xff" * 320]
+    assert audio_frames and {len(data) for data in audio_frames} == {frame_size}
+    gaps = [b[0] - a[0] for a, b in zip(packets, packets[1:])]
+    assert abs(sum(gaps) / len(gaps) - 0.020) < 0.002
+
+
+def test_unicast_stops_when_the_leg_is_bridged(switch, client):
+    a, b = "5b000000-0000-4000-8000-00000000000a", "5b000000-0000-4000-8000-00000000000b"
+    for uuid in (a, b):
+        client.command(f"api originate {{origination_uuid={uuid}}}sofia/external/7700@127.0.0.1 &park()")
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(0.3)
+    client.command(f"sendmsg {a}\ncall-command: unicast\nlocal-ip: 127.0.0.1\nlocal-port: {free_udp_port()}\n"
+                   f"remote-ip: 127.0.0.1\nremote-port: {receiver.getsockname()[1]}\ntransport: udp")
+    assert len(receiver.recvfrom(2048)[0]) == 320
+    client.command(f"api uuid_bridge {a} {b}")
+    gevent.sleep(0.05)
+    receiver.settimeout(0)
+    with pytest.raises(BlockingIOError):     # drain what was sent before the bridge
+        for _ in range(100):
+            receiver.recvfrom(2048)
+    receiver.settimeout(0.3)
+    with pytest.raises(TimeoutError):        # and nothing more arrives once bridged
+        receiver.recvfrom(2048)
+    receiver.close()

@@ -304,3 +304,45 @@ def compliance_check(number, at, state, zip_code, purpose, mode, voice, consent,
         console.print(f"  rule packs {decision.pack_versions}")
     sys.exit(0 if decision.allowed else 1)
 
+
+
+@click.command("scrub")
+@click.argument("leads", type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="clean rows")
+@click.option("--rejects", required=True, type=click.Path(path_type=Path), help="rejected rows with a reason")
+@click.option("--at", "at", default=None, help="ISO 8601 moment the registry age is judged at; default now")
+@click.option("--phone-column", default="phone")
+@click.option("--region", default="US", help="region of national numbers")
+@click.option("--dnc-file", "dnc_files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="offline: these files are the complete federal snapshot (no server needed)")
+def scrub(leads, out, rejects, at, phone_column, region, dnc_files) -> None:
+    """Scrub a whole lead list against number validity and the do-not-call lists."""
+    from dialer.compliance.geo import Geography
+    from dialer.compliance.registry import ParseReport, RegistryIndex, RegistryStore
+    from dialer.compliance.rules import load_packs
+    from dialer.compliance.scrub import Scrubber, scrub_file
+    from dialer.compliance.service import data_dir
+    try:
+        moment = parse_at(at)
+        suppressed: set[str] = set()
+        if dnc_files:
+            report = ParseReport()
+            index = RegistryIndex.from_files(list(dnc_files), moment.date(), report)
+        else:
+            with _db() as conn:
+                index = RegistryStore(conn, data_dir()).load_index()
+                suppressed = {row[0] for row in conn.execute(
+                    "SELECT phone_e164 FROM compliance_dnc_entries WHERE removed_at IS NULL"
+                    " AND list_kind IN ('internal', 'custom')")}
+        scrubber = Scrubber(Geography(load_packs()), index, suppressed, moment.date())
+        with _progress() as bar:
+            task = bar.add_task(f"scrub {leads.name}", total=leads.stat().st_size if leads.exists() else None)
+            result = scrub_file(scrubber, leads, out, rejects, phone_column=phone_column, region=region,
+                                progress=lambda n: bar.advance(task, n))
+    except DialerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{result.rows} rows: {result.clean} clean, {result.rows - result.clean} rejected"
+               + "".join(f"; {code} {n}" for code, n in sorted(result.rejected.items())))
+
+
+compliance.add_command(scrub)

@@ -1,0 +1,104 @@
+"""Agents and their states. An agent's FreeSWITCH leg stays up for the whole shift (parked,
+with park_after_bridge), so a live answer is bridged at once; the time each agent has spent in
+its state feeds pacing."""
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+
+from dialer.errors import DialerError
+from pacing.model import AgentSnapshot
+from pacing.model import AgentState as PacingAgentState
+
+
+class AgentError(DialerError):
+    """An agent operation that the agent's state does not allow."""
+
+
+class AgentState(enum.Enum):
+    LOGGED_OUT = "logged_out"
+    READY = "ready"
+    PAUSED = "paused"
+    ON_CALL = "on_call"
+    WRAP_UP = "wrap_up"
+
+
+# Which states may follow which: anything else is an operator or web-app error.
+TRANSITIONS = {
+    AgentState.LOGGED_OUT: {AgentState.READY, AgentState.PAUSED},
+    AgentState.READY: {AgentState.PAUSED, AgentState.ON_CALL, AgentState.LOGGED_OUT},
+    AgentState.PAUSED: {AgentState.READY, AgentState.LOGGED_OUT},
+    AgentState.ON_CALL: {AgentState.WRAP_UP},
+    AgentState.WRAP_UP: {AgentState.READY, AgentState.PAUSED, AgentState.LOGGED_OUT},
+}
+
+_TO_PACING = {AgentState.READY: PacingAgentState.READY, AgentState.PAUSED: PacingAgentState.PAUSED,
+              AgentState.ON_CALL: PacingAgentState.TALKING, AgentState.WRAP_UP: PacingAgentState.WRAP}
+
+
+@dataclass
+class Agent:
+    agent_id: str
+    endpoint: str                      # FreeSWITCH dial string of the agent's phone
+    campaign: str | None = None
+    state: AgentState = AgentState.LOGGED_OUT
+    state_since: float = field(default_factory=time.monotonic)
+    leg_uuid: str | None = None        # the agent's always-up leg
+    pause_reason: str | None = None
+    call_uuid: str | None = None       # the customer leg bridged to the agent
+
+    def time_in_state(self, now: float | None = None) -> float:
+        return (time.monotonic() if now is None else now) - self.state_since
+
+
+class AgentRegistry:
+    """The engine's live agents. Every change goes through transition()."""
+
+    def __init__(self) -> None:
+        self.agents: dict[str, Agent] = {}
+        self.listeners: list = []      # callables(agent, old_state) told of every change
+
+    def add(self, agent: Agent) -> Agent:
+        self.agents[agent.agent_id] = agent
+        return agent
+
+    def get(self, agent_id: str) -> Agent:
+        try:
+            return self.agents[agent_id]
+        except KeyError:
+            raise AgentError(f"unknown agent {agent_id!r}") from None
+
+    def transition(self, agent: Agent, state: AgentState, *, reason: str | None = None) -> None:
+        if state not in TRANSITIONS[agent.state]:
+            raise AgentError(f"agent {agent.agent_id}: {agent.state.value} -> {state.value} is not allowed")
+        old = agent.state
+        agent.state = state
+        agent.state_since = time.monotonic()
+        agent.pause_reason = reason if state is AgentState.PAUSED else None
+        if state is not AgentState.ON_CALL and state is not AgentState.WRAP_UP:
+            agent.call_uuid = None
+        for listener in self.listeners:
+            listener(agent, old)
+
+    def take_longest_ready(self, campaign: str) -> Agent | None:
+        """Reserve the agent of the campaign who has waited longest (fair, and the pacing model
+        assumes it); the caller bridges at once."""
+        ready = [a for a in self.agents.values() if a.campaign == campaign
+                 and a.state is AgentState.READY and a.leg_uuid]
+        if not ready:
+            return None
+        agent = min(ready, key=lambda a: a.state_since)
+        self.transition(agent, AgentState.ON_CALL)
+        return agent
+
+    def by_leg(self, leg_uuid: str) -> Agent | None:
+        return next((a for a in self.agents.values() if a.leg_uuid == leg_uuid), None)
+
+    def pacing_snapshot(self, campaign: str, now: float | None = None) -> tuple[AgentSnapshot, ...]:
+        now = time.monotonic() if now is None else now
+        return tuple(AgentSnapshot(_TO_PACING[a.state], a.time_in_state(now))
+                     for a in self.agents.values() if a.campaign == campaign and a.state in _TO_PACING)
+
+    def count(self, campaign: str, state: AgentState) -> int:
+        return sum(1 for a in self.agents.values() if a.campaign == campaign and a.state is state)

@@ -1,0 +1,165 @@
+"""The gate on real PostgreSQL and Redis: audit chain, atomic counters, opt-outs, stores down."""
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+
+from dialer import storage
+from dialer.compliance import records as rec
+from dialer.compliance.audit import read_audit, verify_chain
+from dialer.compliance.model import CallRequest, Campaign, ConsentKind, DialMode, Lead, ListKind, Outcome, Purpose
+from dialer.compliance.records import PgRecords
+from dialer.compliance.registry import RegistryStore
+from dialer.compliance.service import live_gate
+
+UTC = timezone.utc
+NOON_NY = datetime(2026, 11, 18, 17, tzinfo=UTC)
+CLOSED_PORT_DB = "postgresql://postgres@127.0.0.1:9/dialer"
+CLOSED_PORT_REDIS = "redis://127.0.0.1:9/0"
+
+
+def call(number="+12125551234", at=NOON_NY, **campaign) -> CallRequest:
+    fields = dict(purpose=Purpose.TELEMARKETING, mode=DialMode.PREVIEW, caller_id="+12125550000")
+    fields.update(campaign)
+    return CallRequest(number, Campaign("c1", **fields), at, Lead())
+
+
+@pytest.fixture
+def registry_file(tmp_path):
+    path = tmp_path / "federal.txt"
+    path.write_text("212,5550100\n212,5550101\n305,5550100\n")
+    return path
+
+
+@pytest.fixture
+def gate(db_url, redis_url, tmp_path, registry_file):
+    with storage.connect_db(db_url, autocommit=True) as conn:
+        RegistryStore(conn, tmp_path).import_full(registry_file, kind="federal", jurisdiction="US",
+                                                  snapshot_date=NOON_NY.date(), source="test")
+    g = live_gate(db_url, redis_url, tmp_path)
+    yield g
+    g.records.conn.close()
+    g.counters.client.close()
+
+
+def test_every_decision_is_audited_and_the_chain_verifies(gate, db):
+    allowed = gate.decide(call())
+    blocked = gate.decide(call("+12125550100"))
+    dry = gate.decide(call("+12125550101"), dry_run=True)
+    assert allowed.allowed and blocked.reasons == ["US-DNC-1"] and dry.reasons == ["US-DNC-1"]
+    rows = read_audit(db)
+    assert [r.decision_id for r in rows] == [allowed.decision_id, blocked.decision_id]
+    assert rows[1].reasons == ["US-DNC-1"] and rows[1].allowed is False
+    assert '"pack_versions"' in rows[0].record and "us-federal" in rows[0].record
+    assert read_audit(db, number="+12125550100")[0].decision_id == blocked.decision_id
+    assert read_audit(db, campaign="nope") == []
+    report = verify_chain(db)
+    assert report.ok and report.rows_checked == 2
+
+
+def test_audit_is_append_only_and_tampering_is_evident(gate, db):
+    for k in range(3):
+        gate.decide(call(at=NOON_NY + timedelta(minutes=k)))
+    with pytest.raises(psycopg.Error, match="append-only"):
+        db.execute("UPDATE compliance_audit SET allowed = false")
+    db.rollback()
+    # Someone with superuser rights disables the trigger and edits a row: verify finds it.
+    db.execute("ALTER TABLE compliance_audit DISABLE TRIGGER compliance_audit_no_change")
+    second = db.execute("SELECT id FROM compliance_audit ORDER BY id OFFSET 1 LIMIT 1").fetchone()[0]
+    db.execute("UPDATE compliance_audit SET record = replace(record, 'true', 'false') WHERE id = %s", (second,))
+    db.commit()
+    report = verify_chain(db)
+    assert not report.ok and report.first_bad_id == second
+    # Deleting a row breaks the link of the next one.
+    db.execute("DELETE FROM compliance_audit WHERE id = %s", (second,))
+    db.commit()
+    assert not verify_chain(db).ok
+
+
+def test_redis_caps_are_atomic_across_engines(db_url, redis_url, tmp_path, registry_file):
+    gates = [live_gate(db_url, redis_url, tmp_path) for _ in range(4)]
+    with storage.connect_db(db_url, autocommit=True) as conn:
+        RegistryStore(conn, tmp_path).import_full(registry_file, kind="federal", jurisdiction="US",
+                                                  snapshot_date=NOON_NY.date(), source="test")
+    for g in gates:
+        g.registry = g._refresh_registry(g.registry)
+    results = []
+    barrier = threading.Barrier(len(gates))
+
+    def worker(g):
+        barrier.wait()
+        for k in range(3):
+            results.append(g.decide(call("+13055559999", NOON_NY + timedelta(seconds=k))))
+
+    threads = [threading.Thread(target=worker, args=(g,)) for g in gates]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sum(d.allowed for d in results) == 3
+    assert {tuple(d.reasons) for d in results if not d.allowed} == {("FL-3IN24",)}
+    for g in gates:
+        g.records.conn.close()
+
+
+def test_reg_f_outcomes_in_redis(gate):
+    kw = dict(purpose=Purpose.DEBT)
+    decisions = [gate.decide(call(at=NOON_NY + timedelta(minutes=k), **kw)) for k in range(8)]
+    assert [d.allowed for d in decisions] == [True] * 7 + [False]
+    assert decisions[-1].counters["US-7IN7"] == 7
+    gate.record_outcome(call(**kw), decisions[0].decision_id, Outcome.NO_CONNECT, NOON_NY)
+    assert gate.decide(call(at=NOON_NY + timedelta(minutes=9), **kw)).allowed
+    gate.record_outcome(call(**kw), decisions[1].decision_id, Outcome.CONVERSATION, NOON_NY + timedelta(days=8))
+    locked = gate.decide(call(at=NOON_NY + timedelta(days=10), **kw))
+    assert locked.reasons == ["US-7IN7"] and locked.counters["US-7IN7:lock_ms"] > 0
+
+
+def test_opt_outs_reach_the_gate_at_once(gate, db):
+    records = PgRecords(db)
+    db.autocommit = True
+    number = "+12125553333"
+    predictive = dict(mode=DialMode.PREDICTIVE, purpose=Purpose.INFORMATIONAL)
+    records.add_consent(number, ConsentKind.EXPRESS, occurred_at=NOON_NY - timedelta(days=9), source="web", recorded_by="t")
+    assert gate.decide(call(number, **predictive)).allowed
+    assert rec.opt_out_sms(records, number, "Stop texting me", at=NOON_NY + timedelta(seconds=1))
+    assert not rec.opt_out_sms(records, number, "stopwatch sale?")
+    after = gate.decide(call(number, at=NOON_NY + timedelta(seconds=2), **predictive))
+    assert set(after.reasons) == {"US-IDNC", "US-REV"}
+    assert rec.opt_out_ivr(records, "+12125553334", campaign_id="c1", digit="9", call_id="u1")
+    assert not rec.opt_out_ivr(records, "+12125553334", campaign_id="c1", digit="9", call_id="u2")
+    assert rec.opt_out_disposition(records, "+12125553335", agent_id="a7", campaign_id="c1", disposition="DNC")
+    entries, consents = records.lookup("+12125553335")
+    assert entries[0].list_kind == ListKind.INTERNAL and entries[0].added_by == "agent:a7"
+    assert consents[0].kind == ConsentKind.REVOCATION
+    retain = db.execute("SELECT retain_until - added_at FROM compliance_dnc_entries LIMIT 1").fetchone()[0]
+    assert retain >= timedelta(days=5 * 365)
+
+
+@pytest.mark.parametrize("word", rec.SMS_REVOCATION_WORDS + ("opt-out", "Unsubscribe me", "  stop"))
+def test_sms_revocation_words(word):
+    assert rec.is_sms_revocation(word)
+
+
+def test_postgres_down_blocks_with_reasons(redis_url, tmp_path):
+    gate = live_gate(CLOSED_PORT_DB, redis_url, tmp_path)
+    decision = gate.decide(call(purpose=Purpose.INFORMATIONAL))
+    assert not decision.allowed
+    assert {"DNC_STORE_UNAVAILABLE", "CONSENT_STORE_UNAVAILABLE", "AUDIT_UNAVAILABLE"} <= set(decision.reasons)
+    # Telemarketing also lacks a registry (it could not be loaded).
+    assert "REGISTRY_MISSING" in gate.decide(call()).reasons
+
+
+def test_redis_down_blocks_with_reason(db_url, tmp_path, db):
+    gate = live_gate(db_url, CLOSED_PORT_REDIS, tmp_path, redis_timeout_s=0.2, redis_retries=0)
+    decision = gate.decide(call(purpose=Purpose.INFORMATIONAL))
+    assert decision.reasons == ["COUNTER_STORE_UNAVAILABLE"]
+    # The blocked decision is still audited.
+    assert read_audit(db)[0].reasons == ["COUNTER_STORE_UNAVAILABLE"]
+
+
+def test_postgres_recovers_after_a_broken_connection(gate):
+    gate.records.conn._get().close()
+    assert gate.decide(call(purpose=Purpose.INFORMATIONAL)).allowed

@@ -1,0 +1,170 @@
+"""Do-not-call registries: per-area-code bitsets, full and change-list imports, the dnc CLI."""
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings, strategies as st
+
+from cli import main
+from dialer import storage
+from dialer.compliance.model import DncImportError, ListKind
+from dialer.compliance.registry import (
+    BYTES_PER_NPA, ParseReport, RegistryIndex, RegistryStore, build_bitsets, count_bits,
+)
+from dialer.errors import StorageError
+
+TODAY = date(2026, 11, 18)
+
+
+@pytest.fixture
+def store(db_url, tmp_path):
+    with storage.connect_db(db_url, autocommit=True) as conn:
+        yield RegistryStore(conn, tmp_path)
+
+
+def write(path, lines):
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return path
+
+
+def test_both_layouts_parse_to_the_same_bitsets(tmp_path):
+    numbers = ["2125551234", "2125550000", "3055559999", "9079999999"]
+    ftc = write(tmp_path / "ftc.txt", [f"{n[:3]},{n[3:]}" for n in numbers])
+    plain = write(tmp_path / "plain.txt", numbers)
+    a, b = build_bitsets([ftc], ParseReport()), build_bitsets([plain], ParseReport())
+    assert a.keys() == b.keys() == {212, 305, 907}
+    assert all((a[k] == b[k]).all() for k in a)
+    assert count_bits(a[212]) == 2
+
+
+def test_bad_lines_are_reported_and_the_rest_kept(tmp_path):
+    path = write(tmp_path / "mixed.txt", ["212,5551234", "garbage", "12,345", "1125551234", "212 555 0001", "3055550000"])
+    report = ParseReport()
+    bitsets = build_bitsets([path], report)
+    assert report.bad_lines == 3 and report.lines == 6
+    assert "line 2" in report.bad_samples[0]
+    assert count_bits(bitsets[212]) == 2 and count_bits(bitsets[305]) == 1
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(2_000_000_000, 9_999_999_999), min_size=1, max_size=300))
+def test_bitset_membership_matches_a_set(tmp_path_factory, numbers):
+    numbers = [n for n in numbers if str(n)[3] not in "01"]
+    if not numbers:
+        return
+    path = tmp_path_factory.mktemp("bits") / "f.txt"
+    write(path, [str(n) for n in numbers])
+    index = RegistryIndex.from_files([path], TODAY, ParseReport())
+    probe = np.array(numbers + [n + 1 for n in numbers], dtype=np.int64)
+    expected = np.array([int(p) in set(numbers) for p in probe])
+    assert (index.contains_many(ListKind.FEDERAL, "US", probe) == expected).all()
+    for p, e in zip(probe.tolist(), expected.tolist()):
+        hit, _ = index.lookup(ListKind.FEDERAL, "US", p // 10_000_000, p % 10_000_000)
+        assert hit is e
+
+
+def test_full_import_is_idempotent_and_replaces_area_codes(store, tmp_path):
+    first = write(tmp_path / "a.txt", ["212,5551234", "212,5551235", "305,5550000"])
+    result = store.import_full(first, kind="federal", jurisdiction="US", snapshot_date=TODAY, source="ftc")
+    assert (result.area_codes, result.numbers, result.skipped) == (2, 3, False)
+    again = store.import_full(first, kind="federal", jurisdiction="US", snapshot_date=TODAY, source="ftc")
+    assert again.skipped
+    index = store.load_index()
+    assert index.lookup("federal", "US", 212, 5551234) == (True, TODAY)
+    assert index.lookup("federal", "US", 212, 5551236) == (False, TODAY)
+    assert index.lookup("federal", "US", 415, 5551236) == (None, None)
+    # A newer full file for 212 replaces 212 only.
+    second = write(tmp_path / "b.txt", ["212,5559999"])
+    store.import_full(second, kind="federal", jurisdiction="US", snapshot_date=TODAY + timedelta(days=1), source="ftc")
+    index = store.load_index(index)
+    assert index.lookup("federal", "US", 212, 5551234) == (False, TODAY + timedelta(days=1))
+    assert index.lookup("federal", "US", 305, 5550000) == (True, TODAY)
+    rows = store.metadata()
+    assert [(r[0], r[2], r[4]) for r in rows] == [("federal", 212, 1), ("federal", 305, 1)]
+
+
+def test_change_lists_add_delete_idempotent_and_ordered(store, tmp_path):
+    store.import_full(write(tmp_path / "full.txt", ["212,5551234", "212,5551235"]), kind="federal",
+                      jurisdiction="US", snapshot_date=TODAY, source="ftc")
+    changes = write(tmp_path / "chg.txt", ["212,5551234,D", "212,5550001,A", "2125550002,A", "212,5550002,D",
+                                           "415,5550000,A", "212,5550003,X"])
+    result = store.import_changes(changes, kind="federal", jurisdiction="US",
+                                  snapshot_date=TODAY + timedelta(days=1), source="ftc-chg")
+    assert (result.added, result.removed) == (1, 1)
+    assert result.report.bad_lines == 2     # bad action, and 415 has no full snapshot
+    index = store.load_index()
+    assert index.lookup("federal", "US", 212, 5551234)[0] is False
+    assert index.lookup("federal", "US", 212, 5550001) == (True, TODAY + timedelta(days=1))
+    assert index.lookup("federal", "US", 212, 5550002)[0] is False    # the last line for a number wins
+    assert store.import_changes(changes, kind="federal", jurisdiction="US", snapshot_date=TODAY + timedelta(days=1),
+                                source="ftc-chg").skipped
+    older = write(tmp_path / "old.txt", ["212,5557777,A"])
+    with pytest.raises(DncImportError, match="older"):
+        store.import_changes(older, kind="federal", jurisdiction="US", snapshot_date=TODAY, source="old")
+
+
+def test_truncated_bitset_file_is_a_storage_error(store, tmp_path):
+    store.import_full(write(tmp_path / "a.txt", ["212,5551234"]), kind="federal", jurisdiction="US",
+                      snapshot_date=TODAY, source="ftc")
+    path = store.metadata()[0][6]
+    with open(path, "r+b") as handle:
+        handle.truncate(BYTES_PER_NPA // 2)
+    with pytest.raises(StorageError, match="truncated"):
+        store.load_index()
+
+
+@pytest.fixture
+def cli_env(db_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("DIALER_DATA_DIR", str(tmp_path / "data"))
+    return CliRunner()
+
+
+def test_dnc_cli_round_trip(cli_env, tmp_path):
+    runner = cli_env
+    registry = write(tmp_path / "reg.txt", ["212,5551234", "305,5550000"])
+    out = runner.invoke(main, ["dnc", "import", str(registry), "--date", "2026-11-01", "--source", "ftc"])
+    assert out.exit_code == 0, out.output
+    assert "2 area codes" in out.output
+    out = runner.invoke(main, ["dnc", "import", str(registry), "--date", "2026-11-01"])
+    assert "already imported" in out.output
+    state = write(tmp_path / "fl.txt", ["305,5551111"])
+    assert runner.invoke(main, ["dnc", "import", str(state), "--kind", "state", "--state", "fl"]).exit_code == 0
+    assert runner.invoke(main, ["dnc", "import", str(state), "--kind", "state"]).exit_code == 2
+
+    assert runner.invoke(main, ["dnc", "add", "(212) 555-0001", "--reason", "asked", "--by", "agent7"]).exit_code == 0
+    out = runner.invoke(main, ["dnc", "add", "+12125550001"])
+    assert "already on" in out.output
+    out = runner.invoke(main, ["dnc", "add", "+12125550002", "--list", "campaign"])
+    assert out.exit_code == 1 and "needs a scope" in out.output
+    assert runner.invoke(main, ["dnc", "add", "+12125550002", "--list", "custom", "--scope", "litigators"]).exit_code == 0
+
+    out = runner.invoke(main, ["dnc", "check", "+12125551234", "--json"])
+    assert out.exit_code == 1
+    answer = json.loads(out.output)
+    assert answer["registries"] == [{"list": "federal", "jurisdiction": "US", "on_list": True, "snapshot_date": "2026-11-01"}]
+    out = runner.invoke(main, ["dnc", "check", "2125550001", "--json"])
+    assert out.exit_code == 1 and json.loads(out.output)["entries"][0]["added_by"] == "agent7"
+    assert runner.invoke(main, ["dnc", "check", "+12125559999"]).exit_code == 0
+    out = runner.invoke(main, ["dnc", "check", "+13055551111", "--json"])
+    assert {"list": "state", "jurisdiction": "FL", "on_list": True} .items() <= json.loads(out.output)["registries"][1].items()
+
+    assert "removed from" in runner.invoke(main, ["dnc", "remove", "+12125550001"]).output
+    assert runner.invoke(main, ["dnc", "check", "+12125550001"]).exit_code == 0
+    out = runner.invoke(main, ["dnc", "stats"])
+    assert out.exit_code == 0 and "federal" in out.output and "litigators" in out.output
+
+    changes = write(tmp_path / "chg.txt", ["212,5551234,D"])
+    out = runner.invoke(main, ["dnc", "import", str(changes), "--changes", "--date", "2026-11-02"])
+    assert out.exit_code == 0 and "-1" in out.output
+    assert runner.invoke(main, ["dnc", "check", "+12125551234"]).exit_code == 0
+
+
+def test_dnc_cli_reports_a_closed_database(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:9/dialer")
+    out = CliRunner().invoke(main, ["dnc", "add", "+12125550001"])
+    assert out.exit_code == 1 and "cannot connect" in out.output
