@@ -36,11 +36,13 @@ def db_migrate() -> None:
 # (module, attribute) of each command group or command contributed by a package. A missing
 # module is a packaging error and must fail loudly, so imports are not guarded.
 _COMMANDS = [
+    ("amd.cli", "amd"),
     ("pacing.cli", "simulate"),
     ("esl.fakeswitch.cli", "fake_switch"),
     ("dialer.compliance.cli", "dnc"),
     ("dialer.compliance.cli", "compliance"),
     ("esl.cli", "esl"),
+    ("dialer.fsconf.cli", "freeswitch"),
 ]
 
 for _module, _attr in _COMMANDS:

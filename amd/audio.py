@@ -212,3 +212,29 @@ def frames(samples: np.ndarray, frame_samples: int = FRAME_SAMPLES):
         if len(frame) < frame_samples:
             frame = np.concatenate([frame, np.zeros(frame_samples - len(frame), dtype=frame.dtype)])
         yield frame
+
+
+class Decimator:
+    """Streaming integer-factor downsampler (16 kHz L16 unicast -> 8 kHz): a windowed-sinc
+    low-pass FIR whose state carries across calls, so frame edges add no clicks."""
+
+    def __init__(self, factor: int, taps: int = 47):
+        if factor < 1:
+            raise AudioFormatError(f"bad decimation factor {factor}")
+        self.factor = factor
+        n = np.arange(taps) - (taps - 1) / 2
+        cutoff = 0.9 / factor
+        h = cutoff * np.sinc(cutoff * n) * np.blackman(taps)
+        self._h = h / h.sum()
+        self._state = np.zeros(taps - 1)
+        self._phase = 0
+
+    def process(self, samples: np.ndarray) -> np.ndarray:
+        if self.factor == 1:
+            return np.asarray(samples, dtype=np.int16)
+        x = np.concatenate([self._state, np.asarray(samples, dtype=np.float64)])
+        y = np.convolve(x, self._h, mode="valid")
+        out = y[self._phase::self.factor]
+        self._phase = (self._phase - len(y)) % self.factor
+        self._state = x[len(x) - len(self._state):]
+        return to_int16(out)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from amd.audio import FRAME_MS
-from amd.features import FrameFeatures
+from amd.features import SILENT_DB, FrameFeatures
 
 _DTMF_LOW = (697.0, 770.0, 852.0, 941.0)
 _DTMF_HIGH = (1209.0, 1336.0, 1477.0, 1633.0)
@@ -79,6 +79,7 @@ class _Run:
     lo_values: list = field(default_factory=list)   # two-tone frames: lower and upper tone
     hi_values: list = field(default_factory=list)
     gap: int = 0
+    silent: int = 0
 
 
 def _near(f: float, targets, tol: float) -> bool:
@@ -118,9 +119,18 @@ class BeepDetector:
         self.index += 1
         i = self.index
         self._levels.append((i, f.level_db))
+        run = self._run
+        if f.level_db <= SILENT_DB:
+            # a lost (silence-filled) or comfort-noise frame: a short run of them inside a tone
+            # is packet loss, a longer one is the tone's end
+            self.tonal = False
+            if run is not None:
+                run.silent += 1
+                if run.silent > self.params.gap_frames + 1:
+                    return self._close(run, i, changed=False)
+            return None
         tone = self._frame_tone(f)
         self.tonal = tone is not None
-        run = self._run
         event = None
         if tone is not None:
             main = f.f1_hz
@@ -144,6 +154,7 @@ class BeepDetector:
     def _extend(self, run: _Run, tone: tuple[float, ...], main_hz: float, i: int) -> None:
         run.last_tonal_i = i
         run.gap = 0
+        run.silent = 0
         run.frames += 1
         run.f1_values.append(main_hz)
         if len(tone) == 2:
@@ -155,7 +166,7 @@ class BeepDetector:
             run.freqs = tone
 
     def _end_ms(self, run: _Run) -> int:
-        levels = {i: lv for i, lv in self._levels if i >= run.start_i}
+        levels = {i: lv for i, lv in self._levels if i >= run.start_i and lv > SILENT_DB}
         inside = [levels[i] for i in range(run.start_i, run.last_tonal_i + 1) if i in levels]
         after = [lv for i, lv in levels.items() if i > run.last_tonal_i]
         ref = float(np.median(inside)) if inside else -90.0

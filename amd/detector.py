@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from amd.audio import FRAME_MS
 from amd.features import SILENT_DB, FrameFeatures
 
+INITIAL_FLOOR_DB = -55.0
+
 
 class AmdResult(enum.Enum):
     HUMAN = "HUMAN"
@@ -76,7 +78,7 @@ class DetectorParams:
 
     vad_mode: int = 2
     voice_margin_db: float = 6.0          # speech is at least this far above the noise floor
-    voice_below_peak_db: float = 25.0     # ... and at most this far below the loudest speech
+    voice_below_peak_db: float = 18.0     # ... and at most this far below the loudest speech
     onset_frames: int = 3                 # voice frames among the last 4 that start speech
     utterance_gap_ms: int = 200           # a pause this long ends an utterance
     short_speech_ms: int = 1000
@@ -126,9 +128,10 @@ class DialerDetector:
         if level_db <= SILENT_DB:          # lost frame or comfort noise: says nothing about noise
             return
         if self.floor_db is None:
-            self.floor_db = level_db
+            # start low: a call often opens with the greeting itself, which is not the floor
+            self.floor_db = min(level_db, INITIAL_FLOOR_DB)
         elif level_db > self.floor_db:
-            self.floor_db += 0.02 if candidate else 0.1
+            self.floor_db += 0.05 if candidate else 0.1
         else:
             self.floor_db -= 0.25
 

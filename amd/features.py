@@ -56,21 +56,36 @@ class FeatureExtractor:
         self.history = np.zeros((rows, WINDOW - FRAME_SAMPLES), dtype=np.float32)
         self._vads = [webrtcvad.Vad(vad_mode) for _ in range(rows)]
 
+    def add_row(self) -> int:
+        """A fresh row (a new call); returns its index."""
+        self.history = np.vstack([self.history, np.zeros((1, self.history.shape[1]), dtype=np.float32)])
+        self._vads.append(webrtcvad.Vad(self.vad_mode))
+        self.rows += 1
+        return self.rows - 1
+
     def reset_row(self, row: int) -> None:
+        """Forget a row's past so it can carry another call."""
         self.history[row] = 0.0
         self._vads[row] = webrtcvad.Vad(self.vad_mode)
 
-    def compute(self, frames: np.ndarray) -> dict[str, np.ndarray]:
-        """frames: int16 array (rows, 160), one frame per call. Returns arrays of length rows."""
+    def compute(self, frames: np.ndarray, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """frames: int16 array (n, 160), one frame per call; `rows` says which row each frame
+        belongs to (default: all rows in order). Returns arrays of length n."""
         frames = np.ascontiguousarray(frames, dtype=np.int16)
         x = frames.astype(np.float32)
-        window = np.concatenate([self.history, x], axis=1)
-        self.history = window[:, FRAME_SAMPLES:]
-        return _features(frames, x, window, self._vads)
+        if rows is None:
+            window = np.concatenate([self.history, x], axis=1)
+            self.history = window[:, FRAME_SAMPLES:]
+            vads = self._vads
+        else:
+            window = np.concatenate([self.history[rows], x], axis=1)
+            self.history[rows] = window[:, FRAME_SAMPLES:]
+            vads = [self._vads[r] for r in rows]
+        return _features(frames, x, window, vads)
 
     def compute_one(self, frame: np.ndarray) -> FrameFeatures:
         """Features of one frame for a single-row extractor."""
-        return _row(self.compute(np.asarray(frame).reshape(1, -1)), 0)
+        return row_features(self.compute(np.asarray(frame).reshape(1, -1)), 0)
 
 
 def features_for_signal(samples: np.ndarray, vad_mode: int = 2) -> list[FrameFeatures]:
@@ -84,10 +99,10 @@ def features_for_signal(samples: np.ndarray, vad_mode: int = 2) -> list[FrameFea
     window = np.lib.stride_tricks.sliding_window_view(padded, WINDOW)[::FRAME_SAMPLES][:n]
     vad = webrtcvad.Vad(vad_mode)
     f = _features(frames, x, window, [vad] * n)
-    return [_row(f, i) for i in range(n)]
+    return [row_features(f, i) for i in range(n)]
 
 
-def _row(f: dict[str, np.ndarray], i: int) -> FrameFeatures:
+def row_features(f: dict[str, np.ndarray], i: int) -> FrameFeatures:
     return FrameFeatures(float(f["level_db"][i]), float(f["mean_abs"][i]), bool(f["vad"][i]),
                          float(f["f1_hz"][i]), float(f["f2_hz"][i]), float(f["purity1"][i]),
                          float(f["purity2"][i]), float(f["ratio2"][i]))

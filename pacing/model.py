@@ -156,7 +156,9 @@ class PacingConfig:
     memory_attempts: float = 2000.0      # forgetting of the contact-rate/ring estimator
     memory_calls: float = 400.0          # forgetting of talk and wrap estimators
     # Budget controller: aim below target and spend what is left of the day's allowance evenly.
-    aim_fraction: float = 0.8
+    aim_fraction: float = 0.9           # never aim above this share of the target
+    aim_floor_fraction: float = 0.5     # nor below this one
+    aim_sigmas: float = 2.0
     max_theta_fraction: float = 1.25
     calibration_step: float = 0.05       # log-threshold change per live answer (see calibrate)
     # VICIdial baseline settings (AST_VDadapt defaults).

@@ -15,7 +15,8 @@ The predictive pacer models the next `HORIZON_S` seconds in 1-s steps:
   connect expected after the shift ends;
 and starts the largest n whose predicted abandon share (expected abandons / expected live answers
 of the calls in flight) stays within the share the budget controller allows right now. The
-controller aims at `aim_fraction` x target and spends what is left of the allowance evenly over
+controller aims below the target (by two binomial standard deviations of a day's rate, within
+[`aim_floor_fraction`, `aim_fraction`] x target) and spends what is left of the allowance evenly over
 the expected live answers still to come in the shift, for the 30-day window and the day: a bad
 morning makes the afternoon stricter, and the end of the shift leaves no room to make up for
 abandons (caution near the end comes out of the arithmetic).
@@ -214,9 +215,15 @@ class PredictivePacer(Pacer):
     def allowed_share(self, snapshot: PacingSnapshot, active_agents: int) -> float:
         """Budget controller: the abandon share the calls placed now may carry."""
         cfg = self.config
-        aim = cfg.target * cfg.aim_fraction
+        handle = self.talk.mean + self.wrap.mean
+        # Aim below the target by `aim_sigmas` binomial standard deviations of a day's rate
+        # (a day of a small team holds few live answers, so its rate is noisy).
+        day_live = max(active_agents * cfg.shift_length_s / handle, 1.0)
+        noise = math.sqrt(cfg.target * (1.0 - cfg.target) / day_live)
+        aim = min(max(cfg.target - cfg.aim_sigmas * noise, cfg.target * cfg.aim_floor_fraction),
+                  cfg.target * cfg.aim_fraction)
         remaining = min(snapshot.shift_remaining_s, cfg.shift_length_s)
-        future_live = max(active_agents * remaining / (self.talk.mean + self.wrap.mean), 1.0)
+        future_live = max(active_agents * remaining / handle, 1.0)
         account = snapshot.account
         windows = [(account.window_live, account.window_abandoned)]
         if cfg.daily_window:

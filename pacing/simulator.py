@@ -149,6 +149,7 @@ class SimulationResult:
     agent_hours: float
     daily_abandon_rate: list[float] = field(default_factory=list)
     daily_occupancy: list[float] = field(default_factory=list)
+    daily_talk_minutes_per_agent_hour: list[float] = field(default_factory=list)
     hourly_abandon_rate: list[float] = field(default_factory=list)   # by hour of shift, all days
     wait_histogram: list[int] = field(default_factory=list)          # 5-s bins, last open
     drift_resets: int = 0
@@ -195,6 +196,7 @@ class Simulation:
         self.hour_live = np.zeros((days, hours))
         self.hour_abandoned = np.zeros((days, hours))
         self.day_busy = np.zeros(days)
+        self.day_talk = np.zeros(days)
         self.day_logged = np.zeros(days)
         self.talk_total = 0.0
         self.busy_total = 0.0            # talk + wrap + machine holds
@@ -254,6 +256,7 @@ class Simulation:
                 self.hour_live[day, int((now - start) // 3600)] += 1
                 hold = float(f["talk"][call])
                 self.talk_total += hold
+                self.day_talk[day] += hold
             else:
                 hold = float(f["hold"][call])
             state[agent] = AgentState.TALKING
@@ -469,6 +472,8 @@ class Simulation:
             daily_abandon_rate=[float(a / l) if l else 0.0 for a, l in zip(aband, live)],
             daily_occupancy=[float(b / g) if g else 0.0
                              for b, g in zip(self.day_busy, self.day_logged)],
+            daily_talk_minutes_per_agent_hour=[float(t / 60.0 / (g / 3600.0)) if g else 0.0
+                                               for t, g in zip(self.day_talk, self.day_logged)],
             hourly_abandon_rate=[float(a / l) if l else 0.0
                                  for a, l in zip(by_hour_aband, by_hour_live)],
             wait_histogram=np.bincount(np.minimum((waits // 5).astype(int), 24),

@@ -163,3 +163,26 @@ def test_redis_down_blocks_with_reason(db_url, tmp_path, db):
 def test_postgres_recovers_after_a_broken_connection(gate):
     gate.records.conn._get().close()
     assert gate.decide(call(purpose=Purpose.INFORMATIONAL)).allowed
+
+
+def test_audit_cli_reads_and_verifies(gate, db, db_url, monkeypatch):
+    from click.testing import CliRunner
+
+    from cli import main
+    gate.decide(call())
+    gate.decide(call("+12125550100"))
+    gate.decide(call("+13055551234", at=NOON_NY + timedelta(days=2)))
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    runner = CliRunner()
+    out = runner.invoke(main, ["compliance", "audit", "--number", "2125550100", "--json", "--verify"])
+    assert out.exit_code == 0, out.output
+    lines = [line for line in out.output.splitlines() if line.startswith("{")]
+    assert len(lines) == 1 and '"US-DNC-1"' in lines[0]
+    assert "chain OK: 3 rows verified" in out.output
+    out = runner.invoke(main, ["compliance", "audit", "--since", "2026-11-19T00:00:00", "--campaign", "c1"])
+    assert out.exit_code == 0 and "+13055551234" in out.output and "+12125550100" not in out.output
+    db.execute("ALTER TABLE compliance_audit DISABLE TRIGGER compliance_audit_no_change")
+    db.execute("UPDATE compliance_audit SET record = record || ' ' WHERE phone_e164 = '+13055551234'")
+    db.commit()
+    out = runner.invoke(main, ["compliance", "audit", "--verify"])
+    assert out.exit_code == 1 and "chain BROKEN" in out.output

@@ -151,7 +151,7 @@ def test_dnc_cli_round_trip(cli_env, tmp_path):
     assert out.exit_code == 1 and json.loads(out.output)["entries"][0]["added_by"] == "agent7"
     assert runner.invoke(main, ["dnc", "check", "+12125559999"]).exit_code == 0
     out = runner.invoke(main, ["dnc", "check", "+13055551111", "--json"])
-    assert {"list": "state", "jurisdiction": "FL", "on_list": True} .items() <= json.loads(out.output)["registries"][1].items()
+    assert {"list": "state", "jurisdiction": "FL", "on_list": True}.items() <= json.loads(out.output)["registries"][1].items()
 
     assert "removed from" in runner.invoke(main, ["dnc", "remove", "+12125550001"]).output
     assert runner.invoke(main, ["dnc", "check", "+12125550001"]).exit_code == 0

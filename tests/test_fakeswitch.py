@@ -9,6 +9,7 @@ import socket as stdlib_socket
 import time
 
 import gevent
+import greenswitch
 import pytest
 from gevent import socket
 from gevent.server import StreamServer
@@ -515,7 +516,6 @@ def test_model_is_reproducible_and_scripted():
 
 # -- greenswitch as an independent client ------------------------------------------------------------
 def test_greenswitch_authenticates_and_receives_events(switch):
-    greenswitch = pytest.importorskip("greenswitch")
     received = []
     conn = greenswitch.InboundESL(host="127.0.0.1", port=switch.port, password="ClueCon")
     conn.connect()
@@ -573,7 +573,7 @@ def test_unicast_streams_20ms_datagrams_while_parked(switch, client, captures_di
     receiver.close()
     assert len(packets) == count_at_hangup, "datagrams after hangup"
     assert 45 <= len(packets) <= 52, len(packets)
-    assert 0.010 <= packets[0][0] - sent_at <= 0.080
+    assert 0.020 <= packets[0][0] - sent_at <= 0.250   # ~25 ms after +OK; loose for loaded CI
     assert {source for _, _, source in packets} == {("127.0.0.1", local_port)}
     assert all(data == b"\xff" * 320 for _, data, _ in packets[:14])
     audio_frames = [data for _, data, _ in packets[14:] if data != b"\xff" * 320]
@@ -602,3 +602,87 @@ def test_unicast_stops_when_the_leg_is_bridged(switch, client):
     with pytest.raises(TimeoutError):        # and nothing more arrives once bridged
         receiver.recvfrom(2048)
     receiver.close()
+
+
+# -- avmd, against 40_avmd_machine_7701 --------------------------------------------------------------
+def write_machine_wav(path):
+    import wave
+
+    import numpy as np
+
+    from esl.fakeswitch import audio
+    samples = np.concatenate([audio.speech_like(1, 1.0), audio.silence(0.2), audio.tone(1000.0, 0.5),
+                              audio.silence(0.2)])
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes(audio.to_l16(samples))
+    return path
+
+
+def test_avmd_events_match_capture(captures_dir, tmp_path):
+    uuid = "8d97b1ac-09c9-412f-8bd1-987755d5c481"
+    fake = FakeSwitch(port=0, audio_files={"machine": str(write_machine_wav(tmp_path / "machine.wav"))}).start()
+    try:
+        c = RawClient(fake.port)
+        c.command("event plain CHANNEL_ANSWER CHANNEL_HANGUP_COMPLETE BACKGROUND_JOB CUSTOM avmd::beep "
+                  "avmd::start avmd::stop")
+        c.command(f"bgapi originate {{origination_uuid={uuid},execute_on_answer=avmd_start}}"
+                  f"sofia/external/7701@127.0.0.1:5060 &park()")
+        wait_until(lambda: len([e for e, _ in c.events("CUSTOM") if e.subclass == "avmd::beep"]) == 2)
+        c.command(f"api uuid_kill {uuid}")
+        c.wait_for(lambda f: f.is_event and decode_event(f).name == "CHANNEL_HANGUP_COMPLETE")
+
+        def sequence(frames):
+            return [(decode_event(f).name, decode_event(f).subclass, set(plain_header_names(f)))
+                    for f in frames if f.is_event and decode_event(f).unique_id in (uuid, "")]
+        real = sequence(capture_frames(captures_dir, "40_avmd_machine_7701"))
+        ours = sequence(c.frames)
+        assert [(n, s) for n, s, _ in ours] == [(n, s) for n, s, _ in real]
+        for (name, subclass, our_names), (_, _, real_names) in zip(ours, real):
+            assert our_names ^ real_names <= NOT_MODELLED, (name, subclass, sorted(our_names ^ real_names))
+        beeps = [e for e, _ in c.events("CUSTOM") if e.subclass == "avmd::beep"]
+        assert beeps[0].get("Event-Sequence") == beeps[1].get("Event-Sequence")
+        # the WAV's beep starts 1.2 s after answer; detection ~0.1 s into it
+        assert 1_200_000 <= int(beeps[0].get("Detection-time")) <= 1_800_000
+        c.close()
+    finally:
+        fake.stop()
+
+
+def test_heartbeat_headers_match_capture(captures_dir):
+    real = next(f for f in capture_frames(captures_dir, "03_loopback_call_plain_ALL")
+                if f.is_event and decode_event(f).name == "HEARTBEAT")
+    fake = FakeSwitch(port=0, heartbeat_seconds=0.05).start()
+    try:
+        c = RawClient(fake.port)
+        c.command("event plain HEARTBEAT")
+        ours = c.wait_for(lambda f: f.is_event)
+        assert plain_header_names(ours) == plain_header_names(real)
+        c.close()
+    finally:
+        fake.stop()
+
+
+def test_cli_runs_until_interrupted():
+    import signal
+    import subprocess
+    import sys
+    port = free_udp_port()   # a free number; TCP and UDP port spaces are distinct but both free here
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import cli; cli.main()", "fake-switch", "--port", str(port), "--sps", "5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        banner = process.stdout.readline()
+        assert f"esl://:ClueCon@127.0.0.1:{port}" in banner and "5/s" in banner
+        c = RawClient(port)
+        assert c.command("api status").body_text().split("\n")[4].endswith("out of max 5, peak 0, last 5min 0 ")
+        c.close()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+        assert process.returncode == 0, err
+        assert "connections=1" in out
+    finally:
+        if process.poll() is None:
+            process.kill()

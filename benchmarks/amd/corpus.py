@@ -208,8 +208,10 @@ def _beep(rng) -> tuple[list[float], float]:
     return [f1, float(f1 * rng.uniform(1.25, 1.6))], dur
 
 
-def build_item(seed: int, index: int, split: str, label: str) -> dict:
-    """Clean signal and ground truth for one corpus item (no I/O except espeak-ng)."""
+def build_item(seed: int, index: int, split: str, label: str, kind: str | None = None,
+               ending: str | None = None) -> dict:
+    """Clean signal and ground truth for one corpus item (no I/O except espeak-ng).
+    `kind` / `ending` force a category (tests build small fixed subsets with them)."""
     rng = np.random.default_rng([seed, index, CORPUS_VERSION])
     voices = VOICES[split]
     side = 0 if split == "tune" else 1
@@ -228,7 +230,7 @@ def build_item(seed: int, index: int, split: str, label: str) -> dict:
     lead = float(rng.uniform(0.0, 3.0))
     tv_noise = False
     if label == "HUMAN":
-        kind = _pick(rng, HUMAN_KINDS)
+        kind = kind or _pick(rng, HUMAN_KINDS)
         if kind == "late":
             lead = float(rng.uniform(2.5, 4.0))
         track.add(_silence(lead))
@@ -252,7 +254,7 @@ def build_item(seed: int, index: int, split: str, label: str) -> dict:
                 track.add(say("short"), "speech")
                 track.add(_silence(0.5))
     elif label == "MACHINE":
-        kind = _pick(rng, MACHINE_KINDS)
+        kind = kind or _pick(rng, MACHINE_KINDS)
         track.add(_silence(lead))
         if kind == "carrier":
             track.add(say("carrier"), "speech")
@@ -267,7 +269,7 @@ def build_item(seed: int, index: int, split: str, label: str) -> dict:
                 text = WORDINGS["personal"][side][k].format(name=rng.choice(NAMES))
                 texts.append(text)
                 track.add(_espeak(text, voice, speed, pitch), "speech")
-        ending = _pick(rng, MACHINE_ENDINGS)
+        ending = ending or _pick(rng, MACHINE_ENDINGS)
         meta["ending"] = ending
         if ending == "silence":
             track.add(_silence(rng.uniform(3.0, 6.0)))
@@ -281,7 +283,7 @@ def build_item(seed: int, index: int, split: str, label: str) -> dict:
             track.add(_tone(freqs, dur, amplitude=float(10 ** (rng.uniform(-6, 3) / 20))), "beep")
             track.add(_silence(rng.uniform(2.0, 4.0) if ending == "beep_silence" else rng.uniform(0.3, 0.6)))
     else:
-        kind = _pick(rng, NEGATIVE_KINDS)
+        kind = kind or _pick(rng, NEGATIVE_KINDS)
         track.add(_silence(rng.uniform(0.0, 1.0)))
         if kind == "ringback":
             for _ in range(2):
@@ -362,7 +364,8 @@ def _telephone(x: np.ndarray, law: str) -> np.ndarray:
     return samples.astype(np.float64)
 
 
-def render(seed: int, index: int, split: str, label: str, out_dir: Path) -> dict:
+def render(seed: int, index: int, split: str, label: str, out_dir: Path, kind: str | None = None,
+           ending: str | None = None) -> dict:
     name = f"{split}_{label.lower()}_{index:05d}.wav"
     path = out_dir / name
     sidecar = out_dir / (name + ".json")
@@ -370,7 +373,7 @@ def render(seed: int, index: int, split: str, label: str, out_dir: Path) -> dict
         cached = json.loads(sidecar.read_text())
         if cached.get("corpus_version") == CORPUS_VERSION and cached.get("seed") == seed:
             return cached
-    item = build_item(seed, index, split, label)
+    item = build_item(seed, index, split, label, kind, ending)
     rng, meta = item["rng"], item["meta"]
     storage = _pick(rng, STORAGE)
     law = "alaw" if storage == "alaw" else "mulaw"

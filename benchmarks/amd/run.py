@@ -30,7 +30,7 @@ import numpy as np
 
 from amd import audio
 from amd.detector import AmdResult
-from amd.features import FeatureExtractor, features_for_signal
+from amd.features import FeatureExtractor, features_for_signal, row_features
 from amd.params import AmdParams
 from amd.session import CallAnalyzer
 
@@ -212,7 +212,6 @@ def throughput(paths, seconds: float = 10.0, streams: int = 200) -> dict:
     block = np.stack(per_row, axis=1)           # (frames, rows, 160)
     extractor = FeatureExtractor(rows)
     analyzers = [CallAnalyzer() for _ in range(rows)]
-    from amd.features import _row
     t0 = time.process_time()
     for t in range(n_frames):
         feats = extractor.compute(block[t])
@@ -220,7 +219,7 @@ def throughput(paths, seconds: float = 10.0, streams: int = 200) -> dict:
             a = analyzers[r]
             if a.done:
                 a = analyzers[r] = CallAnalyzer()
-            a.feed_features(_row(feats, r))
+            a.feed_features(row_features(feats, r))
     cpu = time.process_time() - t0
     audio_s = rows * seconds
     per_audio_s_ms = cpu * 1000 / audio_s

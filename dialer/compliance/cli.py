@@ -145,8 +145,10 @@ def dnc_check(number, region, as_json) -> None:
     hits = []
     if phone.startswith("+1") and len(phone) == 12:
         npa, line7 = int(phone[2:5]), int(phone[5:])
-        for kind, jurisdiction in sorted({(k, j) for k, j, *_ in _registry_keys(index)}):
+        for kind, jurisdiction in index.lists():
             hit, as_of = index.lookup(kind, jurisdiction, npa, line7)
+            if hit is None and kind != ListKind.FEDERAL:
+                continue    # a state list without this area code does not concern the number
             hits.append({"list": kind, "jurisdiction": jurisdiction, "on_list": hit,
                          "snapshot_date": as_of.isoformat() if as_of else None})
     out = {"number": phone, "registries": hits,
@@ -162,10 +164,6 @@ def dnc_check(number, region, as_json) -> None:
         for e in out["entries"]:
             click.echo(f"  {e['list']} {e['scope']}: added {e['added_at']} by {e['added_by']} ({e['source']}) {e['reason']}")
     sys.exit(1 if on_any else 0)
-
-
-def _registry_keys(index):
-    return [(k, j) for (k, j) in index._snapshots]
 
 
 @dnc.command("stats")
@@ -305,6 +303,46 @@ def compliance_check(number, at, state, zip_code, purpose, mode, voice, consent,
     sys.exit(0 if decision.allowed else 1)
 
 
+
+@compliance.command("audit")
+@click.option("--number", default=None, help="E.164 or national (with --region)")
+@click.option("--region", default="US")
+@click.option("--campaign", default=None)
+@click.option("--since", default=None, help="ISO 8601; no offset = UTC")
+@click.option("--limit", default=1000, show_default=True)
+@click.option("--verify", is_flag=True, help="recompute the whole hash chain; exit 1 if it is broken")
+@click.option("--json", "as_json", is_flag=True, help="one JSON line per decision")
+def compliance_audit(number, region, campaign, since, limit, verify, as_json) -> None:
+    """Read decisions back from the audit table and check its hash chain."""
+    from dialer.compliance.audit import read_audit, verify_chain
+    try:
+        phone = normalize(number, region) if number else None
+        moment = parse_at(since) if since else None
+        with _db() as conn:
+            rows = read_audit(conn, number=phone, campaign=campaign, since=moment, limit=limit)
+            report = verify_chain(conn) if verify else None
+    except DialerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps({"id": row.id, "decided_at": iso_z(row.decided_at), "number": row.phone_e164,
+                                   "campaign": row.campaign_id, "allowed": row.allowed, "reasons": row.reasons,
+                                   "record": json.loads(row.record), "row_hash": row.row_hash}))
+    else:
+        table = Table(title=f"{len(rows)} decisions")
+        for col in ("id", "decided at (UTC)", "number", "campaign", "allowed", "reasons", "hash"):
+            table.add_column(col)
+        for row in rows:
+            table.add_row(str(row.id), iso_z(row.decided_at), row.phone_e164, row.campaign_id,
+                          "yes" if row.allowed else "no", " ".join(row.reasons), row.row_hash[:12])
+        Console().print(table)
+    if report is not None:
+        message = (f"chain OK: {report.rows_checked} rows verified" if report.ok else
+                   f"chain BROKEN at row {report.first_bad_id}: {report.problem}"
+                   f" ({report.rows_checked} rows verified before it)")
+        click.echo(message, err=as_json)
+        if not report.ok:
+            sys.exit(1)
 
 @click.command("scrub")
 @click.argument("leads", type=click.Path(path_type=Path))

@@ -9,6 +9,7 @@ appended to the hash-chained audit (audit.py) unless the call is a dry run.
 """
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from dataclasses import dataclass
@@ -30,6 +31,9 @@ from dialer.errors import StorageError
 
 NANP_REGIONS = frozenset({"US", "CA", "PR", "VI", "GU", "AS", "MP"})
 ATTEMPT_LOG_WINDOW_MS = 86_400_000
+
+
+_zone = functools.lru_cache(maxsize=512)(ZoneInfo)
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ class ComplianceGate:
         self._refresh_interval_s = refresh_interval_s
         self._refreshed_at = time.monotonic()
         self._scope_cache: dict[tuple, tuple[Rule, ...]] = {}
+        self._checks_cache: dict[tuple, list[HoursCheck]] = {}
 
     # ------------------------------------------------------------ candidates
 
@@ -124,12 +129,14 @@ class ComplianceGate:
             problem = FailClosed.UNKNOWN_ZONE
         return Candidates(tuple(zones), tuple(states), problem)
 
-    def _rules_in_scope(self, region: str, call: CallRequest, on: date) -> tuple[Rule, ...]:
+    def _rules_for(self, region: str, call: CallRequest, on: date, states: tuple[str, ...]) -> tuple[Rule, ...]:
+        """Rules in scope for the call and applicable to the candidate states (cached)."""
         c = call.campaign
-        key = (region, c.purpose, c.mode, c.voice, on)
+        key = (region, c.purpose, c.mode, c.voice, on, states)
         rules = self._scope_cache.get(key)
         if rules is None:
-            rules = tuple(r for p in self.rulebook.packs_for(region) for r in p.rules if r.in_scope(c, on))
+            rules = tuple(r for p in self.rulebook.packs_for(region) for r in p.rules
+                          if r.in_scope(c, on) and (r.state is None or r.state in states))
             if len(self._scope_cache) > 4096:
                 self._scope_cache.clear()
             self._scope_cache[key] = rules
@@ -158,12 +165,7 @@ class ComplianceGate:
         cand = self.candidates(facts, call)
         if cand.problem:
             blocks.append(Block(cand.problem, "", "", "cannot place the called person"))
-        rules = self._rules_in_scope(facts.region, call, now.date())
-        states = set(cand.states)
-
-        def applies(rule: Rule) -> bool:
-            return rule.state is None or rule.state in states
-
+        rules = self._rules_for(facts.region, call, now.date(), cand.states)
         try:
             entries, consents = self.records.lookup(call.phone_e164)
             consent = consent_state(consents, call.campaign.seller, now)
@@ -176,8 +178,6 @@ class ComplianceGate:
         counter_checks: list[CounterCheck] = []
         lock_checks: list[LockCheck] = []
         for rule in rules:
-            if not applies(rule):
-                continue
             kind = rule.kind
             if kind == "hours":
                 checks.extend(self._hours_checks(rule, cand.zones, consent))
@@ -202,7 +202,7 @@ class ComplianceGate:
         next_at = None
         local_times = {}
         for zone in cand.zones:
-            local_times[zone] = now.astimezone(ZoneInfo(zone)).isoformat(timespec="seconds")
+            local_times[zone] = now.astimezone(_zone(zone)).isoformat(timespec="seconds")
         try:
             failing = failing_checks(checks, now, self.calendars)
             for rule_id in dict.fromkeys(c.rule.id for c in failing):
@@ -234,7 +234,7 @@ class ComplianceGate:
         if next_at is not None and not all(b.timed for b in blocks):
             next_at = None
         return self._finish(call, decision_id, blocks, next_at, cand.zones, cand.states, local_times, counts,
-                            versions, tuple(r.id for r in rules if applies(r)), warnings, dry_run,
+                            versions, tuple(r.id for r in rules), warnings, dry_run,
                             counter_checks)
 
     def _finish(self, call, decision_id, blocks, next_at, zones, states, local_times, counts, versions,
@@ -277,7 +277,11 @@ class ComplianceGate:
             or ("express" in spec.waived_by_consent and consent.express))
         if spec.clock is not None:
             return [HoursCheck(rule, spec.clock, str(spec.clock), waived)]
-        return [HoursCheck(rule, ZoneInfo(zone), zone, waived) for zone in zones]
+        key = (rule.id, zones, waived)
+        cached = self._checks_cache.get(key)
+        if cached is None:
+            cached = self._checks_cache[key] = [HoursCheck(rule, _zone(zone), zone, waived) for zone in zones]
+        return cached
 
     def _registry(self, rule: Rule, facts: NumberFacts, states, consent, entries, now, blocks, warnings) -> None:
         exemptions = rule.params.get("exemptions", {})

@@ -65,15 +65,23 @@ class HoursCheck:
         seconds = local.hour * 3600 + local.minute * 60 + local.second
         return any(start <= seconds < end for start, end in self.windows_on(local.date(), calendars))
 
-    def starts_after(self, moment: datetime, calendars: HolidayCalendars, days: int):
-        """Window starts (UTC-comparable aware datetimes) after `moment` within `days` local days."""
-        first = moment.astimezone(self.clock).date()
-        for offset in range(days + 1):
-            day = first + timedelta(days=offset)
+    def starts_between(self, moment: datetime, first_day: int, last_day: int,
+                       calendars: HolidayCalendars) -> list[datetime]:
+        """Window starts after `moment` on local days first_day..last_day (0 = moment's local day)."""
+        today = moment.astimezone(self.clock).date()
+        starts = []
+        for offset in range(first_day, last_day + 1):
+            day = today + timedelta(days=offset)
             for start, _end in self.windows_on(day, calendars):
                 at = datetime.combine(day, time(start // 3600, start % 3600 // 60), tzinfo=self.clock)
                 if at > moment:
-                    yield at
+                    starts.append(at)
+        return starts
+
+    def day_boundary(self, moment: datetime, offset: int) -> datetime:
+        """Local midnight starting day `offset` after moment's local day, on this check's clock."""
+        day = moment.astimezone(self.clock).date() + timedelta(days=offset)
+        return datetime.combine(day, time(0), tzinfo=self.clock)
 
 
 def failing_checks(checks: list[HoursCheck], moment: datetime, calendars: HolidayCalendars) -> list[HoursCheck]:
@@ -85,10 +93,22 @@ def next_allowed(checks: list[HoursCheck], moment: datetime, calendars: HolidayC
     """The earliest instant >= moment at which every check passes, or None within the horizon.
 
     The allowed set is an intersection of unions of half-open intervals, so its earliest point
-    after `moment` is `moment` itself or the start of one of the intervals: test those in order.
+    after `moment` is `moment` itself or the start of one of the intervals: test those in order,
+    a couple of days at a time (every start before `bound` has been generated).
     """
-    candidates = sorted({s for c in checks for s in c.starts_after(moment, calendars, horizon_days)})
-    for candidate in [moment, *candidates]:
-        if not failing_checks(checks, candidate, calendars):
-            return candidate
+    if not failing_checks(checks, moment, calendars):
+        return moment
+    step = 2
+    pending: set[datetime] = set()
+    for first in range(0, horizon_days + 1, step):
+        last = min(first + step - 1, horizon_days)
+        # Starts on later local days of some clock may fall before `bound`: only those below it are final.
+        bound = min(c.day_boundary(moment, last + 1) for c in checks) if last < horizon_days else None
+        pending.update(s for c in checks for s in c.starts_between(moment, first, last, calendars))
+        for candidate in sorted(pending):
+            if bound is not None and candidate >= bound:
+                break
+            pending.discard(candidate)
+            if not failing_checks(checks, candidate, calendars):
+                return candidate
     return None

@@ -14,6 +14,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import shutil
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -28,6 +30,7 @@ from dialer.errors import StorageError
 BITS_PER_NPA = 10_000_000
 BYTES_PER_NPA = BITS_PER_NPA // 8
 CHUNK_BYTES = 8 << 20
+MAX_OPEN_AREA_CODES = 48
 _DIGIT_WEIGHTS_NPA = np.array([100, 10, 1], dtype=np.int32)
 _DIGIT_WEIGHTS_LINE = np.array([10 ** k for k in range(6, -1, -1)], dtype=np.int32)
 
@@ -155,22 +158,45 @@ def count_bits(bits: np.ndarray) -> int:
     return int(np.unpackbits(bits).sum(dtype=np.int64)) if len(bits) else 0
 
 
-def build_bitsets(paths: Iterable[Path], report: ParseReport,
-                  progress: Progress | None = None) -> dict[int, np.ndarray]:
-    """Full registry files -> {npa: packed bitset}."""
-    bitsets: dict[int, np.ndarray] = {}
+def stream_bitsets(paths: Iterable[Path], report: ParseReport, progress: Progress | None = None,
+                   max_open: int = MAX_OPEN_AREA_CODES) -> Iterator[tuple[int, np.ndarray]]:
+    """(npa, bitset) pairs from full registry files, holding at most `max_open` bitsets in memory.
+
+    Registry files come sorted by area code, so each area code is normally yielded once; with
+    unsorted input the least recently used bitset is yielded early and the same area code may
+    come again later: the consumer ORs the parts together.
+    """
+    open_bits: OrderedDict[int, np.ndarray] = OrderedDict()
     for path in paths:
         for npa, line7, _adds in iter_number_blocks(Path(path), report, progress):
             if not len(npa):
                 continue
-            order = np.argsort(npa, kind="stable")
-            npa, line7 = npa[order], line7[order]
+            if (npa[1:] < npa[:-1]).any():
+                order = np.argsort(npa, kind="stable")
+                npa, line7 = npa[order], line7[order]
             bounds = np.flatnonzero(np.diff(npa)) + 1
-            for group_npa, group_lines in zip(npa[np.r_[0, bounds]], np.split(line7, bounds)):
-                bits = bitsets.get(int(group_npa))
+            for start, end in zip(np.r_[0, bounds], np.r_[bounds, len(npa)]):
+                code = int(npa[start])
+                bits = open_bits.get(code)
                 if bits is None:
-                    bits = bitsets[int(group_npa)] = np.zeros(BYTES_PER_NPA, dtype=np.uint8)
-                set_bits(bits, group_lines, True)
+                    if len(open_bits) >= max_open:
+                        yield open_bits.popitem(last=False)
+                    bits = open_bits[code] = np.zeros(BYTES_PER_NPA, dtype=np.uint8)
+                else:
+                    open_bits.move_to_end(code)
+                set_bits(bits, line7[start:end], True)
+    yield from open_bits.items()
+
+
+def build_bitsets(paths: Iterable[Path], report: ParseReport,
+                  progress: Progress | None = None) -> dict[int, np.ndarray]:
+    """Full registry files -> {npa: packed bitset}, all in memory (dry runs, tests)."""
+    bitsets: dict[int, np.ndarray] = {}
+    for npa, bits in stream_bitsets(paths, report, progress, max_open=1000):
+        if npa in bitsets:
+            bitsets[npa] |= bits
+        else:
+            bitsets[npa] = bits
     return bitsets
 
 
@@ -224,6 +250,9 @@ class RegistryIndex:
                 idx = order[start:end]
                 out[idx] = bits_set(snap.bits, line7[idx])
         return out
+
+    def lists(self) -> list[tuple[str, str]]:
+        return sorted(set(self._snapshots) | set(self._complete))
 
     def area_codes(self, kind: str, jurisdiction: str) -> dict[int, NpaSnapshot]:
         return dict(self._snapshots.get((kind, jurisdiction), {}))
@@ -316,17 +345,31 @@ class RegistryStore:
         report = ParseReport()
         if self._already_imported(kind, jurisdiction, file_sha, "full"):
             return ImportResult(None, True, 0, 0, 0, 0, report)
-        bitsets = build_bitsets([path], report, progress)
-        total = 0
-        with self.conn.transaction():
-            for npa, bits in sorted(bitsets.items()):
-                count = count_bits(bits)
-                total += count
-                sha, file_path = self._write_bits(kind, jurisdiction, npa, bits)
-                self._upsert(kind, jurisdiction, npa, snapshot_date, count, source, sha, file_path)
-            import_id = self._record_import(kind, jurisdiction, "full", source, file_sha, snapshot_date,
-                                            len(bitsets), total, 0, report)
-        return ImportResult(import_id, False, len(bitsets), total, total, 0, report)
+        staging = self.root / kind / jurisdiction / f".staging-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            # Area codes stream through a few open bitsets into staging files, so memory stays
+            # at MAX_OPEN_AREA_CODES x 1.25 MB whatever the size of the registry.
+            for npa, bits in stream_bitsets([path], report, progress):
+                part = staging / f"{npa:03d}.part"
+                if part.exists():
+                    bits |= np.fromfile(part, dtype=np.uint8)
+                bits.tofile(part)
+            total = 0
+            parts = sorted(staging.glob("*.part"))
+            with self.conn.transaction():
+                for part in parts:
+                    npa, bits = int(part.stem), np.fromfile(part, dtype=np.uint8)
+                    count = count_bits(bits)
+                    total += count
+                    sha, file_path = self._write_bits(kind, jurisdiction, npa, bits)
+                    self._upsert(kind, jurisdiction, npa, snapshot_date, count, source, sha, file_path)
+                import_id = self._record_import(kind, jurisdiction, "full", source, file_sha, snapshot_date,
+                                                len(parts), total, 0, report)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return ImportResult(import_id, False, len(parts), total, total, 0, report)
 
     @_storage_errors
     def import_changes(self, path: Path, *, kind: str, jurisdiction: str, snapshot_date: date,

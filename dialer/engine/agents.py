@@ -29,7 +29,7 @@ TRANSITIONS = {
     AgentState.LOGGED_OUT: {AgentState.READY, AgentState.PAUSED},
     AgentState.READY: {AgentState.PAUSED, AgentState.ON_CALL, AgentState.LOGGED_OUT},
     AgentState.PAUSED: {AgentState.READY, AgentState.LOGGED_OUT},
-    AgentState.ON_CALL: {AgentState.WRAP_UP},
+    AgentState.ON_CALL: {AgentState.WRAP_UP, AgentState.READY},  # READY: the bridge failed
     AgentState.WRAP_UP: {AgentState.READY, AgentState.PAUSED, AgentState.LOGGED_OUT},
 }
 

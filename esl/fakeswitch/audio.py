@@ -89,6 +89,30 @@ def load_wav(path: str | Path) -> np.ndarray:
     return np.frombuffer(data, dtype="<i2").astype(np.float64) / 32768.0
 
 
+def beep_onset(samples: np.ndarray, frequency: float = 1000.0, min_seconds: float = 0.1) -> float | None:
+    """Start (s) of the first steady tone at `frequency` lasting `min_seconds`, or None.
+
+    Per 20 ms frame, the share of the frame's energy at `frequency` (Goertzel-style projection);
+    a beep is a run of frames above 80 %. Used to time the simulated avmd::beep from the very
+    audio the engine receives, whether generated or read from a WAV file."""
+    usable = len(samples) - len(samples) % FRAME_SAMPLES
+    if usable == 0:
+        return None
+    framed = samples[:usable].reshape(-1, FRAME_SAMPLES)
+    t = np.arange(FRAME_SAMPLES) / RATE
+    basis = np.exp(-2j * np.pi * frequency * t)
+    tone_energy = 2 * np.abs(framed @ basis) ** 2 / FRAME_SAMPLES
+    energy = (framed ** 2).sum(axis=1) + 1e-12
+    steady = (tone_energy / energy > 0.8) & (energy > FRAME_SAMPLES * 1e-4)
+    needed = max(1, int(round(min_seconds / FRAME_SECONDS)))
+    run = 0
+    for index, flag in enumerate(steady):
+        run = run + 1 if flag else 0
+        if run == needed:
+            return (index - needed + 1) * FRAME_SECONDS
+    return None
+
+
 def to_l16(samples: np.ndarray) -> bytes:
     return (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import zlib
 from typing import TYPE_CHECKING
 
 import gevent
@@ -27,7 +28,7 @@ from gevent import socket
 from esl.fakeswitch import audio
 from esl.fakeswitch.channel import CALLSTATE_NUMBERS, Q850, VARIABLE_EVENTS, Channel, now_us
 from esl.fakeswitch.listener import new_uuid
-from esl.fakeswitch.model import FAILURES, Behaviour, Outcome, Party
+from esl.fakeswitch.model import FAILURES, Behaviour, Outcome
 from esl.fakeswitch.switch import CODEC_READ, CODEC_WRITE
 
 if TYPE_CHECKING:
@@ -88,14 +89,22 @@ class CallState:
         self.outbound = None
         self.hungup = gevent.event.Event()
         self.packets_sent = 0
+        self.avmd: gevent.Greenlet | None = None
+        self.deferred: list = []          # channel-data copies of events, sent once executing
+        self._samples = None
         self._audio: dict[bool, list[bytes]] = {}
+
+    def party_samples(self, files: dict[str, str], seed: int):
+        """What the far end says from the moment it answers (float samples at 8 kHz)."""
+        if self._samples is None:
+            party = self.behaviour.party
+            path = files.get(party.value)
+            self._samples = audio.load_wav(path) if path else audio.party_audio(party, seed)
+        return self._samples
 
     def audio_frames(self, native: bool, files: dict[str, str], seed: int) -> list[bytes]:
         if native not in self._audio:
-            party = self.behaviour.party
-            path = files.get(party.value)
-            samples = audio.load_wav(path) if path else audio.party_audio(party, seed)
-            self._audio[native] = audio.frames(samples, native)
+            self._audio[native] = audio.frames(self.party_samples(files, seed), native)
         return self._audio[native]
 
 
@@ -303,6 +312,9 @@ class CallCore:
 
     def _start_target(self, channel: Channel, target: str) -> None:
         self.set_running_state(channel, "CS_EXECUTE", 4)
+        state = self.state.get(channel.uuid)
+        while state and state.deferred:
+            state.deferred.pop(0)()
         match = _APP.match(target)
         if match:
             self.queue_app(channel, match.group(1), match.group(2) or "", new_uuid(), 1)
@@ -351,7 +363,7 @@ class CallCore:
         self.switch.counters["hangups"] += 1
         if state:
             self.state.pop(channel.uuid, None)
-            for greenlet in (state.party_timer, state.app_runner):
+            for greenlet in (state.party_timer, state.app_runner, state.avmd):
                 if greenlet is not None and greenlet is not gevent.getcurrent():
                     greenlet.kill(block=False)
             if state.outbound is not None:
@@ -442,7 +454,55 @@ class CallCore:
     _app_export = _app_set
 
     def _app_avmd_start(self, channel: Channel, arg: str, app_uuid: str) -> str:
+        """mod_avmd as seen in capture 40: avmd::start, then avmd::beep when the far end's beep
+        has played ~100 ms; each event comes twice with one Event-Sequence, the second copy with
+        the channel data (sent once the channel executes)."""
+        state = self.state.get(channel.uuid)
+        if state is None or (state.avmd is not None and not state.avmd.dead):
+            return "_none_"
+        start_us = now_us()
+        self._avmd_event(channel, state, "avmd::start", [("Start-time", str(start_us))])
+        if channel.is_answered:
+            samples = state.party_samples(self.switch.config.audio_files, zlib.crc32(channel.uuid.encode()))
+            onset = audio.beep_onset(samples)
+            if onset is not None:
+                state.avmd = self.spawn(self._avmd_beep, channel, state, start_us, onset + 0.1)
         return "_none_"
+
+    def _app_avmd_stop(self, channel: Channel, arg: str, app_uuid: str) -> str:
+        state = self.state.get(channel.uuid)
+        if state is not None and state.avmd is not None:
+            state.avmd.kill(block=False)
+            self._avmd_event(channel, state, "avmd::stop", [("Beep-Status", "NOTDETECTED")])
+        return "_none_"
+
+    def _avmd_beep(self, channel: Channel, state: CallState, start_us: int, after_answer: float) -> None:
+        gevent.sleep(max(0.0, channel.answered_us / 1e6 + after_answer - time.time()))
+        if channel.is_hungup:
+            return
+        detection_us = now_us() - start_us
+        channel.set_var("avmd_detect", "TRUE")
+        channel.set_var("avmd_total_time", f"[{detection_us // 1000}]")
+        self._avmd_event(channel, state, "avmd::beep", [
+            ("Beep-Status", "DETECTED"), ("Frequency", "1000.000000"), ("Frequency-variance", "0.000000"),
+            ("Amplitude", "16383.000000"), ("Amplitude-variance", "0.000000"),
+            ("Detection-time", str(detection_us)), ("Detector-resolution", "2"),
+            ("Detector-offset", "0"), ("Detector-index", "1")])
+
+    def _avmd_event(self, channel: Channel, state: CallState, subclass: str, headers) -> None:
+        calling = ("mod_avmd.c", "avmd_fire_event", 700)
+        base = [("Unique-ID", channel.uuid), ("Call-command", "avmd"), *headers]
+        sequence = self.switch.next_sequence()
+        self.switch.fire("CUSTOM", base, subclass=subclass, unique_id=channel.uuid, calling=calling,
+                         sequence=sequence)
+
+        def with_channel_data() -> None:
+            self.switch.fire("CUSTOM", base + channel.basic_headers() + channel.variable_headers(),
+                             subclass=subclass, unique_id=channel.uuid, calling=calling, sequence=sequence)
+        if channel.running_state == "CS_EXECUTE":
+            with_channel_data()
+        else:
+            state.deferred.append(with_channel_data)
 
     def _app_playback(self, channel: Channel, arg: str, app_uuid: str) -> str:
         file_headers = [("Playback-File-Path", arg)]
@@ -538,7 +598,7 @@ class CallCore:
     def _stream(self, channel: Channel, state: CallState, sock, remote, native: bool) -> None:
         """One datagram per 20 ms against absolute deadlines (no drift), first one ~25 ms after +OK,
         only while the leg is parked and not bridged."""
-        frames = state.audio_frames(native, self.switch.config.audio_files, hash(channel.uuid) & 0xFFFF) \
+        frames = state.audio_frames(native, self.switch.config.audio_files, zlib.crc32(channel.uuid.encode())) \
             if channel.is_answered else []
         position = -audio.COMFORT_NOISE_LEAD_FRAMES
         start = time.monotonic() + 0.025
@@ -565,6 +625,6 @@ class CallCore:
                 sent += 1
                 if not frames and channel.is_answered:
                     frames = state.audio_frames(native, self.switch.config.audio_files,
-                                                hash(channel.uuid) & 0xFFFF)
+                                                zlib.crc32(channel.uuid.encode()))
         finally:
             sock.close()

@@ -35,6 +35,7 @@ class CommandTable:
             "uuid_getvar": self.api_uuid_getvar,
             "uuid_setvar": self.api_uuid_setvar,
             "hupall": self.api_hupall,
+            "avmd": self.api_avmd,
         }
 
     # -- ESL commands --------------------------------------------------------------------------
@@ -225,6 +226,14 @@ class CommandTable:
         if len(parts) < 2:
             return "-USAGE: <uuid> <var> [value]\n"
         channel.set_var(parts[1], parts[2] if len(parts) > 2 else "")
+        return "+OK\n"
+
+    def api_avmd(self, args: str) -> str:
+        parts = args.split()
+        channel = self.switch.channels.get(parts[0]) if parts else None
+        if channel is None or len(parts) < 2 or parts[1] not in ("start", "stop"):
+            return "-ERR, no such uuid or usage: avmd <uuid> <start|stop>\n"
+        self.switch.calls.queue_app(channel, f"avmd_{parts[1]}", "", new_uuid(), 1)
         return "+OK\n"
 
     def api_hupall(self, args: str) -> str:

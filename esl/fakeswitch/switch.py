@@ -21,7 +21,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import gevent
-import gevent.event
 from gevent import socket
 from gevent.server import StreamServer
 
@@ -269,7 +268,11 @@ class FakeSwitch:
         return next(self._session_ids)
 
     # -- events ------------------------------------------------------------------------------
-    def common_headers(self, name: str, calling: tuple[str, str, int] | None = None) -> list[tuple[str, str]]:
+    def next_sequence(self) -> int:
+        return next(self._sequence)
+
+    def common_headers(self, name: str, calling: tuple[str, str, int] | None = None,
+                       sequence: int | None = None) -> list[tuple[str, str]]:
         now = time.time()
         file, function, line = calling or CALLING.get(name, ("switch_event.c", "switch_event_fire", 0))
         return [
@@ -280,14 +283,15 @@ class FakeSwitch:
             ("Event-Date-GMT", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now))),
             ("Event-Date-Timestamp", str(int(now * 1_000_000))),
             ("Event-Calling-File", file), ("Event-Calling-Function", function),
-            ("Event-Calling-Line-Number", str(line)), ("Event-Sequence", str(next(self._sequence))),
+            ("Event-Calling-Line-Number", str(line)),
+            ("Event-Sequence", str(sequence if sequence is not None else next(self._sequence))),
         ]
 
     def fire(self, name: str, headers: list[tuple[str, str]], body: str | None = None, *,
-             subclass: str = "", unique_id: str = "", calling=None) -> SimEvent:
-        prefix = self.common_headers(name, calling)
+             subclass: str = "", unique_id: str = "", calling=None, sequence: int | None = None) -> SimEvent:
+        prefix = self.common_headers(name, calling, sequence)
         if subclass:
-            prefix.insert(1, ("Event-Subclass", subclass))
+            prefix.insert(0, ("Event-Subclass", subclass))   # CUSTOM events start with it (capture 40)
         event = SimEvent(name, prefix + headers, body, subclass, unique_id)
         self.counters["events_fired"] += 1
         for listener in list(self.listeners):

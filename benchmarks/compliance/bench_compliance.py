@@ -1,0 +1,292 @@
+"""Compliance gate benchmarks (issue 3): decisions per second, batched DNC membership, loading a
+synthetic federal registry, scrubbing a lead list. Prints what it measured on this machine and
+writes benchmarks/results/compliance.json.
+
+    .venv/bin/python benchmarks/compliance/bench_compliance.py                 # full scale
+    .venv/bin/python benchmarks/compliance/bench_compliance.py --registry-numbers 26000000 --leads 1000000
+
+Needs PostgreSQL and Redis (scripts/services.sh env): the registry import writes its metadata to
+a scratch database that is dropped afterwards, and one figure is the gate on the real stores.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import phonenumbers
+import psycopg
+from phonenumbers import timezone as pn_timezone
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from dialer import config, storage  # noqa: E402
+from dialer.compliance.counters import MemoryCounters  # noqa: E402
+from dialer.compliance.gate import ComplianceGate  # noqa: E402
+from dialer.compliance.geo import Geography  # noqa: E402
+from dialer.compliance.model import (  # noqa: E402
+    CallRequest, Campaign, ConsentKind, DialMode, Lead, ListKind, Purpose,
+)
+from dialer.compliance.records import MemoryRecords  # noqa: E402
+from dialer.compliance.registry import RegistryIndex, RegistryStore  # noqa: E402
+from dialer.compliance.rules import load_packs  # noqa: E402
+from dialer.compliance.scrub import Scrubber, scrub_file  # noqa: E402
+from dialer.compliance.service import live_gate  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "compliance.json"
+SNAPSHOT = date(2026, 11, 15)
+AT = datetime(2026, 11, 18, 12, tzinfo=timezone.utc)
+
+
+def real_area_codes(limit: int) -> list[int]:
+    """NANP area codes (US and Canada) whose exchange 555-0000.. parses as valid somewhere."""
+    found = []
+    for npa in range(201, 990):
+        if npa % 100 == 11 or str(npa)[1] == "9":
+            continue
+        for nxx in (234, 345, 456, 567, 678, 789, 890, 523, 612, 701):
+            parsed = phonenumbers.parse(f"+1{npa}{nxx}1234", None)
+            if phonenumbers.is_valid_number(parsed) and phonenumbers.region_code_for_number(parsed) in ("US", "CA"):
+                found.append(npa)
+                break
+        if len(found) >= limit:
+            break
+    return found
+
+
+def generate_registry(path: Path, area_codes: list[int], total: int, rng: np.random.Generator) -> int:
+    """FTC layout `NPA,NXXXXXX`, sorted by area code, about total/len(area_codes) per area code."""
+    per = total // len(area_codes)
+    written = 0
+    powers = 10 ** np.arange(6, -1, -1, dtype=np.int64)
+    with open(path, "wb") as out:
+        for npa in area_codes:
+            lines = np.unique(rng.integers(2_000_000, 10_000_000, int(per * 1.03)))[:per]
+            rows = np.empty((len(lines), 12), dtype=np.uint8)
+            rows[:, 0:3] = np.frombuffer(f"{npa:03d}".encode(), dtype=np.uint8)
+            rows[:, 3] = ord(",")
+            rows[:, 4:11] = (lines[:, None] // powers % 10 + 48).astype(np.uint8)
+            rows[:, 11] = ord("\n")
+            rows.tofile(out)
+            written += len(lines)
+    return written
+
+
+IMPORT_CHILD = """
+import json, sys, time, resource
+from datetime import date
+from pathlib import Path
+from dialer import storage
+from dialer.compliance.registry import RegistryStore
+path, data_dir, url = sys.argv[1], sys.argv[2], sys.argv[3]
+with storage.connect_db(url, autocommit=True) as conn:
+    store = RegistryStore(conn, Path(data_dir))
+    t0 = time.perf_counter()
+    result = store.import_full(Path(path), kind="federal", jurisdiction="US", snapshot_date=date(2026, 11, 15), source="synthetic")
+    import_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    index = store.load_index()
+    load_s = time.perf_counter() - t0
+hwm_kb = int([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1])
+print(json.dumps({"import_s": import_s, "index_map_s": load_s, "numbers": result.numbers,
+                  "area_codes": result.area_codes, "lines": result.report.lines, "peak_rss_mb": hwm_kb / 1024}))
+"""
+
+
+def bench_registry(args, workdir: Path, db_url: str, rng) -> tuple[dict, list[int]]:
+    area_codes = real_area_codes(args.area_codes)
+    path = workdir / "federal.txt"
+    t0 = time.perf_counter()
+    numbers = generate_registry(path, area_codes, args.registry_numbers, rng)
+    gen_s = time.perf_counter() - t0
+    print(f"generated {numbers:,} numbers in {len(area_codes)} area codes ({path.stat().st_size / 1e9:.2f} GB) in {gen_s:.1f} s")
+    child = subprocess.run([sys.executable, "-c", IMPORT_CHILD, str(path), str(workdir / "data"), db_url],
+                           capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                           timeout=3600)
+    if child.returncode:
+        raise SystemExit(f"import failed: {child.stderr}")
+    measured = json.loads(child.stdout.strip().splitlines()[-1])
+    measured.update(file_gb=path.stat().st_size / 1e9, generate_s=gen_s,
+                    numbers_per_s=measured["numbers"] / measured["import_s"])
+    print(f"registry import: {measured['import_s']:.1f} s, {measured['numbers_per_s'] / 1e6:.1f} M numbers/s,"
+          f" peak RSS {measured['peak_rss_mb']:.0f} MB")
+    path.unlink()
+    return measured, area_codes
+
+
+def bench_membership(index: RegistryIndex, area_codes: list[int], rng, n: int) -> dict:
+    npas = np.array(area_codes, dtype=np.int64)[rng.integers(0, len(area_codes), n)]
+    numbers = npas * 10_000_000 + rng.integers(2_000_000, 10_000_000, n)
+    index.contains_many(ListKind.FEDERAL, "US", numbers[:1000])
+    t0 = time.perf_counter()
+    hits = index.contains_many(ListKind.FEDERAL, "US", numbers)
+    batch_s = time.perf_counter() - t0
+    sample = numbers[:200_000].tolist()
+    t0 = time.perf_counter()
+    for number in sample:
+        index.lookup(ListKind.FEDERAL, "US", number // 10_000_000, number % 10_000_000)
+    single_s = time.perf_counter() - t0
+    out = {"numbers": n, "seconds": batch_s, "numbers_per_s": n / batch_s, "hit_fraction": float(hits.mean()),
+           "baseline_single_lookups_per_s": len(sample) / single_s}
+    out["ratio_vs_single"] = out["numbers_per_s"] / out["baseline_single_lookups_per_s"]
+    print(f"batched membership: {out['numbers_per_s'] / 1e6:.1f} M numbers/s"
+          f" ({out['ratio_vs_single']:.0f}x single lookups at {out['baseline_single_lookups_per_s'] / 1e6:.2f} M/s)")
+    return out
+
+
+def number_pool(area_codes: list[int], size: int, rng) -> list[str]:
+    pool = []
+    while len(pool) < size:
+        npa = area_codes[int(rng.integers(0, len(area_codes)))]
+        number = f"+1{npa}{int(rng.integers(2, 10))}{int(rng.integers(0, 1_000_000)):06d}"
+        if phonenumbers.is_valid_number(phonenumbers.parse(number, None)):
+            pool.append(number)
+    return pool
+
+
+def bench_decisions(index: RegistryIndex, pool: list[str], n: int, rng) -> dict:
+    rulebook = load_packs()
+    records = MemoryRecords()
+    for number in pool[::3]:
+        records.add_consent(number, ConsentKind.WRITTEN, occurred_at=AT - timedelta(days=30), source="b", recorded_by="b")
+    gate = ComplianceGate(rulebook, index, records, MemoryCounters())
+    campaigns = [Campaign("b1", Purpose.TELEMARKETING, DialMode.PREDICTIVE, caller_id="+12125550000"),
+                 Campaign("b2", Purpose.TELEMARKETING, DialMode.PREVIEW, caller_id="+12125550000"),
+                 Campaign("b3", Purpose.DEBT, DialMode.PROGRESSIVE, caller_id="+12125550000")]
+    offsets = rng.integers(0, 7 * 86400, n)
+    requests = [CallRequest(pool[i % len(pool)], campaigns[i % 3], AT + timedelta(seconds=int(offsets[i])),
+                            Lead(person_id=f"p{i % 5000}", debt_id="d1")) for i in range(n)]
+    # A running engine has its exchange cache warm: parse every exchange of the pool once.
+    for number in pool:
+        gate.geo.facts(number)
+    for r in requests[:2000]:
+        gate.decide(r, dry_run=True)
+    latencies = np.empty(n, dtype=np.int64)
+    allowed = 0
+    clock = time.perf_counter_ns
+    t0 = time.perf_counter()
+    for i, r in enumerate(requests):
+        start = clock()
+        allowed += gate.decide(r).allowed
+        latencies[i] = clock() - start
+    total_s = time.perf_counter() - t0
+    sample = pool[:20_000]
+    t0 = time.perf_counter()
+    for number in sample:
+        pn_timezone.time_zones_for_number(phonenumbers.parse(number, None))
+    parse_rate = len(sample) / (time.perf_counter() - t0)
+    out = {"decisions": n, "seconds": total_s, "decisions_per_s": n / total_s,
+           "p50_us": float(np.percentile(latencies, 50) / 1e3), "p99_us": float(np.percentile(latencies, 99) / 1e3),
+           "allowed_fraction": allowed / n, "baseline_phonenumbers_parse_tz_per_s": parse_rate}
+    print(f"decisions (memory stores, 1 core): {out['decisions_per_s']:,.0f}/s, p50 {out['p50_us']:.0f} us,"
+          f" p99 {out['p99_us']:.0f} us; phonenumbers parse+tz alone {parse_rate:,.0f}/s")
+    return out
+
+
+def bench_live(db_url: str, redis_url: str, workdir: Path, pool: list[str], n: int) -> dict:
+    gate = live_gate(db_url, redis_url, workdir / "data")
+    campaign = Campaign("live", Purpose.INFORMATIONAL, DialMode.PREVIEW, caller_id="+12125550000")
+    t0 = time.perf_counter()
+    latencies = []
+    for i in range(n):
+        start = time.perf_counter()
+        gate.decide(CallRequest(pool[i % len(pool)], campaign, AT + timedelta(seconds=i), Lead()))
+        latencies.append(time.perf_counter() - start)
+    total_s = time.perf_counter() - t0
+    gate.records.conn.close()
+    out = {"decisions": n, "decisions_per_s": n / total_s, "p99_ms": float(np.percentile(latencies, 99) * 1e3)}
+    print(f"decisions (PostgreSQL records + audit, Redis counters): {out['decisions_per_s']:,.0f}/s, p99 {out['p99_ms']:.1f} ms")
+    return out
+
+
+def bench_scrub(index: RegistryIndex, pool: list[str], workdir: Path, n: int, rng) -> dict:
+    leads = workdir / "leads.csv"
+    exchanges = sorted({p[2:8] for p in pool})
+    picks_ex = rng.integers(0, len(exchanges), n)
+    picks_line = rng.integers(0, 10_000, n)
+    t0 = time.perf_counter()
+    with open(leads, "w") as out:
+        out.write("id,first_name,phone\n")
+        chunk = 500_000
+        for start in range(0, n, chunk):
+            out.write("".join(f"{i},Lead{i},{exchanges[picks_ex[i]]}{picks_line[i]:04d}\n"
+                              for i in range(start, min(n, start + chunk))))
+    gen_s = time.perf_counter() - t0
+    scrubber = Scrubber(Geography(load_packs()), index, set(), AT.date())
+    t0 = time.perf_counter()
+    report = scrub_file(scrubber, leads, workdir / "clean.csv", workdir / "rejects.csv")
+    scrub_s = time.perf_counter() - t0
+    out = {"leads": n, "seconds": scrub_s, "leads_per_s": n / scrub_s, "clean": report.clean,
+           "rejected": dict(report.rejected), "distinct_exchanges": len(exchanges), "generate_s": gen_s}
+    print(f"scrub {n:,} leads: {scrub_s:.1f} s ({out['leads_per_s']:,.0f}/s), rejected {dict(report.rejected)}")
+    for name in ("leads.csv", "clean.csv", "rejects.csv"):
+        (workdir / name).unlink()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--registry-numbers", type=int, default=260_000_000)
+    parser.add_argument("--area-codes", type=int, default=400)
+    parser.add_argument("--membership-numbers", type=int, default=10_000_000)
+    parser.add_argument("--decisions", type=int, default=100_000)
+    parser.add_argument("--live-decisions", type=int, default=2_000)
+    parser.add_argument("--leads", type=int, default=10_000_000)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--seed", type=int, default=3)
+    args = parser.parse_args()
+    rng = np.random.default_rng(args.seed)
+    random.seed(args.seed)
+    base = config.database_url()
+    name = f"bench_compliance_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(base, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    db_url = psycopg.conninfo.make_conninfo(base, dbname=name)
+    redis_url = config.redis_url().rsplit("/", 1)[0] + "/15"
+    workdir = Path(tempfile.mkdtemp(prefix="bench-compliance-", dir=args.workdir))
+    try:
+        storage.migrate(db_url)
+        registry, area_codes = bench_registry(args, workdir, db_url, rng)
+        with storage.connect_db(db_url, autocommit=True) as conn:
+            index = RegistryStore(conn, workdir / "data").load_index()
+        membership = bench_membership(index, area_codes, rng, args.membership_numbers)
+        pool = number_pool(area_codes, 20_000, rng)
+        decisions = bench_decisions(index, pool, args.decisions, rng)
+        storage.connect_redis(redis_url).flushdb()
+        live = bench_live(db_url, redis_url, workdir, pool, args.live_decisions)
+        storage.connect_redis(redis_url).flushdb()
+        scrub = bench_scrub(index, pool, workdir, args.leads, rng)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        with psycopg.connect(base, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    results = {
+        "command": "cd /work/main && eval \"$(bash scripts/services.sh env)\" && .venv/bin/python "
+                   "benchmarks/compliance/bench_compliance.py " + " ".join(sys.argv[1:]),
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
+                    "platform": platform.platform()},
+        "registry_load": registry, "dnc_membership": membership, "decisions_memory": decisions,
+        "decisions_live_stores": live, "scrub": scrub,
+        "goals": {"decisions_per_s": 20_000, "decision_p99_us": 1000, "membership_numbers_per_s": 5_000_000,
+                  "registry_260m_load_s": 300, "registry_260m_peak_rss_mb": 600, "scrub_10m_s": 60},
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

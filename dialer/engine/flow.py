@@ -1,0 +1,314 @@
+"""One call's flow, from originate to hangup, in its own greenlet.
+
+1. bgapi originate with our origination_uuid (also the Job-UUID), ignore_early_media=true and
+   the campaign's ring timeout, parked on answer (&park()).
+2. Answered: unicast the parked leg's audio to the AMD receiver (mod_event_socket
+   `call-command: unicast`; audio flows only while the leg is parked).
+3. HUMAN: bridge to the agent who has waited longest. If none is free within the rule's
+   window (2 s from the end of the greeting, 47 CFR 64.1200(a)(7)), play the safe-harbor
+   message and hang up: the call counts as abandoned. MACHINE: hang up, or wait for the beep
+   and leave the campaign's message (voicemail drop), or pass to an agent. NOTSURE: as the
+   campaign says.
+4. CHANNEL_HANGUP_COMPLETE ends the flow; the recorder writes the CDR from it.
+
+Everything the flow waits for (ESL events of its channel, the AMD decision, the beep) arrives
+on one bounded inbox, so every wait is one timed get() and a hangup interrupts any of them.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import gevent
+import gevent.queue
+
+from dialer.engine.agents import Agent, AgentRegistry, AgentState
+from dialer.campaigns import CallOutcome
+from dialer.engine.calls import Call, CallState, outcome_of_failure
+from dialer.engine.switchboard import Switchboard
+from esl.causes import HangupCause
+from esl.errors import ConnectionLost, ESLError, ESLTimeout, JobFailed
+from esl.protocol import Event
+
+log = logging.getLogger(__name__)
+
+INBOX_SIZE = 1000
+
+
+class MachineAction(enum.Enum):
+    HANGUP = "hangup"
+    VOICEMAIL_DROP = "voicemail_drop"
+    AGENT = "agent"
+
+
+class NotSureAction(enum.Enum):
+    AGENT = "agent"
+    HANGUP = "hangup"
+
+
+@dataclass(frozen=True)
+class FlowSettings:
+    ring_timeout_s: int = 25
+    agent_wait_s: float = 1.2          # the part of the 2 s left after AMD's post-greeting silence
+    machine_action: MachineAction = MachineAction.HANGUP
+    notsure_action: NotSureAction = NotSureAction.AGENT
+    safe_harbor_file: str = "ivr/safe_harbor.wav"
+    voicemail_file: str = "ivr/voicemail_message.wav"
+    amd_timeout_s: float = 6.0         # AMD has decided long before this
+    beep_timeout_s: float = 30.0
+    playback_timeout_s: float = 60.0
+
+
+class AmdVerdict(Protocol):
+    result: str        # HUMAN, MACHINE, NOTSURE
+    cause: str
+    decision_ms: int
+
+
+class AmdTap(Protocol):
+    """What the flow needs from the AMD receiver: start analysing a call's audio and deliver
+    the decision and then the beep (or its absence) through callbacks."""
+
+    def open(self, call_uuid: str, on_decision, on_beep) -> tuple[str, int, str, int]:
+        """Register the call; returns (switch_local_ip, switch_local_port, our_ip, our_port)."""
+
+    def close(self, call_uuid: str) -> None: ...
+
+
+class Recorder(Protocol):
+    def answered(self, call: Call) -> None: ...
+    def ended(self, call: Call, hangup_event: Event | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class Inbox:
+    kind: str            # "esl", "amd", "beep"
+    payload: object
+
+
+class CallFlow:
+    def __init__(self, call: Call, settings: FlowSettings, switchboard: Switchboard, agents: AgentRegistry,
+                 amd: AmdTap | None, recorder: Recorder, variables: dict[str, str], dial_string: str) -> None:
+        self.call = call
+        self.settings = settings
+        self.switchboard = switchboard
+        self.agents = agents
+        self.amd = amd
+        self.recorder = recorder
+        self.variables = variables
+        self.dial_string = dial_string
+        self.inbox: gevent.queue.Queue = gevent.queue.Queue(maxsize=INBOX_SIZE)
+        self.hangup_event: Event | None = None
+
+    # -- inputs -------------------------------------------------------------------------------
+
+    def _put(self, kind: str, payload: object) -> None:
+        try:
+            self.inbox.put_nowait(Inbox(kind, payload))
+        except gevent.queue.Full:
+            log.error("call %s: inbox full, dropping %s", self.call.uuid, kind)
+
+    def on_event(self, event: Event) -> None:
+        self._put("esl", event)
+
+    def on_amd(self, verdict: AmdVerdict) -> None:
+        self._put("amd", verdict)
+
+    def on_beep(self, beep_end_ms: int | None) -> None:
+        self._put("beep", beep_end_ms)
+
+    def _wait(self, timeout: float, accept) -> Inbox | None:
+        """The first inbox item `accept` takes, or None at the deadline. A hangup ends any wait."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            try:
+                item = self.inbox.get(timeout=remaining)
+            except gevent.queue.Empty:
+                return None
+            if item.kind == "esl" and item.payload.name == "CHANNEL_HANGUP_COMPLETE":
+                self.hangup_event = item.payload
+                raise _HungUp()
+            if item.kind == "esl" and item.payload.name == "CHANNEL_HANGUP":
+                self._note_cause(item.payload)
+            if accept(item):
+                return item
+
+    def _note_cause(self, event: Event) -> None:
+        self.call.hangup_cause = HangupCause.parse(event.get("Hangup-Cause")) or self.call.hangup_cause
+
+    # -- the flow -----------------------------------------------------------------------------
+
+    def run(self) -> Call:
+        call = self.call
+        self.switchboard.watch(call.uuid, self.on_event)
+        self.switchboard.live_calls[call.node] += 1
+        try:
+            if self._originate():
+                try:
+                    self._answered()
+                except _HungUp:
+                    self._outcome_of_early_hangup()
+                else:
+                    self._wait_hangup()
+        except ESLError as exc:
+            log.warning("call %s: %s", call.uuid, exc)
+            call.outcome = call.outcome or CallOutcome.FAILED
+            self.switchboard.try_api(call.node, f"uuid_kill {call.uuid}")
+        finally:
+            if self.amd is not None:
+                self.amd.close(call.uuid)
+            self.switchboard.unwatch(call.uuid)
+            self.switchboard.live_calls[call.node] -= 1
+            self._release_agent()
+            call.state = CallState.ENDED
+            call.ended = call.ended or time.time()
+            self.recorder.ended(call, self.hangup_event)
+        return call
+
+    def _originate(self) -> bool:
+        call = self.call
+        variables = {"ignore_early_media": "true", "originate_timeout": str(self.settings.ring_timeout_s),
+                     "origination_caller_id_number": call.caller_id, **self.variables}
+        job = self.switchboard.originate(call.node, call.uuid, self.dial_string, variables)
+        try:
+            job.wait(self.settings.ring_timeout_s + 15)
+        except JobFailed as failed:
+            call.hangup_cause = failed.cause
+            call.outcome = outcome_of_failure(failed.cause)
+            return False
+        except ESLTimeout:
+            # No result: the channel may exist; never leave it ringing unowned.
+            self.switchboard.try_api(call.node, f"uuid_kill {call.uuid}")
+            call.outcome = CallOutcome.FAILED
+            return False
+        except ConnectionLost:
+            call.outcome = CallOutcome.FAILED
+            return False
+        call.answered = time.time()
+        self.recorder.answered(call)
+        return True
+
+    def _answered(self) -> None:
+        call = self.call
+        call.state = CallState.ANALYZING
+        verdict = self._analyze()
+        if verdict is None:
+            call.amd_result, call.amd_cause = "NOTSURE", "NO_AUDIO"
+        else:
+            call.amd_result, call.amd_cause, call.amd_decision_ms = verdict.result, verdict.cause, verdict.decision_ms
+        if call.amd_result == "HUMAN" or (call.amd_result == "NOTSURE"
+                                          and self.settings.notsure_action is NotSureAction.AGENT):
+            self._connect_live()
+        elif call.amd_result == "MACHINE":
+            if self.settings.machine_action is MachineAction.VOICEMAIL_DROP:
+                self._voicemail_drop()
+            elif self.settings.machine_action is MachineAction.AGENT:
+                self._connect_live()
+            else:
+                call.outcome = CallOutcome.MACHINE
+                self._hangup(HangupCause.NORMAL_CLEARING)
+        else:
+            # NOTSURE with a campaign that does not pass it to agents: retried like a machine.
+            call.outcome, call.detail = CallOutcome.MACHINE, "notsure_hangup"
+            self._hangup(HangupCause.NORMAL_CLEARING)
+
+    def _analyze(self) -> AmdVerdict | None:
+        if self.amd is None:
+            return None
+        call = self.call
+        fs_ip, fs_port, our_ip, our_port = self.amd.open(call.uuid, self.on_amd, self.on_beep)
+        self.switchboard.client(call.node).connection().unicast(
+            call.uuid, local_ip=fs_ip, local_port=fs_port, remote_ip=our_ip, remote_port=our_port)
+        item = self._wait(self.settings.amd_timeout_s, lambda i: i.kind == "amd")
+        return item.payload if item is not None else None
+
+    def _connect_live(self) -> None:
+        call = self.call
+        call.state = CallState.WAITING_AGENT
+        deadline = time.monotonic() + self.settings.agent_wait_s
+        agent = self.agents.take_longest_ready(call.campaign)
+        while agent is None and time.monotonic() < deadline:
+            # Poll in 50 ms steps; a hangup in the meantime ends the flow.
+            self._wait(0.05, lambda i: False)
+            agent = self.agents.take_longest_ready(call.campaign)
+        if agent is None:
+            self._safe_harbor()
+            return
+        agent.call_uuid = call.uuid
+        call.agent_id = agent.agent_id
+        reply = self.switchboard.try_api(call.node, f"uuid_bridge {call.uuid} {agent.leg_uuid}")
+        if reply is None or not reply.startswith("+OK"):
+            log.warning("call %s: bridge to agent %s failed: %s", call.uuid, agent.agent_id, reply)
+            self.agents.transition(agent, AgentState.READY)
+            call.agent_id = None
+            self._safe_harbor()
+            return
+        call.state = CallState.BRIDGED
+        call.outcome = CallOutcome.HUMAN
+
+    def _safe_harbor(self) -> None:
+        call = self.call
+        call.state = CallState.SAFE_HARBOR
+        call.outcome = CallOutcome.ABANDONED
+        self._play(self.settings.safe_harbor_file)
+        self._hangup(HangupCause.NORMAL_CLEARING)
+
+    def _voicemail_drop(self) -> None:
+        call = self.call
+        call.state = CallState.VOICEMAIL
+        self._wait(self.settings.beep_timeout_s, lambda i: i.kind == "beep")
+        # Beep or silence fallback: either way the greeting is over and the message can start.
+        call.outcome, call.detail = CallOutcome.MACHINE, "voicemail_left"
+        self._play(self.settings.voicemail_file)
+        self._hangup(HangupCause.NORMAL_CLEARING)
+
+    def _play(self, path: str) -> None:
+        """Play a file on the parked leg and wait for its end, matched on our Event-UUID."""
+        call = self.call
+        event_uuid = self.switchboard.client(call.node).connection().execute(
+            call.uuid, "playback", path, event_lock=True)
+        self._wait(self.settings.playback_timeout_s,
+                   lambda i: i.kind == "esl" and i.payload.name == "CHANNEL_EXECUTE_COMPLETE"
+                   and i.payload.get("Application-UUID") == event_uuid)
+
+    def _hangup(self, cause: HangupCause) -> None:
+        self.switchboard.try_api(self.call.node, f"uuid_kill {self.call.uuid} {cause.name}")
+
+    def _wait_hangup(self) -> None:
+        # A connected call lasts as long as the conversation; the switch ends it, and a lost
+        # switch connection is noticed by the reconcile after reconnect.
+        try:
+            while True:
+                self._wait(3600, lambda i: False)
+        except _HungUp:
+            pass
+
+    def _outcome_of_early_hangup(self) -> None:
+        """The far end hung up before the flow reached its outcome."""
+        call = self.call
+        if call.outcome is not None:
+            return
+        if call.state is CallState.WAITING_AGENT:
+            # A live person left while no agent was free: counted as abandoned, the side of
+            # the rule's arithmetic that never understates the rate.
+            call.outcome, call.detail = CallOutcome.ABANDONED, "hung_up_waiting_for_agent"
+        else:
+            call.outcome, call.detail = CallOutcome.NO_ANSWER, "hung_up_during_amd"
+
+    def _release_agent(self) -> None:
+        agent_id = self.call.agent_id
+        if not agent_id:
+            return
+        agent: Agent = self.agents.get(agent_id)
+        if agent.call_uuid == self.call.uuid and agent.state is AgentState.ON_CALL:
+            self.agents.transition(agent, AgentState.WRAP_UP)
+
+
+class _HungUp(Exception):
+    """The channel's CHANNEL_HANGUP_COMPLETE arrived: the flow ends wherever it was."""

@@ -1,0 +1,245 @@
+"""One campaign on one engine: every tick, ask pacing how many calls to start, claim that many
+leads, and for each ask the compliance gate immediately before its originate.
+
+A blocked lead is requeued at the moment the gate says it becomes callable, or closed with the
+reason when it never will; every decision is in the gate's audit. Pause stops new originates;
+stop lets calls in flight finish, gives unclaimed leads back, then marks the campaign stopped.
+"""
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import random
+import time
+import uuid
+from datetime import datetime, timezone
+
+import gevent
+
+from dialer.campaigns import CallOutcome, CallerIdRotation, CampaignStatus
+from dialer.compliance.model import Campaign as GateCampaign
+from dialer.compliance.model import CallRequest, LineType
+from dialer.compliance.model import Lead as GateLead
+from dialer.compliance.model import Outcome as GateOutcome
+from dialer.engine.calls import Call
+from dialer.engine.flow import CallFlow, FlowSettings, MachineAction, NotSureAction
+from dialer.engine.gateways import Gateway, GatewayPool
+from dialer.engine.store import CampaignRow, ClaimedLead
+from dialer.errors import DialerError
+from pacing.model import (AbandonAccount, CallOutcome as PacingOutcome, Limits, OutcomeStats,
+                          PacingSnapshot)
+from pacing.policies import make_pacer
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.5
+
+_GATE_OUTCOME = {CallOutcome.HUMAN: GateOutcome.CONVERSATION, CallOutcome.ABANDONED: GateOutcome.ABANDONED,
+                 CallOutcome.MACHINE: GateOutcome.MACHINE, CallOutcome.BUSY: GateOutcome.NO_CONNECT,
+                 CallOutcome.NO_ANSWER: GateOutcome.NO_CONNECT, CallOutcome.FAILED: GateOutcome.NO_CONNECT}
+_PACING_OUTCOME = {CallOutcome.HUMAN: PacingOutcome.CONNECTED, CallOutcome.ABANDONED: PacingOutcome.CONNECTED,
+                   CallOutcome.MACHINE: PacingOutcome.MACHINE, CallOutcome.BUSY: PacingOutcome.BUSY,
+                   CallOutcome.NO_ANSWER: PacingOutcome.NO_ANSWER, CallOutcome.FAILED: PacingOutcome.BUSY}
+
+
+class CampaignStats:
+    """What `dialer status` and the web app show for a campaign on this engine."""
+
+    def __init__(self) -> None:
+        self.originated = 0
+        self.answered = 0
+        self.outcomes: collections.Counter[str] = collections.Counter()
+        self.amd: collections.Counter[str] = collections.Counter()
+        self.blocks: collections.Counter[str] = collections.Counter()
+        self.started_times: collections.deque[float] = collections.deque(maxlen=10_000)
+
+    def calls_last_minute(self, now: float | None = None) -> int:
+        now = time.monotonic() if now is None else now
+        return sum(1 for t in self.started_times if now - t <= 60)
+
+
+class CampaignRunner:
+    def __init__(self, engine, row: CampaignRow) -> None:
+        self.engine = engine
+        self.row = row
+        self.settings = row.settings
+        self.status = CampaignStatus(row.status)
+        self.pacer = make_pacer(self.settings.pacing_config())
+        self.pool = GatewayPool([Gateway(g.name, max_channels=g.max_channels or 100,
+                                         calls_per_second=g.max_cps or 10.0) for g in self.settings.gateways])
+        self.calls: dict[str, Call] = {}
+        self.stats = CampaignStats()
+        self._pending_outcomes: list[tuple[PacingOutcome, float]] = []
+        self._pending_talk: list[float] = []
+        self._caller_ids = itertools.cycle(self.settings.caller_ids.pool or ("0000000000",))
+        self._started = time.monotonic()
+        self._greenlet: gevent.Greenlet | None = None
+        self.flow_settings = FlowSettings(
+            ring_timeout_s=self.settings.ring_timeout_s,
+            machine_action=MachineAction(self.settings.amd.action.value),
+            notsure_action=NotSureAction.AGENT,
+            safe_harbor_file=self.settings.safe_harbor_message or "ivr/safe_harbor.wav",
+            voicemail_file=self.settings.amd.voicemail_message or "ivr/voicemail_message.wav")
+
+    @property
+    def campaign_id(self) -> int:
+        return self.row.id
+
+    @property
+    def name(self) -> str:
+        return self.row.name
+
+    def start(self) -> "CampaignRunner":
+        self._greenlet = gevent.spawn(self._run)
+        return self
+
+    def kill(self) -> None:
+        if self._greenlet is not None:
+            self._greenlet.kill(block=False)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                self._tick()
+            except DialerError as exc:
+                # A store or switch failure: no call is placed this tick; the next one retries.
+                log.warning("campaign %s: tick failed: %s", self.name, exc)
+            if self.status is CampaignStatus.STOPPED:
+                return
+            gevent.sleep(max(0.05, TICK_S - (time.monotonic() - started)))
+
+    def _tick(self) -> None:
+        if self.status is CampaignStatus.STOPPING:
+            if not self.calls:
+                self.engine.store.release_claims()
+                self.engine.store.set_campaign_status(self.campaign_id, CampaignStatus.STOPPED.value)
+                self.status = CampaignStatus.STOPPED
+            return
+        if self.status is not CampaignStatus.RUNNING or not self.engine.may_dial():
+            return
+        decision = self.pacer.decide(self.snapshot())
+        wanted = min(decision.calls_to_start, self.pool.free_channels)
+        if wanted <= 0:
+            return
+        for lead in self.engine.store.claim_leads(self.campaign_id, wanted):
+            self._dial(lead)
+
+    def snapshot(self) -> PacingSnapshot:
+        now = time.monotonic()
+        account = self.engine.store.abandon_account(self.campaign_id)
+        outcomes, self._pending_outcomes = self._pending_outcomes, []
+        talk, self._pending_talk = self._pending_talk, []
+        ringing = [c.ring_age for c in self.calls.values() if c.answered is None]
+        waiting = sum(1 for c in self.calls.values() if c.state.value == "waiting_agent")
+        return PacingSnapshot(
+            now_s=now - self._started,
+            agents=self.engine.agents.pacing_snapshot(self.name, now),
+            ringing_ages_s=ringing, waiting_calls=waiting,
+            account=AbandonAccount(account["window_live"], account["window_abandoned"],
+                                   account["day_live"], account["day_abandoned"]),
+            limits=Limits(max_channels=self.pool.free_channels + len(self.calls),
+                          max_cps=self.pool.calls_per_second),
+            new_outcomes=OutcomeStats(tuple(o for o, _ in outcomes), tuple(a for _, a in outcomes),
+                                      tuple(talk), ()))
+
+    # -- one lead -----------------------------------------------------------------------------
+
+    def gate_request(self, lead: ClaimedLead, caller_id: str) -> CallRequest:
+        s = self.settings
+        return CallRequest(
+            phone_e164=lead.phone_e164,
+            campaign=GateCampaign(campaign_id=self.name, purpose=s.call_purpose, mode=s.dial_mode, voice=s.voice,
+                                  caller_id=caller_id, seller=s.seller, subject=s.subject,
+                                  custom_lists=tuple(s.suppression_lists)),
+            now=datetime.now(timezone.utc),
+            lead=GateLead(state=lead.state, zip_code=lead.zip, person_id=lead.person_id, debt_id=lead.debt_id,
+                          line_type=LineType(lead.line_type)))
+
+    def _caller_id(self, lead: ClaimedLead) -> str:
+        pool = self.settings.caller_ids.pool
+        rotation = self.settings.caller_ids.rotation
+        if pool and rotation is CallerIdRotation.LOCAL_PRESENCE:
+            local = [n for n in pool if n[:5] == lead.phone_e164[:5]]  # +1NPA
+            if local:
+                return local[lead.id % len(local)]
+        if pool and rotation is CallerIdRotation.RANDOM:
+            return random.choice(pool)
+        if pool and rotation is CallerIdRotation.PER_LEAD:
+            return pool[lead.id % len(pool)]
+        return next(self._caller_ids)
+
+    def _dial(self, lead: ClaimedLead) -> None:
+        store = self.engine.store
+        caller_id = self._caller_id(lead)
+        request = self.gate_request(lead, caller_id)
+        decision = self.engine.gate.decide(request)
+        if not decision.allowed:
+            reason = "blocked:" + ",".join(decision.reasons())
+            for code in decision.reasons():
+                self.stats.blocks[code] += 1
+            if decision.next_allowed_at is not None:
+                store.requeue(lead.id, decision.next_allowed_at, reason)
+            else:
+                store.close_lead(lead.id, reason)
+            self.engine.publish("compliance_block", campaign=self.name, lead_id=lead.id, reasons=decision.reasons())
+            return
+        gateway = self.pool.acquire()
+        node = self.engine.switchboard.pick_node()
+        if gateway is None or node is None:
+            if gateway is not None:
+                self.pool.release(gateway)
+            store.requeue(lead.id, None, "no_capacity")
+            return
+        call = Call(uuid=str(uuid.uuid4()), campaign=self.name, lead_id=lead.id, number=lead.phone_e164,
+                    gateway=gateway.name, caller_id=caller_id, node=node)
+        call.attempt_id = store.create_attempt(call, lead, self.campaign_id, decision.decision_id)
+        self.calls[call.uuid] = call
+        self.stats.originated += 1
+        self.stats.started_times.append(time.monotonic())
+        flow = CallFlow(call, self.flow_settings, self.engine.switchboard, self.engine.agents,
+                        self.engine.amd if self.settings.amd.enabled else None, _Recorder(self, request, decision.decision_id),
+                        {"dialer_campaign": self.name, "dialer_lead": str(lead.id),
+                         "origination_caller_id_name": self.name},
+                        self.engine.dial_string(gateway, lead.phone_e164))
+        greenlet = gevent.spawn(flow.run)
+        greenlet.link(lambda _g: self.pool.release(gateway))
+
+
+class _Recorder:
+    """The flow's window onto the store, the gate's counters and the live statistics."""
+
+    def __init__(self, runner: CampaignRunner, request: CallRequest, decision_id: str) -> None:
+        self.runner = runner
+        self.request = request
+        self.decision_id = decision_id
+
+    def answered(self, call: Call) -> None:
+        self.runner.stats.answered += 1
+        self.runner.engine.store.attempt_answered(call)
+        self.runner.engine.publish("call_answered", campaign=call.campaign, uuid=call.uuid)
+
+    def ended(self, call: Call, hangup_event) -> None:
+        runner = self.runner
+        runner.calls.pop(call.uuid, None)
+        outcome = call.outcome or CallOutcome.FAILED
+        runner.stats.outcomes[outcome.value] += 1
+        if call.amd_result:
+            runner.stats.amd[call.amd_result] += 1
+        runner._pending_outcomes.append((_PACING_OUTCOME[outcome], (call.answered or call.ended or time.time()) - call.started))
+        if outcome is CallOutcome.HUMAN and call.answered and call.ended:
+            runner._pending_talk.append(call.ended - call.answered)
+        try:
+            runner.engine.store.finish_attempt(call, runner.settings, hangup_event)
+        except DialerError as exc:
+            log.error("call %s: attempt not recorded: %s", call.uuid, exc)
+        try:
+            runner.engine.gate.record_outcome(self.request, self.decision_id, _GATE_OUTCOME[outcome],
+                                              datetime.now(timezone.utc))
+        except DialerError as exc:
+            log.warning("call %s: compliance outcome not recorded: %s", call.uuid, exc)
+        runner.engine.publish("call_ended", campaign=call.campaign, uuid=call.uuid, outcome=outcome.value,
+                              amd=call.amd_result, agent=call.agent_id)

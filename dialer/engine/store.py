@@ -1,0 +1,262 @@
+"""The engine's reads and writes in PostgreSQL, the system of record.
+
+Leads are claimed with `FOR UPDATE SKIP LOCKED` under a lease (claimed_by, claimed_until), so
+several engines share a campaign without dialing a lead twice. The attempt row, with our
+origination_uuid, is written before the originate is sent; the CDR is written from
+CHANNEL_HANGUP_COMPLETE. Abandons are counted per campaign and hour (abandon_hours).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+from psycopg.rows import dict_row
+
+from dialer import storage
+from dialer.campaigns import CallOutcome, CampaignSettings, LeadStatus
+from dialer.engine.calls import INVALID_NUMBER_CAUSES, Call
+from esl.protocol import Event
+
+CLAIM_LEASE = timedelta(minutes=5)
+# The CDR keeps the switch's timing and identity variables of the call, not all ~200 of them.
+CDR_VARIABLES = ("duration", "billsec", "answersec", "waitsec", "progresssec", "progress_mediasec",
+                 "billmsec", "answermsec", "waitmsec", "start_epoch", "answer_epoch", "end_epoch",
+                 "hangup_cause", "hangup_cause_q850", "sip_term_status", "sip_hangup_disposition",
+                 "origination_caller_id_number", "bridge_uuid", "last_bridge_to")
+
+
+@dataclass(frozen=True)
+class ClaimedLead:
+    id: int
+    campaign_id: int
+    phone_e164: str
+    attempts: int
+    state: str | None
+    zip: str | None
+    tz_hint: str | None
+    person_id: str | None
+    debt_id: str | None
+    line_type: str
+
+
+@dataclass(frozen=True)
+class CampaignRow:
+    id: int
+    name: str
+    status: str
+    settings: CampaignSettings
+    settings_version: int
+
+
+def utc_hour(moment: datetime) -> datetime:
+    return moment.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
+class EngineStore:
+    def __init__(self, url: str | None, engine_id: str) -> None:
+        self.url = url
+        self.engine_id = engine_id
+        self._conn: psycopg.Connection | None = None
+
+    def conn(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = storage.connect_db(self.url, autocommit=True)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+    def db_clock_skew(self) -> float:
+        """Seconds our clock is ahead of the database's (calling hours and leases depend on it)."""
+        before = datetime.now(timezone.utc)
+        (db_now,) = self.conn().execute("SELECT clock_timestamp()").fetchone()
+        after = datetime.now(timezone.utc)
+        return ((before + (after - before) / 2) - db_now).total_seconds()
+
+    # -- campaigns ----------------------------------------------------------------------------
+
+    def campaigns(self, statuses: tuple[str, ...] = ("running", "paused", "stopping")) -> list[CampaignRow]:
+        rows = self.conn().execute(
+            "SELECT id, name, status, settings, settings_version FROM campaigns WHERE status = ANY(%s)"
+            " ORDER BY id", (list(statuses),)).fetchall()
+        return [CampaignRow(r[0], r[1], r[2], CampaignSettings.from_dict(r[3]), r[4]) for r in rows]
+
+    def set_campaign_status(self, campaign_id: int, status: str) -> None:
+        self.conn().execute("UPDATE campaigns SET status = %s, status_changed_at = now(), updated_at = now()"
+                            " WHERE id = %s", (status, campaign_id))
+
+    # -- leads --------------------------------------------------------------------------------
+
+    def claim_leads(self, campaign_id: int, limit: int) -> list[ClaimedLead]:
+        """Up to `limit` callable leads, soonest-closing calling window first, leased to us."""
+        if limit <= 0:
+            return []
+        with self.conn().cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                """
+                UPDATE leads SET status = 'in_progress', claimed_by = %(engine)s,
+                       claimed_until = now() + %(lease)s
+                 WHERE id IN (SELECT id FROM leads
+                               WHERE campaign_id = %(campaign)s AND status IN ('new', 'callable')
+                                 AND next_attempt_at <= now()
+                               ORDER BY window_closes_at NULLS LAST, next_attempt_at, id
+                               LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+                RETURNING id, campaign_id, phone_e164, attempts, state, zip, tz_hint, person_id,
+                          debt_id, line_type
+                """, {"engine": self.engine_id, "lease": CLAIM_LEASE, "campaign": campaign_id, "limit": limit})
+            return [ClaimedLead(**row) for row in cur.fetchall()]
+
+    def requeue(self, lead_id: int, at: datetime | None, reason: str) -> None:
+        """Give a claimed lead back, callable again at `at` (now when None)."""
+        self.conn().execute(
+            "UPDATE leads SET status = 'callable', next_attempt_at = COALESCE(%s, now()), claimed_by = NULL,"
+            " claimed_until = NULL, last_outcome = %s WHERE id = %s AND claimed_by = %s",
+            (at, reason, lead_id, self.engine_id))
+
+    def close_lead(self, lead_id: int, reason: str) -> None:
+        self.conn().execute(
+            "UPDATE leads SET status = 'closed', close_reason = %s, claimed_by = NULL, claimed_until = NULL"
+            " WHERE id = %s", (reason, lead_id))
+
+    def release_claims(self) -> int:
+        """Leads we claimed but did not dial go back to the pool (stop, shutdown)."""
+        cur = self.conn().execute(
+            "UPDATE leads SET status = CASE WHEN attempts = 0 THEN 'new' ELSE 'callable' END,"
+            " claimed_by = NULL, claimed_until = NULL"
+            " WHERE claimed_by = %s AND status = 'in_progress'"
+            " AND NOT EXISTS (SELECT 1 FROM call_attempts a WHERE a.lead_id = leads.id AND a.ended_at IS NULL)",
+            (self.engine_id,))
+        return cur.rowcount
+
+    def recover_expired_leases(self) -> int:
+        """Leads whose claim lease ran out (an engine died) become callable again; an attempt
+        left open by the dead engine is closed as failed."""
+        with self.conn().transaction():
+            self.conn().execute(
+                "UPDATE call_attempts SET ended_at = now(), outcome = COALESCE(outcome, 'failed'),"
+                " detail = COALESCE(detail, 'engine_lost') WHERE ended_at IS NULL AND lead_id IN"
+                " (SELECT id FROM leads WHERE status = 'in_progress' AND claimed_until < now())")
+            cur = self.conn().execute(
+                "UPDATE leads SET status = 'callable', claimed_by = NULL, claimed_until = NULL"
+                " WHERE status = 'in_progress' AND claimed_until < now()")
+            return cur.rowcount
+
+    # -- attempts and CDRs --------------------------------------------------------------------
+
+    def create_attempt(self, call: Call, lead: ClaimedLead, campaign_id: int, decision_id: str) -> int:
+        """The attempt row, with our origination_uuid, before the originate is sent."""
+        with self.conn().transaction():
+            (attempt_id,) = self.conn().execute(
+                "INSERT INTO call_attempts (origination_uuid, lead_id, campaign_id, attempt_no, phone_e164,"
+                " engine_id, node, gateway, caller_id, decision_id, originated_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now()) RETURNING id",
+                (call.uuid, lead.id, campaign_id, lead.attempts + 1, lead.phone_e164, self.engine_id,
+                 call.node, call.gateway, call.caller_id, decision_id)).fetchone()
+            self.conn().execute(
+                "UPDATE leads SET attempts = attempts + 1, last_attempt_at = now(),"
+                " claimed_until = now() + %s WHERE id = %s", (CLAIM_LEASE, lead.id))
+        return attempt_id
+
+    def attempt_answered(self, call: Call) -> None:
+        self.conn().execute("UPDATE call_attempts SET answered_at = now() WHERE origination_uuid = %s", (call.uuid,))
+
+    def finish_attempt(self, call: Call, settings: CampaignSettings, hangup: Event | None) -> None:
+        """Close the attempt, write the CDR, move the lead on and count the abandon account."""
+        ended = datetime.fromtimestamp(call.ended, timezone.utc) if call.ended else datetime.now(timezone.utc)
+        outcome = call.outcome or CallOutcome.FAILED
+        conn = self.conn()
+        with conn.transaction():
+            row = conn.execute(
+                "UPDATE call_attempts SET ended_at = %s, outcome = %s, hangup_cause = %s, amd_result = %s,"
+                " amd_cause = %s, agent_id = %s, detail = %s,"
+                " bridged_at = CASE WHEN %s THEN COALESCE(bridged_at, answered_at) ELSE bridged_at END,"
+                " safe_harbor_at = CASE WHEN %s THEN now() ELSE safe_harbor_at END"
+                " WHERE origination_uuid = %s RETURNING lead_id, attempt_no, campaign_id",
+                (ended, outcome.value, call.hangup_cause.name if call.hangup_cause else None, call.amd_result,
+                 call.amd_cause, call.agent_id, call.detail, outcome is CallOutcome.HUMAN,
+                 outcome is CallOutcome.ABANDONED, call.uuid)).fetchone()
+            if row is None:
+                return
+            lead_id, attempts, campaign_id = row
+            if hangup is not None:
+                self._write_cdr(conn, call, campaign_id, hangup, ended)
+            self._advance_lead(conn, lead_id, attempts, outcome, call, settings, ended)
+            if call.answered is not None:
+                live = outcome in (CallOutcome.HUMAN, CallOutcome.ABANDONED)
+                conn.execute(
+                    "INSERT INTO abandon_hours (campaign_id, hour, live, abandoned, machines)"
+                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (campaign_id, hour) DO UPDATE SET"
+                    " live = abandon_hours.live + EXCLUDED.live,"
+                    " abandoned = abandon_hours.abandoned + EXCLUDED.abandoned,"
+                    " machines = abandon_hours.machines + EXCLUDED.machines",
+                    (campaign_id, utc_hour(ended), int(live), int(outcome is CallOutcome.ABANDONED),
+                     int(outcome is CallOutcome.MACHINE)))
+
+    def _advance_lead(self, conn, lead_id: int, attempts: int, outcome: CallOutcome, call: Call,
+                      settings: CampaignSettings, ended: datetime) -> None:
+        if call.hangup_cause in INVALID_NUMBER_CAUSES:
+            status, next_at, reason = LeadStatus.CLOSED, None, f"invalid_number:{call.hangup_cause.name}"
+        elif outcome is CallOutcome.HUMAN:
+            # The agent's disposition decides what follows; until then the lead is done.
+            status, next_at, reason = LeadStatus.DONE, None, None
+        else:
+            next_at = settings.next_attempt(outcome, attempts, ended)
+            status = LeadStatus.CALLABLE if next_at is not None else LeadStatus.CLOSED
+            reason = None if next_at is not None else "max_attempts"
+        conn.execute(
+            "UPDATE leads SET status = %s, next_attempt_at = COALESCE(%s, next_attempt_at), last_outcome = %s,"
+            " close_reason = %s, claimed_by = NULL, claimed_until = NULL WHERE id = %s",
+            (status.value, next_at, outcome.value, reason, lead_id))
+
+    @staticmethod
+    def _write_cdr(conn, call: Call, campaign_id: int, hangup: Event, ended: datetime) -> None:
+        variables = {name: hangup.variable(name) for name in CDR_VARIABLES if hangup.variable(name) is not None}
+
+        def epoch(name: str) -> datetime | None:
+            value = hangup.variable(name)
+            return datetime.fromtimestamp(int(value), timezone.utc) if value and value.isdigit() and value != "0" else None
+
+        billmsec = hangup.variable("billmsec")
+        conn.execute(
+            "INSERT INTO cdrs (origination_uuid, campaign_id, hangup_cause, started_at, answered_at, ended_at,"
+            " billsec_ms, amd_result, agent_id, variables) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (origination_uuid) DO NOTHING",
+            (call.uuid, campaign_id, hangup.get("Hangup-Cause") or "UNKNOWN",
+             epoch("start_epoch") or datetime.fromtimestamp(call.started, timezone.utc),
+             epoch("answer_epoch"), epoch("end_epoch") or ended,
+             int(billmsec) if billmsec and billmsec.isdigit() else 0, call.amd_result, call.agent_id,
+             json.dumps(variables)))
+
+    def set_disposition(self, origination_uuid: str, disposition: str, callback_at: datetime | None = None,
+                        callback_agent: str | None = None) -> None:
+        """An agent's disposition; a callback puts the lead back at the chosen time."""
+        conn = self.conn()
+        with conn.transaction():
+            row = conn.execute(
+                "UPDATE call_attempts SET disposition = %s WHERE origination_uuid = %s RETURNING lead_id",
+                (disposition, origination_uuid)).fetchone()
+            if row is None:
+                return
+            conn.execute("UPDATE cdrs SET disposition = %s WHERE origination_uuid = %s", (disposition, origination_uuid))
+            if callback_at is not None:
+                conn.execute("UPDATE leads SET status = 'callback', next_attempt_at = %s, callback_agent = %s"
+                             " WHERE id = %s", (callback_at, callback_agent, row[0]))
+
+    # -- abandon account ----------------------------------------------------------------------
+
+    def abandon_account(self, campaign_id: int, now: datetime | None = None) -> dict[str, int]:
+        """Live answers and abandons over the last 30 days, today (UTC hours) and this hour."""
+        now = now or datetime.now(timezone.utc)
+        hour = utc_hour(now)
+        day = hour.replace(hour=0)
+        row = self.conn().execute(
+            "SELECT COALESCE(sum(live), 0), COALESCE(sum(abandoned), 0),"
+            " COALESCE(sum(live) FILTER (WHERE hour >= %s), 0), COALESCE(sum(abandoned) FILTER (WHERE hour >= %s), 0),"
+            " COALESCE(sum(live) FILTER (WHERE hour >= %s), 0), COALESCE(sum(abandoned) FILTER (WHERE hour >= %s), 0)"
+            " FROM abandon_hours WHERE campaign_id = %s AND hour > %s",
+            (day, day, hour, hour, campaign_id, hour - timedelta(days=30))).fetchone()
+        keys = ("window_live", "window_abandoned", "day_live", "day_abandoned", "hour_live", "hour_abandoned")
+        return dict(zip(keys, map(int, row)))

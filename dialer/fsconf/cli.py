@@ -1,0 +1,42 @@
+"""`dialer freeswitch render --out DIR [--site site.toml]`: write a site's FreeSWITCH
+configuration in FreeSWITCH's own layout (see dialer.fsconf.render)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from dialer.errors import ConfigError
+from dialer.fsconf.render import ENV_FILE, render, write
+from dialer.fsconf.site import load_site
+
+
+@click.group("freeswitch")
+def freeswitch() -> None:
+    """FreeSWITCH configuration and dialplans for the dialer."""
+
+
+@freeswitch.command("render")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="directory to write autoload_configs/, dialplan/, sip_profiles/ into")
+@click.option("--site", "site_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="site file (TOML); without it: loopback Event Socket, engine on 127.0.0.1, no trunk")
+def render_command(out_dir: Path, site_file: Path | None) -> None:
+    """Render the configuration of one FreeSWITCH site."""
+    try:
+        site = load_site(site_file)
+        written = write(render(site), out_dir)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for path in written:
+        click.echo(f"wrote {path}")
+    env_file = out_dir / ENV_FILE
+    if site.esl_password_generated:
+        click.echo("Event Socket password: none in the site file, a new one was generated; it is in "
+                   f"{out_dir / 'autoload_configs/event_socket.conf.xml'} and {env_file} (mode 0600). "
+                   "Put it in the site file to keep it across renders.")
+    if not site.gateways:
+        click.echo("note: no [[gateways]] in the site file, so no SIP trunk was written")
+    click.echo(f"engine: set FREESWITCH_URL from {env_file} "
+               f"(esl://:<password>@{site.esl_listen_ip}:{site.esl_listen_port}), "
+               f"and run its outbound socket server on {site.engine_socket}")

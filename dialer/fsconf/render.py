@@ -1,0 +1,226 @@
+"""Render the FreeSWITCH configuration and dialplans of one site, in FreeSWITCH's own layout.
+
+Templates live in freeswitch-conf/ and dialplans/ at the project root. A placeholder is
+`{{name}}` (FreeSWITCH itself uses ${var} and $${var}, which pass through untouched). Every
+value is XML-escaped (xml.sax.saxutils) before it goes in, except fragments built here with
+xml.etree.ElementTree, which escapes them itself; an unknown placeholder is an error, so a
+template cannot silently render an empty attribute.
+
+Output (relative to --out), matching the vanilla configuration's includes:
+  autoload_configs/{event_socket,acl,switch,modules}.conf.xml   replace the vanilla files
+  sip_profiles/external/dialer_<gateway>.xml                    inside the external profile's <gateways>
+  dialplan/dialer_{outbound,inbound,agents}.xml                 contexts (freeswitch.xml includes dialplan/*.xml)
+  dialplan/public/00_dialer_dids.xml                            public context -> inbound context
+  dialplan/default/00_dialer_agents.xml                         default context -> agents' context
+  dialer-engine.env                                             FREESWITCH_URL for the engine
+"""
+from __future__ import annotations
+
+import os
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from dialer.errors import ConfigError
+from dialer.fsconf.site import Gateway, Site
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+OUTBOUND_CONTEXT = "dialer_outbound"
+INBOUND_CONTEXT = "dialer_inbound"
+AGENTS_CONTEXT = "dialer_agents"
+ESL_ACL_NAME = "dialer_esl"
+ENV_FILE = "dialer-engine.env"
+
+_PLACEHOLDER = re.compile(r"\{\{([a-z_][a-z0-9_]*)\}\}")
+_ATTRIBUTE_ENTITIES = {'"': "&quot;", "'": "&apos;"}
+
+
+class RenderError(ConfigError):
+    """A template refers to a value the renderer does not have, or cannot be read."""
+
+
+class Markup(str):
+    """An XML fragment already built (and escaped) by ElementTree: inserted as it is."""
+
+
+def fill(text: str, values: dict[str, object], source: str = "template") -> str:
+    """Replace every {{name}} in text; values are escaped unless they are Markup."""
+    missing = sorted({m for m in _PLACEHOLDER.findall(text) if m not in values})
+    if missing:
+        raise RenderError(f"{source}: no value for {', '.join('{{' + m + '}}' for m in missing)}")
+
+    def substitute(match: re.Match) -> str:
+        value = values[match.group(1)]
+        return value if isinstance(value, Markup) else escape(str(value), _ATTRIBUTE_ENTITIES)
+    return _PLACEHOLDER.sub(substitute, text)
+
+
+def _fragment(elements: list[ET.Element], indent: str) -> Markup:
+    lines = []
+    for element in elements:
+        ET.indent(element, space="  ")
+        for line in ET.tostring(element, encoding="unicode").splitlines():
+            lines.append(indent + line)
+    return Markup("\n".join(lines))
+
+
+def _acl_nodes(cidrs: tuple[str, ...], comment_if_empty: str) -> Markup:
+    if not cidrs:
+        return Markup(f"      <!-- {comment_if_empty} -->")
+    return _fragment([ET.Element("node", type="allow", cidr=c) for c in cidrs], "      ")
+
+
+def _esl_acl(site: Site) -> tuple[str, ...]:
+    # The engine on this host (and fs_cli) always connects over loopback.
+    loopback = ("127.0.0.0/8", "::1/128")
+    return loopback + tuple(c for c in site.esl_acl if c not in loopback)
+
+
+def _gateway_params(gateway: Gateway) -> Markup:
+    params: list[tuple[str, str]] = [("proxy", gateway.proxy), ("register", str(gateway.register).lower())]
+    optional = [("realm", gateway.realm), ("username", gateway.username), ("password", gateway.password),
+                ("from-user", gateway.from_user), ("from-domain", gateway.from_domain)]
+    params += [(name, value) for name, value in optional if value]
+    params += [("caller-id-in-from", str(gateway.caller_id_in_from).lower()),
+               ("context", INBOUND_CONTEXT)]
+    if gateway.register:
+        params += [("register-transport", gateway.register_transport),
+                   ("expire-seconds", str(gateway.expire_seconds)),
+                   ("retry-seconds", str(gateway.retry_seconds))]
+    if gateway.ping is not None:
+        params.append(("ping", str(gateway.ping)))
+    return _fragment([ET.Element("param", name=n, value=v) for n, v in params], "    ")
+
+
+def _did_extensions(site: Site) -> Markup:
+    """One extension per number of [inbound]: remember the number called and the campaign."""
+    extensions = []
+    for number, campaign, target in (
+            [(d.number, d.campaign, "dialer_to_engine") for d in site.dids]
+            + [(n, None, "dialer_optout") for n in site.optout_dids]):
+        extension = ET.Element("extension", name=f"dialer_did_{number}")
+        condition = ET.SubElement(extension, "condition", field="destination_number",
+                                  expression=rf"^\+?{number}$")
+        actions = [("set", "dialer_did=${destination_number}")]
+        if campaign:
+            actions.append(("set", f"dialer_campaign={campaign}"))
+        actions.append(("transfer", f"{target} XML {INBOUND_CONTEXT}"))
+        for app, data in actions:
+            ET.SubElement(condition, "action", application=app, data=data)
+        extensions.append(extension)
+    if not extensions:
+        return Markup("    <!-- no numbers in the site file's [inbound] -->")
+    return _fragment(extensions, "    ")
+
+
+def _optional_modules(site: Site) -> Markup:
+    modules = (["mod_avmd"] if site.avmd else []) + [m for m in site.extra_modules if m != "mod_avmd"]
+    if not modules:
+        return Markup("    <!-- none -->")
+    return _fragment([ET.Element("load", module=m) for m in modules], "    ")
+
+
+def agent_login_regex(site: Site) -> str:
+    return rf"^{re.escape(site.agent_login_prefix)}(\d{{{site.agent_id_min_digits},{site.agent_id_max_digits}}})$"
+
+
+def template_values(site: Site) -> dict[str, object]:
+    """Every placeholder the templates may use, for this site."""
+    prompts = site.prompts
+    return {
+        "switchname": site.name, "loglevel": site.loglevel,
+        "esl_listen_ip": site.esl_listen_ip, "esl_listen_port": site.esl_listen_port,
+        "esl_password": site.esl_password, "esl_acl_name": ESL_ACL_NAME,
+        "esl_acl_nodes": _acl_nodes(_esl_acl(site), "loopback only"),
+        "trunk_acl_nodes": _acl_nodes(site.trunk_acl, "no trunk sends calls by IP address"),
+        "max_sessions": site.max_sessions, "sessions_per_second": site.sessions_per_second,
+        "rtp_start_port": site.rtp_start_port, "rtp_end_port": site.rtp_end_port,
+        "optional_modules": _optional_modules(site),
+        "outbound_context": OUTBOUND_CONTEXT, "inbound_context": INBOUND_CONTEXT,
+        "agents_context": AGENTS_CONTEXT,
+        "engine_socket": site.engine_socket,
+        "customer_park_timeout": site.customer_park_timeout,
+        "voicemail_file": prompts["voicemail"], "safe_harbor_file": prompts["safe_harbor"],
+        "optout_menu_file": prompts["optout_menu"], "optout_invalid_file": prompts["optout_invalid"],
+        "optout_confirm_file": prompts["optout_confirm"], "optout_failed_file": prompts["optout_failed"],
+        "unavailable_file": prompts["unavailable"], "goodbye_file": prompts["goodbye"],
+        "agent_login_tone": prompts["agent_login_tone"],
+        "optout_key": site.optout_key, "optout_menu_tries": site.optout_menu_tries,
+        "optout_wait_ms": site.optout_wait_ms,
+        # wait_for_silence: energy threshold, 25 silent frames (0.5 s at 20 ms), 10 noisy frames
+        # before listening, give up after 20 s.
+        "vm_silence_thresh": 200, "vm_silence_hits": 25, "vm_listen_hits": 10, "vm_wait_timeout_ms": 20000,
+        "did_extensions": _did_extensions(site),
+        "did_regex": r"^\+?(" + "|".join([d.number for d in site.dids] + list(site.optout_dids)) + ")$",
+        "agent_login_prefix": site.agent_login_prefix,
+        "agent_login_regex": agent_login_regex(site),
+        "agent_dial_regex": rf"^({re.escape(site.agent_login_prefix)}\d{{{site.agent_id_min_digits},{site.agent_id_max_digits}}})$",
+    }
+
+
+@dataclass(frozen=True)
+class Output:
+    path: str                  # relative to the output directory
+    text: str
+    secret: bool = False       # holds a password: written 0600
+
+
+# output path -> template path (relative to the project root), secret
+_TEMPLATES = [
+    ("autoload_configs/event_socket.conf.xml", "freeswitch-conf/autoload_configs/event_socket.conf.xml", True),
+    ("autoload_configs/acl.conf.xml", "freeswitch-conf/autoload_configs/acl.conf.xml", False),
+    ("autoload_configs/switch.conf.xml", "freeswitch-conf/autoload_configs/switch.conf.xml", False),
+    ("autoload_configs/modules.conf.xml", "freeswitch-conf/autoload_configs/modules.conf.xml", False),
+    (f"dialplan/{OUTBOUND_CONTEXT}.xml", "dialplans/outbound.xml", False),
+    (f"dialplan/{INBOUND_CONTEXT}.xml", "dialplans/inbound.xml", False),
+    (f"dialplan/{AGENTS_CONTEXT}.xml", "dialplans/agents.xml", False),
+    ("dialplan/default/00_dialer_agents.xml", "dialplans/default-agents.xml", False),
+]
+GATEWAY_TEMPLATE = "freeswitch-conf/sip_profiles/external/gateway.xml"
+PUBLIC_DIDS_TEMPLATE = "dialplans/public-dids.xml"
+
+
+def _read(root: Path, relative: str) -> str:
+    try:
+        return (root / relative).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RenderError(f"template {root / relative}: {exc.strerror}") from None
+
+
+def render(site: Site, root: Path = PROJECT_ROOT) -> list[Output]:
+    """Every file of the site, in memory (nothing is written)."""
+    values = template_values(site)
+    outputs = [Output(out, fill(_read(root, src), values, src), secret) for out, src, secret in _TEMPLATES]
+    if site.dids or site.optout_dids:
+        outputs.append(Output("dialplan/public/00_dialer_dids.xml",
+                              fill(_read(root, PUBLIC_DIDS_TEMPLATE), values, PUBLIC_DIDS_TEMPLATE)))
+    gateway_template = _read(root, GATEWAY_TEMPLATE)
+    for gateway in site.gateways:
+        gateway_values = {**values, "gateway_name": gateway.name, "gateway_params": _gateway_params(gateway)}
+        outputs.append(Output(f"sip_profiles/external/dialer_{gateway.name}.xml",
+                              fill(gateway_template, gateway_values, GATEWAY_TEMPLATE),
+                              secret=gateway.password is not None))
+    outputs.append(Output(ENV_FILE, f"# FreeSWITCH Event Socket of site {site.name} for the dialer engine\n"
+                                    f"FREESWITCH_URL={site.freeswitch_url}\n", secret=True))
+    return outputs
+
+
+def write(outputs: list[Output], out_dir: Path) -> list[Path]:
+    """Write the files under out_dir (created if needed); files with a password get mode 0600."""
+    written = []
+    for output in outputs:
+        path = out_dir / output.path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            mode = 0o600 if output.secret else 0o644
+            # Create with the final mode so a password is never readable by others, even briefly.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(output.text)
+            os.chmod(path, mode)
+        except OSError as exc:
+            raise RenderError(f"cannot write {path}: {exc.strerror}") from None
+        written.append(path)
+    return written

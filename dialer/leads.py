@@ -1,0 +1,614 @@
+"""Lead import: a CSV file into a campaign's list, streaming, E.164-normalised and deduplicated.
+
+Pipeline (docs/campaigns.md, "Importing leads"):
+1. The main process reads the file record by record (csv module, UTF-8, never the whole file) and
+   sends chunks of records to worker processes (or normalises them itself for small files).
+2. Each worker maps columns by header name, validates every field, normalises the phone number to
+   E.164 with phonenumbers and COPYs the good rows into an UNLOGGED staging table; bad rows come
+   back to the main process, which writes them, in file order, to the rejects CSV with a reason.
+3. One INSERT ... SELECT DISTINCT ON (phone_e164) ... ON CONFLICT (campaign_id, phone_e164) DO NOTHING
+   keeps the first row of each number in the file and skips numbers the campaign already has, in one
+   transaction with the list's counts: an import is all or nothing, and importing a file again adds
+   nothing (every row is then a duplicate).
+
+Phone numbers: phonenumbers.parse is about 45 µs per number and its validity check alone about
+20 µs (the region lookup walks 25 NANP regions' regexes). Well-formed North American numbers
+(+1 NPA NXX XXXX with the usual separators) skip the parse and take their validity from a cache
+keyed by the number's first digits. How many digits is derived, per area code, from the installed
+phonenumbers metadata itself: for every NANP region's patterns (and the leading-digits patterns
+that pick the region), the regex parse tree says how many trailing digits are free (`\\d`), so
+validity provably depends only on the prefix. The cached answer is phonenumbers' own answer for a
+number with that prefix; nothing is validated less than the slow path would. When the metadata
+cannot be analysed, the fast path is off and every number takes the full parse.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import multiprocessing
+import os
+import re
+import time
+import uuid
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+from zoneinfo import available_timezones
+
+import phonenumbers
+import psycopg
+from phonenumbers import PhoneMetadata, PhoneNumber
+from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
+
+from dialer import storage
+from dialer.campaigns import CampaignError, get_campaign
+from dialer.errors import DialerError
+
+
+class LeadImportError(DialerError):
+    """The file as a whole cannot be imported (no header, no phone column, unreadable file)."""
+
+
+# ------------------------------------------------------------------ columns
+
+# Lead field -> header names accepted for it (compared after lower-casing and turning every run of
+# other characters than letters and digits into '_').
+FIELD_ALIASES: dict[str, tuple[str, ...]] = {
+    "phone": ("phone", "phone_number", "number", "phonenumber", "telephone", "tel", "phone1", "mobile",
+              "cell", "msisdn"),
+    "first_name": ("first_name", "firstname", "first", "fname", "given_name"),
+    "last_name": ("last_name", "lastname", "last", "lname", "surname", "family_name"),
+    "address": ("address", "address1", "address_1", "street", "street_address", "address_line_1"),
+    "city": ("city", "town"),
+    "state": ("state", "st", "province", "state_code"),
+    "zip": ("zip", "zip_code", "zipcode", "postal_code", "postcode", "postal"),
+    "tz_hint": ("tz", "timezone", "time_zone", "tz_hint"),
+    "person_id": ("person_id", "customer_id"),
+    "debt_id": ("debt_id", "account_number"),
+    "line_type": ("line_type",),
+}
+LEAD_FIELDS = tuple(FIELD_ALIASES)
+LINE_TYPES = ("unknown", "wireless", "landline")
+_STATE_RE = re.compile(r"[A-Z]{2}")
+_ZONES = frozenset(available_timezones())
+
+
+def header_key(name: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    header: tuple[str, ...]
+    fields: dict[str, int]          # lead field -> column index
+    custom: tuple[tuple[str, int], ...]   # (header name, column index) of every other column
+
+    @classmethod
+    def from_header(cls, header: list[str], overrides: dict[str, str] | None = None) -> "ColumnMap":
+        if not header or all(not h.strip() for h in header):
+            raise LeadImportError("the file has no header line")
+        keys = [header_key(h) for h in header]
+        seen = Counter(keys)
+        if twice := [header[i] for i, k in enumerate(keys) if seen[k] > 1]:
+            raise LeadImportError(f"header names used twice: {', '.join(sorted(set(twice)))}")
+        fields: dict[str, int] = {}
+        for name, wanted in (overrides or {}).items():
+            if name not in FIELD_ALIASES:
+                raise LeadImportError(f"--map {name}=...: unknown lead field (known: {', '.join(LEAD_FIELDS)})")
+            if header_key(wanted) not in keys:
+                raise LeadImportError(f"--map {name}={wanted}: no column {wanted!r} in the header")
+            fields[name] = keys.index(header_key(wanted))
+        for name, aliases in FIELD_ALIASES.items():
+            if name in fields:
+                continue
+            for alias in aliases:
+                if alias in keys and keys.index(alias) not in fields.values():
+                    fields[name] = keys.index(alias)
+                    break
+        if "phone" not in fields:
+            raise LeadImportError(f"no phone column: the header needs one of {', '.join(FIELD_ALIASES['phone'])} "
+                                  f"(or --map phone=COLUMN); it has {', '.join(header)}")
+        used = set(fields.values())
+        custom = tuple((header[i].strip(), i) for i in range(len(header)) if i not in used)
+        return cls(header=tuple(header), fields=fields, custom=custom)
+
+
+# ------------------------------------------------------------------ phone numbers
+
+NANP_REGIONS = tuple(COUNTRY_CODE_TO_REGION_CODE[1])
+_DESC_NAMES = ("general_desc", "fixed_line", "mobile", "toll_free", "premium_rate", "shared_cost",
+               "personal_number", "voip", "pager", "uan", "voicemail")
+# +1 or 1 (optional), then NPA NXX XXXX with one optional separator between groups and the area
+# code optionally in parentheses. Anything else takes phonenumbers.parse.
+_NANP_RE = re.compile(
+    r"\s*(?:(?P<plus>\+)?1[ .-]?)?(?:\((?P<npa1>[2-9]\d\d)\)|(?P<npa2>[2-9]\d\d))[ .-]?(?P<nxx>\d{3})[ .-]?(?P<line>\d{4})\s*")
+
+
+def _trailing_free_digits(items) -> int:
+    """How many trailing characters of any string a regex (parse tree) matches are `\\d`, whatever
+    path it took; 0 when unsure."""
+    from re import _constants as c   # noqa: PLC0415  (the stdlib's regex parse tree constants)
+    count = 0
+    for op, av in reversed(list(items)):
+        if op is c.IN and list(av) == [(c.CATEGORY, c.CATEGORY_DIGIT)]:
+            count += 1
+        elif op in (c.MAX_REPEAT, c.MIN_REPEAT) and _is_digit_class(av[2]):
+            count += av[0]
+            if av[0] != av[1]:
+                return count
+        elif op is c.SUBPATTERN:
+            return count + _trailing_free_digits(av[3])
+        elif op is c.BRANCH:
+            return count + min(_trailing_free_digits(branch) for branch in av[1])
+        else:
+            return count
+    return count
+
+
+def _is_digit_class(sub) -> bool:
+    from re import _constants as c   # noqa: PLC0415
+    items = list(sub)
+    return len(items) == 1 and items[0][0] is c.IN and list(items[0][1]) == [(c.CATEGORY, c.CATEGORY_DIGIT)]
+
+
+def _prefix_lengths() -> dict[str, int] | None:
+    """Area code -> number of leading national digits that decide a NANP number's validity.
+
+    None when the metadata has a shape this analysis does not cover (fast path off)."""
+    from re import _parser   # noqa: PLC0415
+    try:
+        needed: dict[str, int] = {}
+        leading: dict[str, tuple[str, int]] = {}
+        for region in NANP_REGIONS:
+            md = PhoneMetadata.metadata_for_region(region)
+            width = 0
+            for name in _DESC_NAMES:
+                desc = getattr(md, name, None)
+                if desc is None or desc.national_number_pattern is None:
+                    continue
+                width = max(width, 10 - _trailing_free_digits(_parser.parse(desc.national_number_pattern)))
+            if md.leading_digits:
+                low, high = _parser.parse(md.leading_digits).getwidth()
+                if high > 4:
+                    return None
+                width = max(width, high)
+                leading[region] = (md.leading_digits, high)
+            needed[region] = width
+    except Exception:   # noqa: BLE001  (any surprise in the metadata: no fast path, never a wrong one)
+        return None
+    plain = [r for r in NANP_REGIONS if r not in leading]   # regions decided by full validation
+    base = max(needed[r] for r in plain)
+    lengths = {}
+    for npa in range(200, 1000):
+        text = str(npa)
+        candidates = [r for r, (pattern, _w) in leading.items()
+                      if any(re.match(pattern, text + str(d)) for d in range(10))]
+        lengths[text] = max([base] + [needed[r] for r in candidates])
+    return lengths
+
+
+_PREFIX_LENGTHS: dict[str, int] | None | bool = False
+
+
+def prefix_lengths() -> dict[str, int] | None:
+    global _PREFIX_LENGTHS
+    if _PREFIX_LENGTHS is False:
+        _PREFIX_LENGTHS = _prefix_lengths()
+    return _PREFIX_LENGTHS   # type: ignore[return-value]
+
+
+class PhoneNormalizer:
+    """raw text -> (E.164, None) or (None, (reason, detail)); see the module docstring."""
+
+    def __init__(self, default_region: str = "US", fast_path: bool = True):
+        region = default_region.upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise LeadImportError(f"unknown region {default_region!r} (an ISO 3166 code such as US, CA, GB)")
+        self.region = region
+        self.lengths = prefix_lengths() if fast_path else None
+        self.region_is_nanp = region in NANP_REGIONS
+        self.valid_by_prefix: dict[str, bool] = {}
+        self.fast = 0
+        self.slow = 0
+
+    def normalize(self, raw: str) -> tuple[str | None, tuple[str, str] | None]:
+        if self.lengths is not None and (m := _NANP_RE.fullmatch(raw)) and (self.region_is_nanp or m["plus"]):
+            national = (m["npa1"] or m["npa2"]) + m["nxx"] + m["line"]
+            prefix = national[:self.lengths[national[:3]]]
+            valid = self.valid_by_prefix.get(prefix)
+            if valid is None:
+                valid = self.valid_by_prefix[prefix] = phonenumbers.is_valid_number(
+                    PhoneNumber(country_code=1, national_number=int(national)))
+            self.fast += 1
+            if valid:
+                return "+1" + national, None
+            return None, ("invalid_phone", "not a valid number (phonenumbers metadata)")
+        self.slow += 1
+        try:
+            number = phonenumbers.parse(raw, self.region)
+        except phonenumbers.NumberParseException as exc:
+            return None, ("unparseable_phone", str(exc).split(") ", 1)[-1])
+        if not phonenumbers.is_valid_number(number):
+            return None, ("invalid_phone", "not a valid number (phonenumbers metadata)")
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None
+
+
+# ------------------------------------------------------------------ reading records
+
+@dataclass(slots=True)
+class Record:
+    line: int                       # physical line the record starts on (1 = header)
+    fields: list[str] | None        # None when the line could not be read as CSV
+    reason: str | None = None       # set by the reader for unreadable lines
+    detail: str = ""
+    raw: str = ""                    # the unreadable line's text
+
+
+class RecordReader:
+    """CSV records with their line numbers. A line that breaks the CSV quoting (an unclosed quote
+    would swallow every following line into one field) is rejected alone, and the lines after it
+    are read again, so one bad line never takes others with it."""
+
+    def __init__(self, stream: Iterator[str], columns: int | None = None, first_line: int = 1):
+        self._stream = stream
+        self._pushback: deque[tuple[int, str]] = deque()
+        self._taken: list[tuple[int, str]] = []
+        self._next_line = first_line
+        self.columns = columns
+
+    def _lines(self) -> Iterator[str]:
+        while True:
+            if self._pushback:
+                entry = self._pushback.popleft()
+            else:
+                text = next(self._stream, None)
+                if text is None:
+                    return
+                entry = (self._next_line, text)
+                self._next_line += 1
+            self._taken.append(entry)
+            yield entry[1]
+
+    def __iter__(self) -> Iterator[Record]:
+        reader = csv.reader(self._lines(), strict=True)
+        while True:
+            self._taken = []
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield self._reject_first("bad_quoting", str(exc))
+                reader = csv.reader(self._lines(), strict=True)
+                continue
+            taken = self._taken
+            if not taken:
+                return
+            if len(taken) > 1 and self.columns is not None and len(fields) != self.columns:
+                # a quote opened on one line and closed on a later one: only the first line is bad
+                yield self._reject_first("bad_quoting", "a quoted field runs over several lines and "
+                                         f"the record has {len(fields)} fields instead of {self.columns}")
+                reader = csv.reader(self._lines(), strict=True)
+                continue
+            yield Record(taken[0][0], fields)
+
+    def _reject_first(self, reason: str, detail: str) -> Record:
+        first, rest = self._taken[0], self._taken[1:]
+        self._pushback.extendleft(reversed(rest))
+        return Record(first[0], None, reason, detail + "; the raw line is kept as one field",
+                      first[1].rstrip("\r\n"))
+
+
+# ------------------------------------------------------------------ normalising a chunk
+
+STAGE_COLUMNS = ("row_no", "phone_e164", "phone_raw", "first_name", "last_name", "address", "city", "state",
+                 "zip", "tz_hint", "person_id", "debt_id", "line_type", "custom")
+
+
+@dataclass
+class ChunkResult:
+    good: int = 0
+    rejects: list[tuple[int, str, str, list[str]]] = field(default_factory=list)   # line, reason, detail, fields
+    fast: int = 0
+    slow: int = 0
+
+
+class ChunkNormalizer:
+    """Validates records and writes the good ones to the staging table through COPY."""
+
+    def __init__(self, columns: ColumnMap, region: str, fast_path: bool = True):
+        self.columns = columns
+        self.phones = PhoneNormalizer(region, fast_path)
+        self.width = len(columns.header)
+        f = columns.fields
+        self._optional = [(name, f.get(name)) for name in
+                          ("first_name", "last_name", "address", "city", "state", "zip", "tz_hint",
+                           "person_id", "debt_id", "line_type")]
+
+    def _row(self, record: Record) -> tuple | tuple[str, str]:
+        """The staging row, or (reason, detail)."""
+        values = record.fields
+        if len(values) != self.width:
+            return ("column_count", f"expected {self.width} fields, got {len(values)}")
+        joined = "".join(values)
+        if not joined.isascii():
+            try:
+                joined.encode("utf-8")
+            except UnicodeEncodeError:
+                return ("bad_encoding", "not UTF-8 text")
+        if "\x00" in joined:
+            return ("nul_byte", "a field contains a NUL byte")
+        raw_phone = values[self.columns.fields["phone"]].strip()
+        if not raw_phone:
+            return ("missing_phone", "the phone field is empty")
+        e164, problem = self.phones.normalize(raw_phone)
+        if problem:
+            return problem
+        out = [record.line, e164, raw_phone]
+        for name, index in self._optional:
+            value = values[index].strip() if index is not None else ""
+            if not value:
+                out.append("unknown" if name == "line_type" else None)
+                continue
+            if name == "state":
+                value = value.upper()
+                if not _STATE_RE.fullmatch(value):
+                    return ("invalid_state", f"state {value!r} is not a two-letter code")
+            elif name == "tz_hint" and value not in _ZONES:
+                return ("invalid_time_zone", f"{value!r} is not an IANA time zone")
+            elif name == "line_type":
+                value = value.lower()
+                if value not in LINE_TYPES:
+                    return ("invalid_line_type", f"{value!r} is not one of {', '.join(LINE_TYPES)}")
+            out.append(value)
+        custom = {name: values[i] for name, i in self.columns.custom if values[i] != ""}
+        out.append(json.dumps(custom, ensure_ascii=False) if custom else None)
+        return tuple(out)
+
+    def run(self, records: list[Record], conn: psycopg.Connection, stage: str) -> ChunkResult:
+        result = ChunkResult()
+        fast0, slow0 = self.phones.fast, self.phones.slow
+        with conn.cursor() as cur, cur.copy(f"COPY {stage} ({', '.join(STAGE_COLUMNS)}) FROM STDIN") as copy:
+            for record in records:
+                if record.fields is None:
+                    result.rejects.append((record.line, record.reason, record.detail, [record.raw]))
+                    continue
+                row = self._row(record)
+                if len(row) == 2:
+                    result.rejects.append((record.line, row[0], row[1], record.fields))
+                else:
+                    copy.write_row(row)
+                    result.good += 1
+        result.fast, result.slow = self.phones.fast - fast0, self.phones.slow - slow0
+        return result
+
+
+# Worker-process state (multiprocessing): one connection and normaliser per worker.
+_worker: tuple[ChunkNormalizer, psycopg.Connection, str] | None = None
+
+
+def _worker_init(db_url: str, stage: str, columns: ColumnMap, region: str, fast_path: bool) -> None:
+    global _worker
+    _worker = (ChunkNormalizer(columns, region, fast_path), storage.connect_db(db_url, autocommit=True), stage)
+
+
+def _worker_run(records: list[Record]) -> ChunkResult:
+    normalizer, conn, stage = _worker
+    return normalizer.run(records, conn, stage)
+
+
+# ------------------------------------------------------------------ the import
+
+@dataclass
+class ImportSummary:
+    campaign: str
+    list_name: str
+    list_id: int
+    file: str
+    rows_read: int = 0
+    imported: int = 0
+    duplicates_in_file: int = 0
+    duplicates_in_campaign: int = 0
+    rejected: int = 0
+    rejects_by_reason: dict[str, int] = field(default_factory=dict)
+    blank_lines: int = 0
+    rejects_file: str | None = None
+    workers: int = 0
+    fast_path_numbers: int = 0
+    parsed_numbers: int = 0
+    seconds: float = 0.0
+
+    @property
+    def duplicates(self) -> int:
+        return self.duplicates_in_file + self.duplicates_in_campaign
+
+    def to_dict(self) -> dict:
+        out = {k: v for k, v in self.__dict__.items()}
+        out["duplicates"] = self.duplicates
+        return out
+
+
+REJECT_HEADER = ("line", "reason", "detail")
+CHUNK_ROWS = 10_000
+AUTO_WORKERS_MIN_BYTES = 4 << 20
+RESULT_TIMEOUT_S = 600
+
+
+class _RejectsWriter:
+    """The rejects CSV, opened at the first reject: line, reason, detail, then the row's own fields
+    (bytes that were not UTF-8 are written back as they were)."""
+
+    def __init__(self, path: Path, header: tuple[str, ...]):
+        self.path, self.header = path, header
+        self._file = None
+        self._writer = None
+
+    def write(self, line: int, reason: str, detail: str, fields: list[str]) -> None:
+        if self._writer is None:
+            self._file = open(self.path, "w", encoding="utf-8", errors="surrogateescape", newline="")
+            self._writer = csv.writer(self._file)
+            self._writer.writerow([*REJECT_HEADER, *self.header])
+        self._writer.writerow([line, reason, detail, *fields])
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def import_csv(path: str | os.PathLike, campaign: str, *, list_name: str | None = None,
+               default_region: str = "US", rejects_path: str | os.PathLike | None = None,
+               db_url: str | None = None, workers: int | None = None, fast_path: bool = True,
+               column_overrides: dict[str, str] | None = None,
+               progress: Callable[[int, int], None] | None = None) -> ImportSummary:
+    """Import one CSV file into `campaign` (list `list_name`, default the file's name).
+
+    `workers`: None = 2 worker processes for files over 4 MB, else in-process; 0 = in-process.
+    `progress(bytes_done, bytes_total)` is called as the file is read.
+    Raises LeadImportError / CampaignError for whole-file problems; bad rows never raise."""
+    path = Path(path)
+    if not path.is_file():
+        raise LeadImportError(f"{path}: no such file")
+    db_url = db_url or storage.config.database_url()
+    total_bytes = path.stat().st_size
+    workers = (2 if total_bytes >= AUTO_WORKERS_MIN_BYTES else 0) if workers is None else workers
+    list_name = (list_name or path.name).strip()
+    if not list_name:
+        raise LeadImportError("the list name is empty")
+    rejects_path = Path(rejects_path) if rejects_path else path.with_name(path.stem + ".rejects.csv")
+    started = time.perf_counter()
+
+    with storage.connect_db(db_url, autocommit=True) as conn:
+        campaign_row = get_campaign(conn, campaign)
+        stage = f"lead_stage_{uuid.uuid4().hex[:16]}"
+        conn.execute(f"CREATE UNLOGGED TABLE {stage} (row_no bigint NOT NULL, phone_e164 text NOT NULL, "
+                     "phone_raw text NOT NULL, first_name text, last_name text, address text, city text, "
+                     "state text, zip text, tz_hint text, person_id text, debt_id text, line_type text NOT NULL, "
+                     "custom jsonb)")
+        try:
+            with open(path, "rb") as binary:
+                text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
+                summary, valid_rows = _read_and_stage(text, binary, total_bytes, conn, db_url, stage, workers,
+                                                      default_region, fast_path, column_overrides, rejects_path,
+                                                      progress)
+            summary.campaign, summary.file = campaign_row.name, str(path)
+            _commit(conn, stage, campaign_row.id, list_name, path, summary, valid_rows)
+        finally:
+            conn.execute(f"DROP TABLE IF EXISTS {stage}")
+    summary.list_name = list_name
+    summary.seconds = round(time.perf_counter() - started, 3)
+    return summary
+
+
+def _read_and_stage(text, binary, total_bytes, conn, db_url, stage, workers, region, fast_path, overrides,
+                    rejects_path, progress) -> tuple[ImportSummary, int]:
+    header_reader = csv.reader(text)
+    header = next(header_reader, None)
+    if header is None:
+        raise LeadImportError("the file is empty (no header line)")
+    if any(not h.isascii() for h in header):
+        try:
+            "".join(header).encode("utf-8")
+        except UnicodeEncodeError:
+            raise LeadImportError("the header line is not UTF-8 text") from None
+    columns = ColumnMap.from_header(header, overrides)
+    records = RecordReader(text, columns=len(header), first_line=header_reader.line_num + 1)
+    summary = ImportSummary(campaign="", list_name="", list_id=0, file="", workers=workers)
+    rejects = _RejectsWriter(rejects_path, columns.header)
+    reasons: Counter[str] = Counter()
+    valid_rows = 0
+
+    def absorb(result: ChunkResult) -> None:
+        nonlocal valid_rows
+        valid_rows += result.good
+        summary.fast_path_numbers += result.fast
+        summary.parsed_numbers += result.slow
+        for line, reason, detail, fields in result.rejects:
+            rejects.write(line, reason, detail, fields)
+            reasons[reason] += 1
+
+    pool = None
+    pending: deque = deque()
+    local = None if workers else ChunkNormalizer(columns, region, fast_path)
+    local_conn = storage.connect_db(db_url, autocommit=True) if not workers else None
+    try:
+        if workers:
+            ctx = multiprocessing.get_context("spawn")
+            pool = ctx.Pool(workers, initializer=_worker_init, initargs=(db_url, stage, columns, region, fast_path))
+        chunk: list[Record] = []
+
+        def dispatch() -> None:
+            if pool is None:
+                absorb(local.run(chunk, local_conn, stage))
+                return
+            pending.append(pool.apply_async(_worker_run, (chunk,)))
+            while len(pending) > 2 * workers:
+                absorb(pending.popleft().get(timeout=RESULT_TIMEOUT_S))
+
+        for record in records:
+            if record.fields is not None and not record.fields:
+                summary.blank_lines += 1
+                continue
+            summary.rows_read += 1
+            chunk.append(record)
+            if len(chunk) >= CHUNK_ROWS:
+                dispatch()
+                chunk = []
+                if progress:
+                    progress(binary.tell(), total_bytes)
+        if chunk:
+            dispatch()
+        while pending:
+            absorb(pending.popleft().get(timeout=RESULT_TIMEOUT_S))
+        if progress:
+            progress(total_bytes, total_bytes)
+    except multiprocessing.TimeoutError:
+        raise LeadImportError(f"a worker did not answer within {RESULT_TIMEOUT_S} s") from None
+        if pool is not None:
+            pool.close()
+    finally:
+        rejects.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        if local_conn is not None:
+            local_conn.close()
+    summary.rejected = sum(reasons.values())
+    summary.rejects_by_reason = dict(sorted(reasons.items()))
+    summary.rejects_file = str(rejects_path) if summary.rejected else None
+    return summary, valid_rows
+
+
+def _commit(conn, stage, campaign_id, list_name, path, summary, valid_rows) -> None:
+    """Insert the staged rows (first row of each number in the file, none the campaign already has)
+    and the list's counts, in one transaction."""
+    with conn.transaction():
+        conn.execute(f"ANALYZE {stage}")
+        list_id = conn.execute(
+            "INSERT INTO lead_lists (campaign_id, name, source_file) VALUES (%s, %s, %s) "
+            "ON CONFLICT (campaign_id, name) DO UPDATE SET source_file = EXCLUDED.source_file RETURNING id",
+            (campaign_id, list_name, str(path))).fetchone()[0]
+        names = ", ".join(STAGE_COLUMNS[1:])
+        distinct, inserted = conn.execute(f"""
+            WITH firsts AS (
+                SELECT DISTINCT ON (phone_e164) {names} FROM {stage} ORDER BY phone_e164, row_no),
+            added AS (
+                INSERT INTO leads (campaign_id, list_id, {names})
+                SELECT %s, %s, {names} FROM firsts
+                ON CONFLICT (campaign_id, phone_e164) DO NOTHING RETURNING 1)
+            SELECT (SELECT count(*) FROM firsts), (SELECT count(*) FROM added)""",
+                                          (campaign_id, list_id)).fetchone()
+        summary.list_id = list_id
+        summary.imported = inserted
+        summary.duplicates_in_file = valid_rows - distinct
+        summary.duplicates_in_campaign = distinct - inserted
+        conn.execute(
+            "UPDATE lead_lists SET rows_read = rows_read + %s, imported = imported + %s, "
+            "duplicates = duplicates + %s, rejected = rejected + %s, imports = imports + 1, "
+            "last_imported_at = now() WHERE id = %s",
+            (summary.rows_read, summary.imported, summary.duplicates, summary.rejected, list_id))
+
+
+__all__ = ["import_csv", "ImportSummary", "LeadImportError", "PhoneNormalizer", "ColumnMap", "RecordReader",
+           "FIELD_ALIASES", "CampaignError"]

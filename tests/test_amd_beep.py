@@ -1,0 +1,127 @@
+"""Beep detector on generated tones (beeps and the tones that are not beeps) and on the real
+FreeSWITCH unicast capture (7701: greeting, then a 1000 Hz beep at 14.5-16 s)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from amd import audio
+from amd.beep import BeepDetector, ToneKind
+from amd.features import features_for_signal
+
+RATE = 8000
+
+
+def tone(freqs, seconds, rms=3000.0):
+    t = np.arange(int(seconds * RATE)) / RATE
+    return rms * np.sqrt(2.0 / len(freqs)) * sum(np.sin(2 * np.pi * f * t) for f in freqs)
+
+
+def silence(seconds):
+    return np.zeros(int(seconds * RATE))
+
+
+def noisy(x, snr_db=10.0, ref_rms=3000.0, seed=0):
+    rng = np.random.default_rng(seed)
+    return x + rng.standard_normal(len(x)) * ref_rms * 10 ** (-snr_db / 20)
+
+
+def events(signal):
+    det = BeepDetector()
+    det.speech_heard = True          # as after a greeting
+    out = []
+    for f in features_for_signal(audio.to_int16(signal)):
+        e = det.feed(f)
+        if e is not None:
+            out.append(e)
+    return out
+
+
+def beeps(signal):
+    return [e for e in events(signal) if e.kind is ToneKind.BEEP]
+
+
+@pytest.mark.parametrize("freqs,seconds", [((440.0,), 0.5), ((640.0,), 1.0), ((700.0,), 0.42), ((1000.0,), 0.3),
+                                           ((1800.0,), 0.2), ((2000.0,), 1.5), ((800.0, 1200.0), 0.6)])
+def test_beeps_found_with_end_within_40ms(freqs, seconds):
+    start = 1.03
+    x = noisy(np.concatenate([silence(start), tone(freqs, seconds), silence(1.0)]), snr_db=15)
+    found = beeps(x)
+    assert len(found) == 1, events(x)
+    end_ms = (start + seconds) * 1000
+    assert abs(found[0].end_ms - end_ms) <= 40
+    assert abs(found[0].start_ms - start * 1000) <= 60
+    assert found[0].reported_ms - end_ms <= 200          # reported soon after it ends
+
+
+def test_quiet_beep_in_loud_noise_is_found():
+    x = np.concatenate([silence(0.5), tone((1400.0,), 0.5, rms=1500), silence(0.8)])
+    found = beeps(noisy(x, snr_db=4, ref_rms=1500, seed=3))
+    assert len(found) == 1 and abs(found[0].end_ms - 1000) <= 60
+
+
+def test_ringback_is_not_a_beep():
+    x = np.concatenate([tone((440.0, 480.0), 2.0), silence(4.0), tone((440.0, 480.0), 1.0), silence(0.5)])
+    ev = events(noisy(x, 20))
+    assert not [e for e in ev if e.kind is ToneKind.BEEP]
+    assert ToneKind.RINGBACK in {e.kind for e in ev}
+
+
+def test_short_ringback_burst_is_not_a_beep():
+    # a 0.4 s burst is within beep length: only the 440+480 pair tells it apart
+    ev = events(np.concatenate([silence(0.3), tone((440.0, 480.0), 0.4), silence(0.6)]))
+    assert [e.kind for e in ev] == [ToneKind.RINGBACK]
+
+
+def test_sit_tones_are_not_beeps():
+    x = np.concatenate([silence(0.3), tone((913.8,), 0.274), tone((1370.6,), 0.274), tone((1776.7,), 0.380), silence(0.5)])
+    ev = events(noisy(x, 25))
+    assert not [e for e in ev if e.kind is ToneKind.BEEP]
+    assert ToneKind.SIT in {e.kind for e in ev}
+
+
+def test_fax_cng_before_speech_is_fax_not_beep():
+    det = BeepDetector()                      # nothing said yet
+    x = np.concatenate([silence(0.2), tone((1100.0,), 0.5), silence(3.0), tone((1100.0,), 0.5), silence(0.3)])
+    kinds = [e.kind for f in features_for_signal(audio.to_int16(x)) if (e := det.feed(f)) is not None]
+    assert kinds == [ToneKind.FAX_CNG, ToneKind.FAX_CNG]
+
+
+@pytest.mark.parametrize("digits", ["159#", "0000", "*3D8"])
+def test_dtmf_is_not_a_beep(digits):
+    low = {"1": 697, "2": 697, "3": 697, "A": 697, "4": 770, "5": 770, "6": 770, "B": 770,
+           "7": 852, "8": 852, "9": 852, "C": 852, "*": 941, "0": 941, "#": 941, "D": 941}
+    high = {"1": 1209, "4": 1209, "7": 1209, "*": 1209, "2": 1336, "5": 1336, "8": 1336, "0": 1336,
+            "3": 1477, "6": 1477, "9": 1477, "#": 1477, "A": 1633, "B": 1633, "C": 1633, "D": 1633}
+    parts = [silence(0.2)]
+    for d in digits:
+        parts += [tone((low[d], high[d]), 0.3), silence(0.1)]      # long presses: beep-length
+    assert not beeps(noisy(np.concatenate(parts + [silence(0.5)]), 25))
+
+
+def test_music_and_gliding_tone_are_not_beeps():
+    rng = np.random.default_rng(7)
+    t = np.arange(int(0.35 * RATE)) / RATE
+    notes = []
+    for _ in range(12):
+        chord = rng.choice([262, 294, 330, 349, 392, 440, 494, 523], size=3, replace=False)
+        notes.append(sum(np.sin(2 * np.pi * f * h * t) / h for f in chord for h in range(1, 5)) * 800)
+    assert not beeps(np.concatenate(notes))
+    sweep_t = np.arange(int(0.6 * RATE)) / RATE
+    glide = 3000 * np.sin(2 * np.pi * (500 * sweep_t + 60 * sweep_t ** 2))     # 500 -> 572 Hz
+    assert not beeps(np.concatenate([silence(0.3), glide, silence(0.5)]))
+
+
+def test_too_long_tone_is_not_a_beep():
+    assert not beeps(np.concatenate([silence(0.2), tone((1000.0,), 2.5), silence(0.5)]))
+
+
+def test_real_capture_beep_at_14_5_to_16_s(captures_dir):
+    samples, rate = audio.read_wav(captures_dir / "21_unicast_native_decoded.wav")
+    assert rate == 8000
+    found = beeps(samples.astype(float))
+    assert len(found) == 1
+    beep = found[0]
+    assert 14500 <= beep.start_ms <= 16000 and 14500 <= beep.end_ms <= 16100
+    assert beep.end_ms - beep.start_ms >= 400
+    assert abs(beep.freqs_hz[0] - 1000) < 15

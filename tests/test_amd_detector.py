@@ -1,0 +1,190 @@
+"""Streaming detectors: rule by rule on synthetic frame features, the app_amd-compatible loop
+against hand-computed outcomes, and accuracy floors on a small fixed espeak-ng corpus subset."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from amd import audio
+from amd.detector import AmdResult, AppAmdDetector, AppAmdParams, Cause, DetectorParams, DialerDetector
+from amd.features import FrameFeatures
+from amd.params import AmdParams
+from amd.session import CallAnalyzer, analyze_samples
+from benchmarks.amd import corpus
+
+
+def frame(voice: bool, level_db: float | None = None, mean_abs: float | None = None) -> FrameFeatures:
+    level = level_db if level_db is not None else (-25.0 if voice else -60.0)
+    return FrameFeatures(level_db=level, mean_abs=mean_abs if mean_abs is not None else (2000.0 if voice else 30.0),
+                         vad=voice, f1_hz=500.0, f2_hz=900.0, purity1=0.2, purity2=0.3, ratio2=0.5)
+
+
+def run(detector, pattern):
+    """pattern: list of (voice, milliseconds); returns the first decision."""
+    for voice, ms in pattern:
+        for _ in range(ms // 20):
+            d = detector.feed(frame(voice))
+            if d is not None:
+                return d
+    return None
+
+
+def test_short_hello_then_silence_is_human_after_short_silence():
+    p = DetectorParams()
+    d = run(DialerDetector(p), [(False, 600), (True, 500), (False, 3000)])
+    assert d.result is AmdResult.HUMAN and d.cause is Cause.SPEECH_THEN_SILENCE
+    assert d.decision_ms == 1100 + p.human_silence_short_ms
+
+
+def test_longer_answer_waits_longer():
+    p = DetectorParams()
+    d = run(DialerDetector(p), [(False, 400), (True, 1600), (False, 3000)])
+    assert d.result is AmdResult.HUMAN and d.decision_ms == 2000 + p.human_silence_long_ms
+
+
+def test_pause_inside_an_utterance_counts_as_talk():
+    p = DetectorParams()
+    # 0.6 s + 0.1 s pause + 0.6 s is 1.3 s of talk: the long silence rule applies
+    d = run(DialerDetector(p), [(True, 600), (False, 100), (True, 600), (False, 3000)])
+    assert d.decision_ms == 1300 + p.human_silence_long_ms
+
+
+def test_long_greeting_is_machine_at_threshold():
+    p = DetectorParams()
+    d = run(DialerDetector(p), [(False, 200), (True, 10000)])
+    assert d.result is AmdResult.MACHINE and d.cause is Cause.LONG_SPEECH
+    assert d.decision_ms == 200 + p.machine_speech_ms
+
+
+def test_silent_answer_and_its_configurable_result():
+    d = run(DialerDetector(), [(False, 10000)])
+    assert (d.result, d.cause, d.decision_ms) == (AmdResult.HUMAN, Cause.SILENT_ANSWER, DetectorParams().initial_silence_ms)
+    params = DetectorParams(initial_silence_result=AmdResult.NOTSURE)
+    assert run(DialerDetector(params), [(False, 10000)]).result is AmdResult.NOTSURE
+
+
+def test_tone_pauses_the_silence_clock():
+    det = DialerDetector()
+    run(det, [(True, 500)])
+    for _ in range(100):                     # 2 s of tone after the hello: not silence
+        assert det.feed(frame(False), tonal=True, in_tone=True) is None
+    d = run(det, [(False, 1000)])
+    assert d.result is AmdResult.HUMAN and d.decision_ms == 500 + 2000 + DetectorParams().human_silence_short_ms
+
+
+def test_noise_far_below_the_talker_is_not_speech():
+    det = DialerDetector()
+    for _ in range(50):
+        det.feed(frame(False, level_db=-70))
+    for _ in range(25):
+        det.feed(frame(True, level_db=-20))
+    # background voices 30 dB under the talker: webrtcvad says speech, the detector does not
+    assert not det.is_voice(frame(True, level_db=-50), tonal=False)
+    assert det.is_voice(frame(True, level_db=-30), tonal=False)
+
+
+# -- app_amd-compatible: outcomes computed by hand from app_amd.c's loop ----------------------
+
+def app(pattern, **overrides):
+    det = AppAmdDetector(AppAmdParams(**overrides))
+    for voice, ms in pattern:
+        for _ in range(ms // 20):
+            d = det.feed(frame(voice))
+            if d is not None:
+                return d
+    return None
+
+
+def test_app_amd_human_after_800ms_silence():
+    d = app([(False, 500), (True, 600), (False, 2000)])
+    assert (d.result, d.cause, d.decision_ms) == (AmdResult.HUMAN, Cause.AFTERGREETINGSILENCE, 1100 + 800)
+
+
+def test_app_amd_initial_silence_is_machine():
+    d = app([(False, 3000)])
+    assert (d.result, d.cause, d.decision_ms) == (AmdResult.MACHINE, Cause.INITIALSILENCE, 2500)
+
+
+def test_app_amd_third_word_is_machine():
+    words = [(True, 200), (False, 100)] * 4
+    d = app([(False, 200)] + words)
+    # words are counted after a >= 50 ms silence; the third word reaches 100 ms at 200+300+300+100
+    assert (d.result, d.cause, d.decision_ms) == (AmdResult.MACHINE, Cause.MAXWORDS, 900)
+
+
+def test_app_amd_long_greeting_and_too_long():
+    d = app([(False, 100), (True, 3000)])
+    assert (d.result, d.cause, d.decision_ms) == (AmdResult.MACHINE, Cause.LONGGREETING, 100 + 1500)
+    d = app([(False, 100), (True, 400), (False, 600)] * 10, after_greeting_silence=5000, maximum_number_of_words=100,
+            greeting=100000)
+    assert (d.result, d.cause, d.decision_ms) == (AmdResult.NOTSURE, Cause.TOOLONG, 5000)
+
+
+def test_app_amd_silence_threshold_is_mean_absolute_sample():
+    det = AppAmdDetector()
+    for _ in range(10):
+        det.feed(frame(True, mean_abs=255))          # below 256: silence for app_amd
+    assert det.consecutive_voice == 0 and det.dsp_silence == 200
+
+
+def test_end_of_audio_is_notsure():
+    r = analyze_samples(np.zeros(800, dtype=np.int16))
+    assert (r.result, r.cause, r.decision_ms, r.beep_end_ms) == (AmdResult.NOTSURE, Cause.END_OF_AUDIO, 100, None)
+
+
+def test_campaign_params_parse_and_reject():
+    p = AmdParams.from_pairs(["mode=app_amd", "greeting=2000", "machine_speech_ms=4000", "min_purity1=0.7",
+                              "initial_silence_result=notsure"])
+    assert p.app_amd.greeting == 2000 and p.detector.machine_speech_ms == 4000 and p.beep.min_purity1 == 0.7
+    assert p.detector.initial_silence_result is AmdResult.NOTSURE
+    from amd.errors import ParameterError
+    for bad in (["nope=1"], ["greeting=abc"], ["mode=whatever"], ["greeting"]):
+        with pytest.raises(ParameterError):
+            AmdParams.from_pairs(bad)
+
+
+# -- a small fixed corpus subset, built with espeak-ng like the benchmark corpus --------------
+
+SUBSET = [("HUMAN", "short", None), ("HUMAN", "short", None), ("HUMAN", "double", None), ("HUMAN", "late", None),
+          ("HUMAN", "intro", None), ("HUMAN", "short", None),
+          ("MACHINE", "carrier", "beep"), ("MACHINE", "carrier", "beep_silence"), ("MACHINE", "carrier", "music_beep"),
+          ("MACHINE", "personal", "beep")]
+
+
+@pytest.fixture(scope="module")
+def subset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("amd_subset")
+    metas = []
+    for i, (label, kind, ending) in enumerate(SUBSET):
+        metas.append(corpus.render(777, 50000 + i, "tune", label, out, kind=kind, ending=ending))
+    return out, metas
+
+
+def test_subset_accuracy_floors(subset):
+    out, metas = subset
+    results = {m["file"]: analyze_samples(audio.load_audio_8k(out / m["file"])) for m in metas}
+    humans = [m for m in metas if m["label"] == "HUMAN"]
+    machines = [m for m in metas if m["label"] == "MACHINE"]
+    human_ok = sum(results[m["file"]].result is AmdResult.HUMAN for m in humans)
+    false_machine = sum(results[m["file"]].result is AmdResult.MACHINE for m in humans)
+    assert false_machine == 0
+    assert human_ok >= len(humans) - 1
+    dead_air = [results[m["file"]].decision_ms - m["first_utterance_end_ms"] for m in humans
+                if results[m["file"]].result is AmdResult.HUMAN and m["category"] != "late"]
+    assert np.median(dead_air) <= 600
+    # carrier greetings that end in a beep: MACHINE, and the beep end within 100 ms
+    beeped = [m for m in machines if m["category"] == "carrier"]
+    for m in beeped:
+        r = results[m["file"]]
+        assert r.result is AmdResult.MACHINE, (m, r)
+        assert r.beep_end_ms is not None and abs(r.beep_end_ms - m["beep_end_ms"]) <= 100, (m, r)
+
+
+def test_streaming_equals_batch_features(subset):
+    out, metas = subset
+    x = audio.load_audio_8k(out / metas[6]["file"])
+    analyzer = CallAnalyzer()
+    for f in audio.frames(x):
+        analyzer.feed_frame(f)
+    analyzer.end_of_audio()
+    assert analyzer.result().as_json() == analyze_samples(x).as_json()

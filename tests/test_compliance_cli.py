@@ -1,0 +1,148 @@
+"""`dialer compliance check|audit|scrub` as specified in issue 3 (no servers needed for check)."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+
+
+@pytest.fixture
+def runner(monkeypatch):
+    # check must work with no server: point the URLs at closed ports to prove it does not use them.
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:9/dialer")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:9/0")
+    return CliRunner()
+
+
+@pytest.fixture
+def dnc_files(tmp_path):
+    ftc = tmp_path / "ftc.txt"
+    ftc.write_text("212,5550100\n305,5550100\n")
+    plain = tmp_path / "plain.txt"
+    plain.write_text("2125550101\n")
+    return ["--dnc-file", str(ftc), "--dnc-file", str(plain)]
+
+
+def check(runner, *args):
+    out = runner.invoke(main, ["compliance", "check", *args, "--json"])
+    return out.exit_code, (json.loads(out.output) if out.output.startswith("{") else out.output)
+
+
+def test_answer_shape_and_exit_codes(runner, dnc_files):
+    code, answer = check(runner, "+12125551234", "--at", "2026-11-18T17:00:00Z", "--consent", "written", *dnc_files)
+    assert code == 0
+    assert answer == {"allowed": True, "reasons": [], "next_allowed_at": None,
+                      "zones": ["America/New_York"], "states": ["NY"]}
+    code, answer = check(runner, "+12125550100", "--at", "2026-11-18T17:00:00Z", "--consent", "express", *dnc_files)
+    assert code == 1 and answer["reasons"] == ["US-DNC-1", "US-CONS"] and answer["next_allowed_at"] is None
+    # Written permission exempts from the registry (64.1200(c)(2)(ii)).
+    assert check(runner, "+12125550100", "--at", "2026-11-18T17:00:00Z", "--consent", "written", *dnc_files)[0] == 0
+    code, answer = check(runner, "+12125550101", "--at", "2026-11-18T17:00:00Z", "--mode", "preview", *dnc_files)
+    assert code == 1 and answer["reasons"] == ["US-DNC-1"]
+
+
+def test_half_open_window_and_next_allowed_in_utc(runner, dnc_files):
+    base = ["--mode", "preview", *dnc_files]
+    assert check(runner, "+12125551234", "--at", "2026-11-18T08:00:00-05:00", *base)[0] == 0
+    code, answer = check(runner, "+12125551234", "--at", "2026-11-18T21:00:00-05:00", *base)
+    assert code == 1 and answer["reasons"] == ["US-HRS"]
+    assert answer["next_allowed_at"] == "2026-11-19T13:00:00Z"
+    # No offset means UTC: 13:00 UTC is 08:00 EST.
+    assert check(runner, "+12125551234", "--at", "2026-11-18T13:00:00", *base)[0] == 0
+    assert check(runner, "+12125551234", "--at", "2026-11-18T12:59:59", *base)[0] == 1
+
+
+def test_next_allowed_is_null_when_a_non_time_rule_also_blocks(runner, dnc_files):
+    code, answer = check(runner, "+12125550100", "--at", "2026-11-19T03:00:00Z", "--mode", "preview", *dnc_files)
+    assert code == 1 and set(answer["reasons"]) == {"US-HRS", "US-DNC-1"} and answer["next_allowed_at"] is None
+
+
+def test_without_a_registry_telemarketing_fails_closed(runner):
+    code, answer = check(runner, "+12125551234", "--at", "2026-11-18T17:00:00Z", "--mode", "preview")
+    assert code == 1 and answer["reasons"] == ["REGISTRY_MISSING"]
+    assert check(runner, "+12125551234", "--at", "2026-11-18T17:00:00Z", "--mode", "preview",
+                 "--purpose", "informational")[0] == 0
+
+
+def test_options(runner, dnc_files):
+    at = ["--at", "2026-11-18T17:00:00Z", "--mode", "preview", *dnc_files]
+    assert check(runner, "2125551234", *at)[1]["states"] == ["NY"]                     # national, default US
+    assert check(runner, "020 7123 4567", "--region", "GB", "--purpose", "informational",
+                 "--at", "2026-11-18T10:00:00Z")[1]["zones"] == ["Europe/London"]
+    code, answer = check(runner, "+12125551234", "--state", "ca", "--at", "2026-11-18T15:30:00Z", "--mode", "preview", *dnc_files)
+    assert code == 1 and answer["states"] == ["CA"] and "America/Los_Angeles" in answer["zones"]
+    assert check(runner, "+12125551234", "--zip", "33101", *at)[1]["states"] == ["FL"]
+    # FL area code added as a candidate state even when --state says otherwise.
+    assert check(runner, "+13055551234", "--state", "GA", *at)[1]["states"] == ["GA", "FL"]
+    code, answer = check(runner, "+12125551234", "--at", "2026-11-18T17:00:00Z", *dnc_files)
+    assert code == 1 and answer["reasons"] == ["US-CONS"]            # predictive, no consent
+    assert check(runner, "+12125551234", "--at", "2026-11-18T17:00:00Z", "--consent", "express", *dnc_files)[1]["reasons"] == ["US-CONS"]
+    assert check(runner, "+12125551234", "--at", "2026-11-18T17:00:00Z", "--consent", "express",
+                 "--purpose", "debt", *dnc_files)[0] == 0
+
+
+@pytest.mark.parametrize("args", [
+    ["not-a-number"],
+    ["+12125551234", "--at", "yesterday"],
+    ["+12125551234", "--purpose", "sales"],
+    ["+12125551234", "--dnc-file", "/nonexistent/file"],
+    [],
+])
+def test_usage_errors_exit_2(runner, args):
+    assert runner.invoke(main, ["compliance", "check", *args, "--json"]).exit_code == 2
+
+
+def test_invalid_but_parseable_number_is_blocked_not_an_error(runner):
+    code, answer = check(runner, "+19995551234", "--at", "2026-11-18T17:00:00Z")
+    assert code == 1 and answer["reasons"] == ["INVALID_NUMBER"]
+
+
+def test_human_output(runner, dnc_files):
+    out = runner.invoke(main, ["compliance", "check", "+16015551234", "--at", "2026-07-19T15:00:00Z",
+                               "--mode", "preview", *dnc_files])
+    assert out.exit_code == 1
+    assert "MS-HRS" in out.output and "77-3-723" in out.output and "next allowed at 2026-07-20T14:00:00Z" in out.output
+
+
+def test_batch(runner, dnc_files, tmp_path):
+    batch = tmp_path / "req.jsonl"
+    batch.write_text("\n".join([
+        json.dumps({"number": "+12125551234", "at": "2026-11-18T17:00:00Z", "consent": "written"}),
+        "{not json",
+        json.dumps({"number": "nope"}),
+        json.dumps({"number": "+12125550100", "at": "2026-11-18T17:00:00Z", "mode": "preview"}),
+        json.dumps({"number": "+12125551234", "at": "2026-11-18T17:00:00Z", "purpose": "sales"}),
+        "",
+        json.dumps({"number": "+16015551234", "at": "2026-07-19T15:00:00Z", "mode": "preview", "state": "MS"}),
+    ]) + "\n")
+    out = runner.invoke(main, ["compliance", "check", "--batch", str(batch), *dnc_files])
+    assert out.exit_code == 0
+    lines = [json.loads(line) for line in out.output.splitlines()]
+    assert lines[0]["allowed"] is True and lines[0]["consent"] == "written" and lines[0]["number"] == "+12125551234"
+    assert lines[1]["line"] == 2 and "error" in lines[1]
+    assert lines[2]["line"] == 3
+    assert lines[3]["reasons"] == ["US-DNC-1"]
+    assert lines[4]["line"] == 5
+    assert lines[5]["reasons"] == ["MS-HRS"] and lines[5]["next_allowed_at"] == "2026-07-20T14:00:00Z"
+    assert len(lines) == 6
+    assert runner.invoke(main, ["compliance", "check", "--batch", str(tmp_path / "missing.jsonl")]).exit_code == 2
+
+
+def test_scrub_offline(runner, dnc_files, tmp_path):
+    leads = tmp_path / "leads.csv"
+    leads.write_text("id,phone\n1,2125551234\n2,(212) 555-0100\n3,+1 999 555 1234\n4,x\n5,+1 212 555 0101\n6,3125551234\n")
+    out = runner.invoke(main, ["compliance", "scrub", str(leads), "--out", str(tmp_path / "c.csv"),
+                               "--rejects", str(tmp_path / "r.csv"), *dnc_files])
+    assert out.exit_code == 0, out.output
+    clean = list(csv.reader(open(tmp_path / "c.csv")))
+    rejects = {row[0]: row[-1] for row in csv.reader(open(tmp_path / "r.csv"))}
+    assert [row[0] for row in clean] == ["id", "1", "6"]
+    assert rejects == {"id": "reject_reason", "2": "US-DNC-1", "3": "INVALID_NUMBER", "4": "INVALID_NUMBER",
+                       "5": "US-DNC-1"}
+    bad = runner.invoke(main, ["compliance", "scrub", str(leads), "--out", str(tmp_path / "c.csv"),
+                               "--rejects", str(tmp_path / "r.csv"), "--phone-column", "tel", *dnc_files])
+    assert bad.exit_code == 1 and "no column named 'tel'" in bad.output
