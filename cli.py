@@ -42,6 +42,8 @@ _COMMANDS = [
     ("dialer.compliance.cli", "dnc"),
     ("dialer.compliance.cli", "compliance"),
     ("esl.cli", "esl"),
+    ("dialer.campaign_cli", "campaign"),
+    ("dialer.campaign_cli", "leads_group"),
     ("dialer.fsconf.cli", "freeswitch"),
 ]
 

@@ -17,7 +17,7 @@ import math
 import numpy as np
 from scipy.special import ndtr, ndtri
 
-DRIFT_Z = 4.0
+DRIFT_Z = 3.0
 
 
 class ResolutionEstimator:

@@ -152,7 +152,8 @@ class PacingConfig:
     prior_talk_cv: float = 1.0
     prior_wrap_mean_s: float = 15.0
     prior_wrap_cv: float = 0.5
-    prior_weight: float = 30.0           # pseudo-observations behind each prior
+    prior_weight: float = 30.0           # pseudo-observations behind the talk and wrap priors
+    prior_contact_weight: float = 5.0    # pseudo-attempts: a weak prior keeps the first calls few
     memory_attempts: float = 2000.0      # forgetting of the contact-rate/ring estimator
     memory_calls: float = 400.0          # forgetting of talk and wrap estimators
     # Budget controller: aim below target and spend what is left of the day's allowance evenly.

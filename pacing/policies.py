@@ -147,7 +147,7 @@ def _prior_histograms(config: PacingConfig, bins: int) -> tuple[np.ndarray, np.n
     """Prior resolution histograms: connects lognormal around the prior ring time plus greeting
     and AMD; non-connects a quarter spread over the first seconds (busy, machines), the rest at
     the ring timeout."""
-    weight = config.prior_weight
+    weight = config.prior_contact_weight
     edges = np.arange(bins + 1, dtype=float)
     mean = config.prior_ring_mean_s + 1.5
     sigma2 = math.log1p(0.25)

@@ -1,8 +1,10 @@
 """Unicast receiver: real UDP datagrams on 127.0.0.1, the real FreeSWITCH capture payloads
 replayed with their packet sizes, loss, reordering, comfort noise, demultiplexing, timeouts.
 
-The playout clock runs 10x faster than real time (tick 2 ms) and the sender paces datagrams
-to match, so a 17 s capture replays in under 2 s."""
+The playout clock runs 4x faster than real time (tick 5 ms) and the sender paces datagrams
+to match, so a 17 s capture replays in about 4 s. Scheduler jitter on a shared machine can
+still make the receiver fill or drop a frame; each such frame shifts the live timeline by 20 ms,
+so timing checks allow for the frames the receiver reports it filled or dropped."""
 from __future__ import annotations
 
 import socket
@@ -18,7 +20,7 @@ from amd.errors import ReceiverError
 from amd.receiver import COMFORT_NOISE, UnicastReceiver
 from amd.session import analyze_samples
 
-TICK = 0.002
+TICK = 0.005
 
 
 def load_capture(captures_dir, name):
@@ -35,7 +37,7 @@ def load_capture(captures_dir, name):
 
 @pytest.fixture
 def receiver():
-    rx = UnicastReceiver(("127.0.0.1", 0), tick_s=TICK, jitter_frames=30, first_audio_timeout_s=0.3, stall_timeout_s=0.05)
+    rx = UnicastReceiver(("127.0.0.1", 0), tick_s=TICK, jitter_frames=30, prefill_frames=3, first_audio_timeout_s=0.3, stall_timeout_s=0.05)
     rx.start()
     yield rx
     rx.stop()
@@ -72,7 +74,7 @@ def test_native_capture_replay_matches_file_analysis(receiver, sender, captures_
     # each concealed or dropped frame shifts the live timeline by 20 ms against the file's
     shift = 20 * (stream.stats.concealed + stream.stats.overflow_dropped) + 40
     assert abs(result.decision_ms - offline.decision_ms) <= shift
-    assert result.beep_end_ms is not None and 14500 <= result.beep_end_ms <= 16100
+    assert result.beep_end_ms is not None and 14500 <= result.beep_end_ms <= 16100 + shift
     assert abs(result.beep_end_ms - offline.beep_end_ms) <= shift
     assert stream.decision.ready() and stream.wait_decision(0).result is AmdResult.MACHINE
 
@@ -82,8 +84,9 @@ def test_l16_capture_replay(receiver, sender, captures_dir):
     stream = receiver.register("call-l16", sender.getsockname(), Codec.L16, 8000)
     send_paced(sender, receiver.address, payloads)
     result = stream.wait_final(timeout=10)
+    shift = 20 * (stream.stats.concealed + stream.stats.overflow_dropped)
     assert result.result is AmdResult.MACHINE
-    assert result.beep_end_ms is not None and 14500 <= result.beep_end_ms <= 16100
+    assert result.beep_end_ms is not None and 14500 <= result.beep_end_ms <= 16100 + shift
 
 
 def test_loss_is_filled_and_reordering_is_survived(receiver, sender, captures_dir):
@@ -131,9 +134,10 @@ def test_demultiplexes_calls_by_source(receiver):
             b.sendto(fb, receiver.address)
             gevent.sleep(max(start + (i + 1) * TICK - gevent.get_hub().loop.now(), 0))
         ra, rb = stream_a.wait_final(timeout=5), stream_b.wait_final(timeout=5)
-        assert ra.result is AmdResult.MACHINE and ra.cause is Cause.BEEP and abs(ra.beep_end_ms - 1000) <= 40
+        shift = 20 * (stream_a.stats.concealed + stream_a.stats.overflow_dropped)
+        assert ra.result is AmdResult.MACHINE and ra.cause is Cause.BEEP and abs(ra.beep_end_ms - 1000) <= 40 + shift
         assert rb.cause in (Cause.SILENT_ANSWER, Cause.END_OF_AUDIO) and rb.beep_end_ms is None
-        assert receiver.unknown_datagrams == 1
+        assert receiver.unknown_datagrams == 1     # the stranger; late ones for finished calls are counted apart
     finally:
         a.close()
         b.close()
@@ -146,7 +150,8 @@ def test_l16_16khz_is_downsampled(receiver, sender):
     stream = receiver.register("wide", sender.getsockname(), Codec.L16, 16000)
     send_paced(sender, receiver.address, [x[i:i + 320].tobytes() for i in range(0, len(x), 320)])
     result = stream.wait_final(timeout=5)
-    assert result.cause is Cause.BEEP and abs(result.beep_end_ms - 1000) <= 40
+    shift = 20 * (stream.stats.concealed + stream.stats.overflow_dropped)
+    assert result.cause is Cause.BEEP and abs(result.beep_end_ms - 1000) <= 40 + shift
 
 
 def test_no_audio_and_bad_datagrams(receiver, sender):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
-import uuid
+import os
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -91,11 +91,21 @@ class ComplianceGate:
         self._refreshed_at = time.monotonic()
         self._scope_cache: dict[tuple, tuple[Rule, ...]] = {}
         self._checks_cache: dict[tuple, list[HoursCheck]] = {}
+        self._candidates_cache: dict[tuple, Candidates] = {}
 
     # ------------------------------------------------------------ candidates
 
     def candidates(self, facts: NumberFacts, call: CallRequest) -> Candidates:
         lead = call.lead
+        key = (facts.zones, facts.states, facts.region, lead.state, lead.zip_code and lead.zip_code[:3])
+        cached = self._candidates_cache.get(key)
+        if cached is None:
+            if len(self._candidates_cache) > 65536:
+                self._candidates_cache.clear()
+            cached = self._candidates_cache[key] = self._candidates(facts, lead)
+        return cached
+
+    def _candidates(self, facts: NumberFacts, lead) -> Candidates:
         zones = dict.fromkeys(facts.zones)
         states: dict[str, None] = {}
         problem = None
@@ -149,7 +159,7 @@ class ComplianceGate:
             raise ComplianceError("CallRequest.now must be timezone-aware")
         now = call.now.astimezone(timezone.utc)
         self._maybe_refresh_registry()
-        decision_id = uuid.uuid4().hex
+        decision_id = os.urandom(16).hex()
         blocks: list[Block] = []
         warnings: list[str] = []
         facts = self.geo.facts(call.phone_e164)

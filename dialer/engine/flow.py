@@ -72,7 +72,7 @@ class AmdTap(Protocol):
     """What the flow needs from the AMD receiver: start analysing a call's audio and deliver
     the decision and then the beep (or its absence) through callbacks."""
 
-    def open(self, call_uuid: str, on_decision, on_beep) -> tuple[str, int, str, int]:
+    def open(self, call_uuid: str, on_decision, on_beep, campaign: str | None = None) -> tuple[str, int, str, int]:
         """Register the call; returns (switch_local_ip, switch_local_port, our_ip, our_port)."""
 
     def close(self, call_uuid: str) -> None: ...
@@ -222,7 +222,7 @@ class CallFlow:
         if self.amd is None:
             return None
         call = self.call
-        fs_ip, fs_port, our_ip, our_port = self.amd.open(call.uuid, self.on_amd, self.on_beep)
+        fs_ip, fs_port, our_ip, our_port = self.amd.open(call.uuid, self.on_amd, self.on_beep, campaign=call.campaign)
         self.switchboard.client(call.node).connection().unicast(
             call.uuid, local_ip=fs_ip, local_port=fs_port, remote_ip=our_ip, remote_port=our_port)
         item = self._wait(self.settings.amd_timeout_s, lambda i: i.kind == "amd")

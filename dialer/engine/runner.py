@@ -75,6 +75,7 @@ class CampaignRunner:
         self._caller_ids = itertools.cycle(self.settings.caller_ids.pool or ("0000000000",))
         self._started = time.monotonic()
         self._greenlet: gevent.Greenlet | None = None
+        self.draining = False             # the engine is shutting down: no new originates
         self.flow_settings = FlowSettings(
             ring_timeout_s=self.settings.ring_timeout_s,
             machine_action=MachineAction(self.settings.amd.action.value),
@@ -119,7 +120,7 @@ class CampaignRunner:
                 self.engine.store.set_campaign_status(self.campaign_id, CampaignStatus.STOPPED.value)
                 self.status = CampaignStatus.STOPPED
             return
-        if self.status is not CampaignStatus.RUNNING or not self.engine.may_dial():
+        if self.status is not CampaignStatus.RUNNING or self.draining or not self.engine.may_dial():
             return
         decision = self.pacer.decide(self.snapshot())
         wanted = min(decision.calls_to_start, self.pool.free_channels)

@@ -86,6 +86,12 @@ class Switchboard:
             return
         callback(event)
 
+    def deliver_lost(self, channel_uuid: str) -> None:
+        """Tell a call's owner that its channel is gone although no hangup event came (it ended
+        while the node was unreachable): a CHANNEL_HANGUP_COMPLETE without timing variables."""
+        self._route(Event({"Event-Name": "CHANNEL_HANGUP_COMPLETE", "Unique-ID": channel_uuid,
+                           "Hangup-Cause": "UNKNOWN", "variable_dialer_lost": "true"}))
+
     # -- commands -----------------------------------------------------------------------------
 
     def pick_node(self) -> str | None:

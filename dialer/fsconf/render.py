@@ -83,8 +83,9 @@ def _gateway_params(gateway: Gateway) -> Markup:
     optional = [("realm", gateway.realm), ("username", gateway.username), ("password", gateway.password),
                 ("from-user", gateway.from_user), ("from-domain", gateway.from_domain)]
     params += [(name, value) for name, value in optional if value]
-    params += [("caller-id-in-from", str(gateway.caller_id_in_from).lower()),
-               ("context", INBOUND_CONTEXT)]
+    # No `context`: calls from the trunk run in the external profile's context (public), where
+    # dialplan/public/00_dialer_dids.xml sends the dialer's numbers on.
+    params.append(("caller-id-in-from", str(gateway.caller_id_in_from).lower()))
     if gateway.register:
         params += [("register-transport", gateway.register_transport),
                    ("expire-seconds", str(gateway.expire_seconds)),

@@ -122,6 +122,8 @@ class CallCore:
 
     # -- events --------------------------------------------------------------------------------
     def event(self, channel: Channel, name: str, *, before=(), after=(), calling=None, body=None) -> None:
+        if not self.switch.interested(name, "", channel.uuid):
+            return
         headers = [*before, *channel.basic_headers()]
         if name in VARIABLE_EVENTS:
             headers += channel.variable_headers()

@@ -59,17 +59,21 @@ class Listener:
         self._writer = gevent.spawn(self._write_events)
 
     # -- event delivery ----------------------------------------------------------------------
-    def wants(self, event: SimEvent) -> bool:
+    def subscribed(self, name: str, subclass: str, unique_id: str) -> bool:
+        """The subscription test alone (filters need the headers, see `wants`)."""
         if self.content_type is None or self.closed:
             return False
-        if self.my_uuid is not None and event.unique_id != self.my_uuid:
+        if self.my_uuid is not None and unique_id != self.my_uuid:
             return False
         if not self.all_events:
-            if event.name == "CUSTOM":
-                if event.subclass not in self.custom_subclasses:
-                    return False
-            elif event.name not in self.event_names:
-                return False
+            if name == "CUSTOM":
+                return subclass in self.custom_subclasses
+            return name in self.event_names
+        return True
+
+    def wants(self, event: SimEvent) -> bool:
+        if not self.subscribed(event.name, event.subclass, event.unique_id):
+            return False
         if self.filters:
             values = event.header_map
             return any(values.get(name) == value for name, value in self.filters)

@@ -1,0 +1,229 @@
+"""The engine process: FreeSWITCH nodes, the AMD receiver, the compliance gate, and one runner
+per campaign it serves; a supervisor loop picks up campaign changes from PostgreSQL, recovers
+leads of engines that died, refuses to dial while the clock is off, and publishes live state to
+Redis for `dialer status` and the web app."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+
+import gevent
+import redis
+
+from amd.receiver import UnicastReceiver
+from dialer import config, storage
+from dialer.campaigns import CampaignStatus
+from dialer.compliance.gate import ComplianceGate
+from dialer.engine.agents import Agent, AgentRegistry, AgentState
+from dialer.engine.audio_tap import ReceiverTap
+from dialer.engine.gateways import Gateway
+from dialer.engine.runner import CampaignRunner
+from dialer.engine.store import EngineStore
+from dialer.engine.switchboard import Switchboard
+from dialer.errors import ConfigError, DialerError
+from esl.errors import ESLError, JobFailed
+
+log = logging.getLogger(__name__)
+
+MAX_CLOCK_SKEW_S = 2.0
+EVENTS_STREAM = "dialer:events"
+EVENTS_MAXLEN = 100_000
+SUPERVISE_S = 1.0
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    engine_id: str
+    database_url: str
+    redis_url: str
+    nodes: list[config.FreeswitchNode]
+    amd_listen: tuple[str, int] = ("127.0.0.1", 0)
+    unicast_ports: range = range(20000, 30000)
+    gateway_endpoint: str = "sofia/gateway/{gateway}/{number}"
+
+    @classmethod
+    def from_env(cls, nodes: list[config.FreeswitchNode]) -> "EngineConfig":
+        ports = os.environ.get("DIALER_UNICAST_PORTS", "20000-29999")
+        try:
+            low, high = (int(p) for p in ports.split("-"))
+        except ValueError:
+            raise ConfigError(f"DIALER_UNICAST_PORTS must be LOW-HIGH, not {ports!r}") from None
+        host, _, port = os.environ.get("DIALER_AMD_LISTEN", "127.0.0.1:0").rpartition(":")
+        return cls(engine_id=os.environ.get("DIALER_ENGINE_ID") or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
+                   database_url=config.database_url(), redis_url=config.redis_url(), nodes=nodes,
+                   amd_listen=(host or "127.0.0.1", int(port or 0)), unicast_ports=range(low, high + 1))
+
+
+class Engine:
+    def __init__(self, cfg: EngineConfig, gate: ComplianceGate) -> None:
+        self.cfg = cfg
+        self.engine_id = cfg.engine_id
+        self.store = EngineStore(cfg.database_url, cfg.engine_id)
+        self.gate = gate
+        self.agents = AgentRegistry()
+        self.agents.listeners.append(self._agent_changed)
+        self.switchboard = Switchboard(cfg.nodes, on_reconcile=self._reconcile)
+        self.receiver = UnicastReceiver(cfg.amd_listen)
+        # Every node streams from its own address; with one node (the usual case) that is its host.
+        self.amd = ReceiverTap(self.receiver, cfg.nodes[0].host, cfg.unicast_ports)
+        self.redis = storage.connect_redis(cfg.redis_url, timeout_s=1.0, retries=1)
+        self.runners: dict[int, CampaignRunner] = {}
+        self.clock_ok = True
+        self.publish_failures = 0
+        self._supervisor: gevent.Greenlet | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self, connect_timeout: float = 10.0) -> "Engine":
+        self.receiver.start()
+        self.switchboard.start()
+        if not self.switchboard.wait_connected(connect_timeout):
+            log.warning("engine %s: not every FreeSWITCH node is connected yet", self.engine_id)
+        self._supervise_once()
+        self._supervisor = gevent.spawn(self._supervise)
+        return self
+
+    def stop(self, drain_timeout: float = 30.0) -> None:
+        """Stop originating, let calls in flight end, give claimed leads back, disconnect."""
+        for runner in self.runners.values():
+            runner.draining = True
+        deadline = time.monotonic() + drain_timeout
+        while any(r.calls for r in self.runners.values()) and time.monotonic() < deadline:
+            gevent.sleep(0.1)
+        if self._supervisor is not None:
+            self._supervisor.kill()
+        for runner in self.runners.values():
+            runner.kill()
+        try:
+            self.store.release_claims()
+        except DialerError as exc:
+            log.error("engine %s: claims not released: %s", self.engine_id, exc)
+        for agent in list(self.agents.agents.values()):
+            if agent.leg_uuid and agent.state is not AgentState.LOGGED_OUT:
+                node = self.switchboard.pick_node()
+                if node:
+                    self.switchboard.try_api(node, f"uuid_kill {agent.leg_uuid}")
+        self.switchboard.stop()
+        self.receiver.stop()
+        self.store.close()
+
+    def may_dial(self) -> bool:
+        return self.clock_ok and self.switchboard.pick_node() is not None
+
+    # -- supervision --------------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        while True:
+            gevent.sleep(SUPERVISE_S)
+            try:
+                self._supervise_once()
+            except DialerError as exc:
+                log.warning("engine %s: supervision: %s", self.engine_id, exc)
+
+    def _supervise_once(self) -> None:
+        skew = self.store.db_clock_skew()
+        was_ok, self.clock_ok = self.clock_ok, abs(skew) <= MAX_CLOCK_SKEW_S
+        if was_ok and not self.clock_ok:
+            log.error("engine %s: clock differs from the database's by %.1fs: no calls", self.engine_id, skew)
+        self.store.recover_expired_leases()
+        rows = {row.id: row for row in self.store.campaigns()}
+        for campaign_id, row in rows.items():
+            runner = self.runners.get(campaign_id)
+            if runner is None or runner.row.settings_version != row.settings_version:
+                if runner is not None and runner.calls:
+                    runner.status = CampaignStatus(row.status)   # reload once its calls have ended
+                    continue
+                if runner is not None:
+                    runner.kill()
+                self.amd.params[row.name] = row.settings.amd_params()
+                self.runners[campaign_id] = CampaignRunner(self, row).start()
+            else:
+                if runner.status is not CampaignStatus.STOPPED:
+                    runner.status = CampaignStatus(row.status)
+        for campaign_id, runner in list(self.runners.items()):
+            if campaign_id not in rows and not runner.calls:
+                runner.kill()
+                del self.runners[campaign_id]
+        self._publish_stats()
+
+    def _reconcile(self, node: str, rows: list[dict[str, str]]) -> None:
+        """After a (re)connect: calls we follow that the switch no longer has ended while we
+        were away; their flows are told so their attempts are closed."""
+        live = {row.get("uuid") for row in rows}
+        for runner in self.runners.values():
+            for call in list(runner.calls.values()):
+                if call.node == node and call.uuid not in live and call.answered is not None:
+                    log.warning("call %s ended while %s was unreachable", call.uuid, node)
+                    self.switchboard.deliver_lost(call.uuid)
+        for agent in self.agents.agents.values():
+            if agent.leg_uuid and agent.leg_uuid not in live and agent.state is not AgentState.LOGGED_OUT:
+                agent.leg_uuid = None
+
+    # -- agents -------------------------------------------------------------------------------
+
+    def login_agent(self, agent_id: str, endpoint: str, campaign: str, timeout: float = 30.0) -> Agent:
+        """Call the agent's phone and keep the leg up, parked between calls (park_after_bridge)."""
+        agent = self.agents.agents.get(agent_id) or self.agents.add(Agent(agent_id, endpoint, campaign))
+        agent.campaign, agent.endpoint = campaign, endpoint
+        node = self.switchboard.pick_node()
+        if node is None:
+            raise ESLError("no FreeSWITCH node connected")
+        leg = str(uuid.uuid4())
+        job = self.switchboard.originate(node, leg, endpoint, {
+            "ignore_early_media": "true", "park_after_bridge": "true", "hangup_after_bridge": "false",
+            "dialer_agent": agent_id, "originate_timeout": "30"})
+        try:
+            job.wait(timeout)
+        except JobFailed as exc:
+            raise ESLError(f"agent {agent_id}: phone did not answer: {exc.result.strip()}") from exc
+        agent.leg_uuid = leg
+        self.switchboard.watch(leg, lambda event, a=agent: self._agent_leg_event(a, event))
+        self.agents.transition(agent, AgentState.READY)
+        return agent
+
+    def _agent_leg_event(self, agent: Agent, event) -> None:
+        if event.name == "CHANNEL_HANGUP_COMPLETE":
+            self.switchboard.unwatch(agent.leg_uuid or "")
+            agent.leg_uuid = None
+            if agent.state is AgentState.READY or agent.state is AgentState.PAUSED:
+                self.agents.transition(agent, AgentState.LOGGED_OUT)
+
+    def _agent_changed(self, agent: Agent, old: AgentState) -> None:
+        self.publish("agent_state", agent=agent.agent_id, campaign=agent.campaign, state=agent.state.value,
+                     previous=old.value, reason=agent.pause_reason)
+
+    # -- dialing ------------------------------------------------------------------------------
+
+    def dial_string(self, gateway: Gateway, number: str) -> str:
+        return gateway.dial_string(number)
+
+    # -- Redis --------------------------------------------------------------------------------
+
+    def publish(self, event_type: str, **fields) -> None:
+        """An event on the capped Redis stream. Redis being down never stops a call."""
+        payload = {"type": event_type, "engine": self.engine_id, "at": f"{time.time():.3f}",
+                   **{k: json.dumps(v) if not isinstance(v, str) else v for k, v in fields.items() if v is not None}}
+        try:
+            self.redis.xadd(EVENTS_STREAM, payload, maxlen=EVENTS_MAXLEN, approximate=True)
+        except redis.RedisError:
+            self.publish_failures += 1
+
+    def _publish_stats(self) -> None:
+        for runner in self.runners.values():
+            stats = runner.stats
+            fields = {"status": runner.status.value, "originated": stats.originated, "answered": stats.answered,
+                      "ringing": sum(1 for c in runner.calls.values() if c.answered is None),
+                      "connected": sum(1 for c in runner.calls.values() if c.state.value == "bridged"),
+                      "calls_last_minute": stats.calls_last_minute(),
+                      "outcomes": json.dumps(stats.outcomes), "amd": json.dumps(stats.amd),
+                      "blocks": json.dumps(stats.blocks), "updated": f"{time.time():.3f}"}
+            try:
+                self.redis.hset(f"dialer:campaign:{runner.name}:{self.engine_id}", mapping=fields)
+                self.redis.expire(f"dialer:campaign:{runner.name}:{self.engine_id}", 30)
+            except redis.RedisError:
+                self.publish_failures += 1
