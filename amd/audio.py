@@ -193,6 +193,8 @@ def load_audio_8k(path: str | Path) -> np.ndarray:
     samples, rate = read_wav(path)
     if rate == RATE:
         return samples
+    if rate % RATE == 0:            # 16, 24, 48 kHz: the same FIR decimator as live L16 16 kHz
+        return Decimator(rate // RATE).process(samples)
     return to_int16(resample(samples, rate, RATE))
 
 

@@ -33,8 +33,6 @@ from dataclasses import dataclass
 from amd.audio import FRAME_MS
 from amd.features import SILENT_DB, FrameFeatures
 
-INITIAL_FLOOR_DB = -55.0
-
 
 class AmdResult(enum.Enum):
     HUMAN = "HUMAN"
@@ -113,6 +111,7 @@ class DialerDetector:
         self.index = -1
         self.floor_db: float | None = None
         self.peak_db = -200.0
+        self._levels: deque = deque(maxlen=3)
         self._recent: deque = deque(maxlen=4)
         self.in_speech = False
         self.speech_heard = False
@@ -127,13 +126,16 @@ class DialerDetector:
         rising only slowly on speech-like frames so a long greeting does not lift it."""
         if level_db <= SILENT_DB:          # lost frame or comfort noise: says nothing about noise
             return
+        # the median of the last three levels: one lost or partly lost frame is not the floor
+        self._levels.append(level_db)
+        level_db = sorted(self._levels)[len(self._levels) // 2]
         if self.floor_db is None:
-            # start low: a call often opens with the greeting itself, which is not the floor
-            self.floor_db = min(level_db, INITIAL_FLOOR_DB)
+            self.floor_db = level_db
         elif level_db > self.floor_db:
             self.floor_db += 0.05 if candidate else 0.1
         else:
-            self.floor_db -= 0.25
+            # fall fast when far above the frame (the call opened with speech, not noise)
+            self.floor_db -= max(0.25, 0.5 * (self.floor_db - level_db))
 
     def is_voice(self, f: FrameFeatures, tonal: bool) -> bool:
         self._track_floor(f.level_db, f.vad)

@@ -97,6 +97,8 @@ class UnicastReceiver(DatagramServer):
     def __init__(self, listener, params: AmdParams | None = None, tick_s: float = 0.020,
                  jitter_frames: int = 5, prefill_frames: int = 2, first_audio_timeout_s: float = 3.0, stall_timeout_s: float = 1.0,
                  max_calls: int = 2000, **kwargs):
+        # handle() only decodes and queues: run it inline, not in a greenlet per datagram
+        kwargs.setdefault("spawn", None)
         super().__init__(listener, **kwargs)
         self.params = params or AmdParams()
         self.tick_s = tick_s

@@ -309,7 +309,9 @@ STAGE_COLUMNS = ("row_no", "phone_e164", "phone_raw", "first_name", "last_name",
 
 @dataclass
 class ChunkResult:
-    good: int = 0
+    rows: int = 0                   # records read (blank lines excluded)
+    blank: int = 0
+    good: int = 0                   # rows staged
     rejects: list[tuple[int, str, str, list[str]]] = field(default_factory=list)   # line, reason, detail, fields
     fast: int = 0
     slow: int = 0
@@ -367,11 +369,17 @@ class ChunkNormalizer:
         out.append(json.dumps(custom, ensure_ascii=False) if custom else None)
         return tuple(out)
 
-    def run(self, records: list[Record], conn: psycopg.Connection, stage: str) -> ChunkResult:
+    def run(self, first_line: int, lines: list[str], conn: psycopg.Connection, stage: str) -> ChunkResult:
+        """Parse, validate and stage one chunk of whole records (`lines` start at `first_line`)."""
         result = ChunkResult()
         fast0, slow0 = self.phones.fast, self.phones.slow
+        records = RecordReader(iter(lines), columns=self.width, first_line=first_line)
         with conn.cursor() as cur, cur.copy(f"COPY {stage} ({', '.join(STAGE_COLUMNS)}) FROM STDIN") as copy:
             for record in records:
+                if record.fields is not None and not record.fields:
+                    result.blank += 1
+                    continue
+                result.rows += 1
                 if record.fields is None:
                     result.rejects.append((record.line, record.reason, record.detail, [record.raw]))
                     continue
@@ -394,9 +402,33 @@ def _worker_init(db_url: str, stage: str, columns: ColumnMap, region: str, fast_
     _worker = (ChunkNormalizer(columns, region, fast_path), storage.connect_db(db_url, autocommit=True), stage)
 
 
-def _worker_run(records: list[Record]) -> ChunkResult:
+def _worker_run(first_line: int, lines: list[str]) -> ChunkResult:
     normalizer, conn, stage = _worker
-    return normalizer.run(records, conn, stage)
+    return normalizer.run(first_line, lines, conn, stage)
+
+
+def line_chunks(lines: Iterator[str], first_line: int, max_lines: int) -> Iterator[tuple[int, list[str]]]:
+    """Cut a stream of lines into chunks of whole CSV records: a record goes on while its count of
+    '"' is odd (inside a quoted field; an escaped quote counts twice). A record still open after
+    MAX_RECORD_LINES lines is cut there: its first line is then rejected by the worker and the lines
+    after it are read again as records."""
+    chunk: list[str] = []
+    start = first_line
+    open_quotes = 0
+    open_lines = 0
+    for line in lines:
+        chunk.append(line)
+        if open_quotes or '"' in line:
+            open_quotes = (open_quotes + line.count('"')) & 1
+            open_lines = open_lines + 1 if open_quotes else 0
+            if open_lines >= MAX_RECORD_LINES:
+                open_quotes = open_lines = 0
+        if not open_quotes and len(chunk) >= max_lines:
+            yield start, chunk
+            start += len(chunk)
+            chunk = []
+    if chunk:
+        yield start, chunk
 
 
 # ------------------------------------------------------------------ the import
@@ -418,6 +450,8 @@ class ImportSummary:
     workers: int = 0
     fast_path_numbers: int = 0
     parsed_numbers: int = 0
+    stage_seconds: float = 0.0      # reading, normalising and COPY into the staging table
+    commit_seconds: float = 0.0     # the deduplicating INSERT into leads
     seconds: float = 0.0
 
     @property
@@ -432,6 +466,7 @@ class ImportSummary:
 
 REJECT_HEADER = ("line", "reason", "detail")
 CHUNK_ROWS = 10_000
+MAX_RECORD_LINES = 200
 AUTO_WORKERS_MIN_BYTES = 4 << 20
 RESULT_TIMEOUT_S = 600
 
@@ -482,18 +517,21 @@ def import_csv(path: str | os.PathLike, campaign: str, *, list_name: str | None 
     with storage.connect_db(db_url, autocommit=True) as conn:
         campaign_row = get_campaign(conn, campaign)
         stage = f"lead_stage_{uuid.uuid4().hex[:16]}"
-        conn.execute(f"CREATE UNLOGGED TABLE {stage} (row_no bigint NOT NULL, phone_e164 text NOT NULL, "
+        conn.execute(f"CREATE UNLOGGED TABLE {stage} (row_no bigint NOT NULL, phone_e164 text COLLATE \"C\" NOT NULL, "
                      "phone_raw text NOT NULL, first_name text, last_name text, address text, city text, "
                      "state text, zip text, tz_hint text, person_id text, debt_id text, line_type text NOT NULL, "
                      "custom jsonb)")
         try:
             with open(path, "rb") as binary:
                 text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
-                summary, valid_rows = _read_and_stage(text, binary, total_bytes, conn, db_url, stage, workers,
+                summary, valid_rows = _read_and_stage(text, binary, total_bytes, db_url, stage, workers,
                                                       default_region, fast_path, column_overrides, rejects_path,
                                                       progress)
             summary.campaign, summary.file = campaign_row.name, str(path)
+            staged = time.perf_counter()
+            summary.stage_seconds = round(staged - started, 3)
             _commit(conn, stage, campaign_row.id, list_name, path, summary, valid_rows)
+            summary.commit_seconds = round(time.perf_counter() - staged, 3)
         finally:
             conn.execute(f"DROP TABLE IF EXISTS {stage}")
     summary.list_name = list_name
@@ -501,7 +539,7 @@ def import_csv(path: str | os.PathLike, campaign: str, *, list_name: str | None 
     return summary
 
 
-def _read_and_stage(text, binary, total_bytes, conn, db_url, stage, workers, region, fast_path, overrides,
+def _read_and_stage(text, binary, total_bytes, db_url, stage, workers, region, fast_path, overrides,
                     rejects_path, progress) -> tuple[ImportSummary, int]:
     header_reader = csv.reader(text)
     header = next(header_reader, None)
@@ -513,7 +551,6 @@ def _read_and_stage(text, binary, total_bytes, conn, db_url, stage, workers, reg
         except UnicodeEncodeError:
             raise LeadImportError("the header line is not UTF-8 text") from None
     columns = ColumnMap.from_header(header, overrides)
-    records = RecordReader(text, columns=len(header), first_line=header_reader.line_num + 1)
     summary = ImportSummary(campaign="", list_name="", list_id=0, file="", workers=workers)
     rejects = _RejectsWriter(rejects_path, columns.header)
     reasons: Counter[str] = Counter()
@@ -522,6 +559,8 @@ def _read_and_stage(text, binary, total_bytes, conn, db_url, stage, workers, reg
     def absorb(result: ChunkResult) -> None:
         nonlocal valid_rows
         valid_rows += result.good
+        summary.rows_read += result.rows
+        summary.blank_lines += result.blank
         summary.fast_path_numbers += result.fast
         summary.parsed_numbers += result.slow
         for line, reason, detail, fields in result.rejects:
@@ -536,37 +575,23 @@ def _read_and_stage(text, binary, total_bytes, conn, db_url, stage, workers, reg
         if workers:
             ctx = multiprocessing.get_context("spawn")
             pool = ctx.Pool(workers, initializer=_worker_init, initargs=(db_url, stage, columns, region, fast_path))
-        chunk: list[Record] = []
-
-        def dispatch() -> None:
+        for first_line, lines in line_chunks(text, header_reader.line_num + 1, CHUNK_ROWS):
             if pool is None:
-                absorb(local.run(chunk, local_conn, stage))
-                return
-            pending.append(pool.apply_async(_worker_run, (chunk,)))
-            while len(pending) > 2 * workers:
-                absorb(pending.popleft().get(timeout=RESULT_TIMEOUT_S))
-
-        for record in records:
-            if record.fields is not None and not record.fields:
-                summary.blank_lines += 1
-                continue
-            summary.rows_read += 1
-            chunk.append(record)
-            if len(chunk) >= CHUNK_ROWS:
-                dispatch()
-                chunk = []
-                if progress:
-                    progress(binary.tell(), total_bytes)
-        if chunk:
-            dispatch()
+                absorb(local.run(first_line, lines, local_conn, stage))
+            else:
+                pending.append(pool.apply_async(_worker_run, (first_line, lines)))
+                while len(pending) > 2 * workers:
+                    absorb(pending.popleft().get(timeout=RESULT_TIMEOUT_S))
+            if progress:
+                progress(binary.tell(), total_bytes)
         while pending:
             absorb(pending.popleft().get(timeout=RESULT_TIMEOUT_S))
         if progress:
             progress(total_bytes, total_bytes)
-    except multiprocessing.TimeoutError:
-        raise LeadImportError(f"a worker did not answer within {RESULT_TIMEOUT_S} s") from None
         if pool is not None:
             pool.close()
+    except multiprocessing.TimeoutError:
+        raise LeadImportError(f"a worker did not answer within {RESULT_TIMEOUT_S} s") from None
     finally:
         rejects.close()
         if pool is not None:
@@ -584,6 +609,7 @@ def _commit(conn, stage, campaign_id, list_name, path, summary, valid_rows) -> N
     """Insert the staged rows (first row of each number in the file, none the campaign already has)
     and the list's counts, in one transaction."""
     with conn.transaction():
+        conn.execute("SET LOCAL work_mem = '256MB'")     # sort the file's numbers in memory
         conn.execute(f"ANALYZE {stage}")
         list_id = conn.execute(
             "INSERT INTO lead_lists (campaign_id, name, source_file) VALUES (%s, %s, %s) "

@@ -68,23 +68,39 @@ class ResolutionEstimator:
         p = max(self.contact_rate, 1e-4)
         return math.sqrt((1.0 - p) / (p * max(self.weight, 1.0)))
 
-    def tables(self, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def tables(self, ks: np.ndarray, ringing: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(cum_from_age, cum_new, new_mass): cum_from_age[a, j] = P(connect within ks[j] s |
         still ringing at age a); cum_new = cum_from_age[0]; new_mass its increments per step.
-        `ks` must not change between calls."""
-        if self._tables is None:
-            horizon = int(ks[-1])
-            padded_c = np.concatenate([self.connected, np.zeros(horizon + 1)])
-            cum_c = np.concatenate([[0.0], np.cumsum(padded_c)])
-            tail_all = np.cumsum(self.all[::-1])[::-1]
-            ages = np.arange(self.bins)[:, None]
-            steps = np.asarray(ks, dtype=np.int64)[None, :]
-            # connects resolved at integer ages a..a+k inclusive
-            within = cum_c[ages + steps + 1] - cum_c[ages]
-            cum = within / np.maximum(tail_all, 1e-12)[:, None]
-            np.clip(cum, 0.0, 1.0, out=cum)
-            self._tables = (cum, cum[0], np.diff(cum[0], prepend=0.0))
-        return self._tables
+
+        Kaplan-Meier: `ringing` (calls still ringing, counted by age bin) are censored
+        observations. Without them the first minutes would learn only from the attempts that
+        resolve fast (busy tones, quick answers) and misjudge the calls still ringing. They are
+        used when they weigh more than 2% of the history. `ks` must not change between calls.
+        """
+        censored = (ringing is not None and not self.frozen
+                    and float(ringing.sum()) > 0.02 * self.weight)
+        if self._tables is not None and not censored:
+            return self._tables
+        at_risk = np.cumsum(self.all[::-1])[::-1]
+        if censored:
+            at_risk = at_risk + np.cumsum(ringing[::-1])[::-1]
+        at_risk = np.maximum(at_risk, 1e-12)
+        survival = np.concatenate([[1.0], np.cumprod(1.0 - self.all / at_risk)[:-1]])
+        connect_mass = survival * (self.connected / at_risk)
+        horizon = int(ks[-1])
+        cum_c = np.concatenate([[0.0], np.cumsum(connect_mass), np.zeros(horizon + 1)])
+        cum_c[self.bins + 1:] = cum_c[self.bins]
+        ages = np.arange(self.bins)[:, None]
+        steps = np.asarray(ks, dtype=np.int64)[None, :]
+        # connects resolved at integer ages a..a+k inclusive, given survival to age a
+        within = cum_c[ages + steps + 1] - cum_c[ages]
+        cum = within / np.maximum(survival, 1e-12)[:, None]
+        np.clip(cum, 0.0, 1.0, out=cum)
+        tables = (cum, cum[0], np.diff(cum[0], prepend=0.0))
+        if not censored:
+            self._tables = tables
+        return tables
 
 
 class LognormalEstimator:

@@ -146,7 +146,7 @@ class PacingConfig:
     amd_post_greeting_s: float = 0.3     # AMD silence needed after the greeting: eats into the 2 s
     amd_false_machine_share: float = 0.03  # UK accounting: estimated humans AMD calls machines
     # Priors for the first minutes (pacing.md: Avaya uses a configured initial hit rate).
-    prior_contact_rate: float = 0.10
+    prior_contact_rate: float = 0.35
     prior_ring_mean_s: float = 10.0
     prior_talk_mean_s: float = 120.0
     prior_talk_cv: float = 1.0

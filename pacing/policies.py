@@ -5,21 +5,23 @@ engine calls `decide` about once a second per campaign and the simulator calls t
 Pacers keep their own online estimates, fed by `snapshot.new_outcomes`, so one pacer instance
 belongs to one campaign.
 
-The predictive pacer models the next `HORIZON_S` seconds in 1-s steps:
+The predictive pacer models the next `HORIZON_S` seconds in `STEP_S` steps:
 - demand: connects (live answers handed to agents) expected from the calls ringing now, from the
-  empirical hazard of their age, plus those from n new calls;
+  empirical hazard of their age, plus those of n new calls;
 - supply: agents ready now plus, for each busy agent, the probability that it frees within
   k + (2 s - AMD listening) seconds from its time in state and the lognormal talk/wrap estimates;
-- expected abandons: the worst expected overflow E[(demand(k) - supply(k))+] over the horizon
-  (normal approximation, with the uncertainty of the contact-rate estimate added) plus every
-  connect expected after the shift ends;
-and starts the largest n whose predicted abandon share (expected abandons / expected live answers
-of the calls in flight) stays within the share the budget controller allows right now. The
-controller aims below the target (by two binomial standard deviations of a day's rate, within
-[`aim_floor_fraction`, `aim_fraction`] x target) and spends what is left of the allowance evenly over
-the expected live answers still to come in the shift, for the 30-day window and the day: a bad
-morning makes the afternoon stricter, and the end of the shift leaves no room to make up for
-abandons (caution near the end comes out of the arithmetic).
+- the risk of the n-th new call: the probability that, when it connects, the connects ahead of
+  it already hold every agent freed by then (normal approximation, with the uncertainty of the
+  contact-rate estimate), or that it connects after the shift ends;
+and starts calls while each one's own risk stays under a threshold (the marginal rule, optimal
+for talk time under an abandon budget). The threshold is the share the budget controller allows
+times a gain calibrated on the measured abandons (integral feedback: the model's bias is removed
+whatever its source). The budget controller aims below the target (two binomial standard
+deviations of a day's rate) and spends what is left of the allowance evenly over the live
+answers still expected in the shift, for the 30-day window and the day: a bad morning makes the
+afternoon stricter, and the end of the shift leaves no room to make up for abandons (caution near
+the end comes out of the arithmetic). With no allowance left it is progressive, which cannot
+abandon. (47 CFR 64.1200(a)(7): abandoned within 2 s of the greeting, 3% per 30 days.)
 """
 from __future__ import annotations
 
@@ -270,14 +272,15 @@ class PredictivePacer(Pacer):
         supply = ready + p_free.sum(axis=0)
         supply_var = (p_free * (1.0 - p_free)).sum(axis=0)
 
-        cum_from_age, cum_new, connect_mass = self.slow.tables(ks)
         if ringing:
             idx = np.minimum(np.asarray(snapshot.ringing_ages_s, dtype=np.int64),
                              RESOLUTION_BINS - 1)
             counts = np.bincount(idx, minlength=RESOLUTION_BINS).astype(float)
+            cum_from_age, cum_new, connect_mass = self.slow.tables(ks, counts)
             ring_mean = counts @ cum_from_age
             ring_var = counts @ (cum_from_age * (1.0 - cum_from_age))
         else:
+            cum_from_age, cum_new, connect_mass = self.slow.tables(ks)
             ring_mean = ring_var = np.zeros(ks.size)
 
         # calls waiting now take the first agents that free up within their 2 s
@@ -311,7 +314,7 @@ class PredictivePacer(Pacer):
         calls = int(np.argmax(over)) if over.any() else candidates
         calls = max(calls, floor)
         diagnostics = Diagnostics(
-            answer_probability=contact,
+            answer_probability=float(cum_new[-1]),
             expected_free_agents=float(supply[-1]),
             predicted_abandon_probability=float(risk[min(max(calls - 1, 0), candidates - 1)])
             if candidates else float("nan"),

@@ -27,7 +27,7 @@ import numpy as np
 
 from pacing.model import (
     AbandonAccount, Accounting, AgentSnapshot, AgentState, CallOutcome, Limits, OutcomeStats,
-    PacingConfig, PacingMode, PacingSnapshot,
+    PacingConfig, PacingSnapshot,
 )
 from pacing.policies import RESOLUTION_BINS, KnownParameters, Pacer, make_pacer
 

@@ -45,8 +45,8 @@ def test_longer_answer_waits_longer():
 def test_pause_inside_an_utterance_counts_as_talk():
     p = DetectorParams()
     # 0.6 s + 0.1 s pause + 0.6 s is 1.3 s of talk: the long silence rule applies
-    d = run(DialerDetector(p), [(True, 600), (False, 100), (True, 600), (False, 3000)])
-    assert d.decision_ms == 1300 + p.human_silence_long_ms
+    d = run(DialerDetector(p), [(False, 200), (True, 600), (False, 100), (True, 600), (False, 3000)])
+    assert d.decision_ms == 200 + 1300 + p.human_silence_long_ms
 
 
 def test_long_greeting_is_machine_at_threshold():
@@ -65,11 +65,11 @@ def test_silent_answer_and_its_configurable_result():
 
 def test_tone_pauses_the_silence_clock():
     det = DialerDetector()
-    run(det, [(True, 500)])
+    run(det, [(False, 200), (True, 500)])
     for _ in range(100):                     # 2 s of tone after the hello: not silence
         assert det.feed(frame(False), tonal=True, in_tone=True) is None
     d = run(det, [(False, 1000)])
-    assert d.result is AmdResult.HUMAN and d.decision_ms == 500 + 2000 + DetectorParams().human_silence_short_ms
+    assert d.result is AmdResult.HUMAN and d.decision_ms == 200 + 500 + 2000 + DetectorParams().human_silence_short_ms
 
 
 def test_noise_far_below_the_talker_is_not_speech():

@@ -118,6 +118,8 @@ def test_batch(runner, dnc_files, tmp_path):
         json.dumps({"number": "+12125551234", "at": "2026-11-18T17:00:00Z", "purpose": "sales"}),
         "",
         json.dumps({"number": "+16015551234", "at": "2026-07-19T15:00:00Z", "mode": "preview", "state": "MS"}),
+        json.dumps({"number": "+12125551234", "at": 5}),
+        json.dumps(["+12125551234"]),
     ]) + "\n")
     out = runner.invoke(main, ["compliance", "check", "--batch", str(batch), *dnc_files])
     assert out.exit_code == 0
@@ -128,7 +130,9 @@ def test_batch(runner, dnc_files, tmp_path):
     assert lines[3]["reasons"] == ["US-DNC-1"]
     assert lines[4]["line"] == 5
     assert lines[5]["reasons"] == ["MS-HRS"] and lines[5]["next_allowed_at"] == "2026-07-20T14:00:00Z"
-    assert len(lines) == 6
+    assert lines[6] == {"line": 8, "error": "at must be a string"}
+    assert lines[7]["line"] == 9
+    assert len(lines) == 8
     assert runner.invoke(main, ["compliance", "check", "--batch", str(tmp_path / "missing.jsonl")]).exit_code == 2
 
 

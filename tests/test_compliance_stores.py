@@ -14,6 +14,7 @@ from dialer.compliance.model import CallRequest, Campaign, ConsentKind, DialMode
 from dialer.compliance.records import PgRecords
 from dialer.compliance.registry import RegistryStore
 from dialer.compliance.service import live_gate
+from dialer.errors import StorageError
 
 UTC = timezone.utc
 NOON_NY = datetime(2026, 11, 18, 17, tzinfo=UTC)
@@ -103,6 +104,10 @@ def test_redis_caps_are_atomic_across_engines(db_url, redis_url, tmp_path, regis
     assert {tuple(d.reasons) for d in results if not d.allowed} == {("FL-3IN24",)}
     for g in gates:
         g.records.conn.close()
+    # Four engines appended concurrently: the chain is still one unbroken chain.
+    with storage.connect_db(db_url) as conn:
+        report = verify_chain(conn)
+    assert report.ok and report.rows_checked == 12
 
 
 def test_reg_f_outcomes_in_redis(gate):
@@ -186,3 +191,28 @@ def test_audit_cli_reads_and_verifies(gate, db, db_url, monkeypatch):
     db.commit()
     out = runner.invoke(main, ["compliance", "audit", "--verify"])
     assert out.exit_code == 1 and "chain BROKEN" in out.output
+
+
+def test_counters_rebuild_from_call_attempts(gate, db, redis_client):
+    from dialer.compliance import attempts
+    db.autocommit = True
+    fl = "+13055559000"
+    placed = [gate.decide(call(fl, at=NOON_NY + timedelta(minutes=k))) for k in range(3)]
+    for k, d in enumerate(placed):
+        attempts.record_attempt(db, call(fl, at=NOON_NY + timedelta(minutes=k)), d)
+    assert "cmp:c:FL-3IN24:+13055559000|c1" in placed[0].counter_keys
+    # Only Reg F uncounts calls that did not connect; Florida's cap counts every call.
+    assert attempts.record_outcome(db, gate, placed[0].decision_id, Outcome.NO_CONNECT, NOON_NY) == ["US-7IN7"]
+    assert attempts.record_outcome(db, gate, placed[1].decision_id, Outcome.DECLINED, NOON_NY) == []  # WA only
+    debt = call("+12125559001", purpose=Purpose.DEBT)
+    talk = gate.decide(debt)
+    attempts.record_attempt(db, debt, talk)
+    assert attempts.record_outcome(db, gate, talk.decision_id, Outcome.CONVERSATION, NOON_NY) == ["US-7IN7"]
+    with pytest.raises(StorageError):
+        attempts.record_attempt(db, call(fl), gate.decide(call(fl, at=NOON_NY + timedelta(minutes=5))))
+    redis_client.flushdb()
+    assert gate.decide(call(fl, at=NOON_NY + timedelta(minutes=6)), dry_run=True).allowed   # counters lost
+    assert attempts.rebuild_counters(db, gate, NOON_NY + timedelta(minutes=6)) == 4
+    assert gate.decide(call(fl, at=NOON_NY + timedelta(minutes=6)), dry_run=True).reasons == ["FL-3IN24"]
+    assert gate.decide(call("+12125559001", at=NOON_NY + timedelta(days=1), purpose=Purpose.DEBT),
+                       dry_run=True).reasons == ["US-7IN7"]

@@ -359,6 +359,24 @@ def test_bridge_and_transfer(switch, client):
     assert hangup.get("Hangup-Cause") == "NO_ROUTE_DESTINATION"
 
 
+def test_agent_leg_with_park_after_bridge_survives_its_customer(switch, client):
+    agent, customer = "e1000000-0000-4000-8000-0000000000a1", "e1000000-0000-4000-8000-0000000000c1"
+    client.command("event plain CHANNEL_BRIDGE CHANNEL_UNBRIDGE CHANNEL_PARK CHANNEL_HANGUP_COMPLETE")
+    client.command(f"api originate {{origination_uuid={agent},park_after_bridge=true,hangup_after_bridge=false}}"
+                   "sofia/internal/7700@127.0.0.1 &park()")
+    client.command(f"api {ORIGINATE_06 % customer}")
+    assert client.command(f"api uuid_bridge {customer} {agent}").body_text() == f"+OK {agent}\n"
+    assert client.command(f"api uuid_kill {customer}").body_text() == "+OK\n"
+    wait_until(lambda: customer not in switch.channels and switch.channels[agent].parked)
+    assert [e.name for e, _ in client.events(unique_id=agent)] == ["CHANNEL_PARK", "CHANNEL_PARK"]
+    assert [e.name for e, _ in client.events(unique_id=customer)][-3:] == [
+        "CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE", "CHANNEL_HANGUP_COMPLETE"]
+    # a second customer can be bridged to the same agent leg
+    second = "e1000000-0000-4000-8000-0000000000c2"
+    client.command(f"api {ORIGINATE_06 % second}")
+    assert client.command(f"api uuid_bridge {second} {agent}").body_text() == f"+OK {agent}\n"
+
+
 # -- early media -------------------------------------------------------------------------------
 def test_originate_succeeds_on_early_media_unless_ignored(switch, client):
     client.command("event plain CHANNEL_PROGRESS_MEDIA CHANNEL_ANSWER BACKGROUND_JOB")
@@ -475,6 +493,7 @@ def test_outbound_socket_connect_reply_and_session(switch, captures_dir):
         assert connect.headers["Unique-ID"] == uuid
         assert ask("myevents\n\n").reply_text == "+OK Events Enabled"
         assert ask("linger\n\n").reply_text == "+OK will linger"
+        assert ask("resume\n\n").reply_text == "+OK"
         assert ask("sendmsg\ncall-command: execute\nexecute-app-name: answer\nevent-lock: true\n\n").reply_text == "+OK"
         assert re.fullmatch(r"\d+\n", ask("api uptime\n\n").body_text())
         assert ask("sendmsg\ncall-command: hangup\nhangup-cause: NORMAL_CLEARING\n\n").reply_text == "+OK"
@@ -485,6 +504,13 @@ def test_outbound_socket_connect_reply_and_session(switch, captures_dir):
         assert notice.headers["Content-Disposition"] == "linger"
         names = [decode_event(f).name for f in frames if f.is_event]
         assert "CHANNEL_HANGUP_COMPLETE" in names and names.index("CHANNEL_HANGUP") < names.index("CHANNEL_HANGUP_COMPLETE")
+        # An engine that drops its socket mid-call: the call is hung up.
+        second = "0b000000-0000-4000-8000-000000000002"
+        client.command(f"api originate {{origination_uuid={second}}}sofia/external/7700@127.0.0.1 "
+                       f"&socket(127.0.0.1:{server.server_port} async full)")
+        wait_until(lambda: len(sessions) == 2)
+        sessions[1].close()
+        wait_until(lambda: second not in switch.channels)
         client.close()
     finally:
         server.stop()
@@ -686,3 +712,54 @@ def test_cli_runs_until_interrupted():
     finally:
         if process.poll() is None:
             process.kill()
+
+
+# -- loopback, against 03_loopback_call_plain_ALL and 04_loopback_call_json_ALL ---------------------
+# The capture switch's default context logs four password warnings and sleeps before 7700's own
+# actions (the vanilla dialplan's prelude): left out of the comparison, with the variable it sets.
+PRELUDE_APPS = ("log", "sleep")
+
+
+def loopback_legs(events, a_uuid):
+    """(A-leg events, B-leg events without the prelude) as (name, application, header names)."""
+    def summary(event, frame):
+        names = set(plain_header_names(frame)) if frame.content_type == "text/event-plain" else set(event.headers)
+        return event.name, event.get("Application", ""), names
+    a = [summary(e, f) for e, f in events if e.unique_id == a_uuid]
+    b_uuid = next(e.unique_id for e, _ in events if e.get("Channel-Name", "").endswith("-b"))
+    b = [summary(e, f) for e, f in events if e.unique_id == b_uuid]
+    first_answer = next(i for i, (name, app, _) in enumerate(b) if app == "answer")
+    prelude = [i for i, (name, app, _) in enumerate(b[:first_answer])
+               if name.startswith("CHANNEL_EXECUTE") and app in PRELUDE_APPS]
+    return a, [item for i, item in enumerate(b) if i not in prelude]
+
+
+@pytest.mark.parametrize("fmt, capture", [("plain", "03_loopback_call_plain_ALL"), ("json", "04_loopback_call_json_ALL")])
+def test_loopback_call_matches_capture(switch, client, captures_dir, fmt, capture):
+    real_frames = capture_frames(captures_dir, capture)
+    a_uuid = next(decode_event(f).unique_id for f in real_frames
+                  if f.is_event and decode_event(f).name == "CHANNEL_UUID")
+    client.command(f"event {fmt} ALL")
+    client.command(f"bgapi originate {{origination_uuid={a_uuid},ignore_early_media=true}}loopback/7700/default "
+                   f"&park()\nJob-UUID: 888eea38-0859-45d4-a3f1-c45eb817cb8a")
+    client.wait_for(lambda f: f.is_event and decode_event(f).name == "PLAYBACK_STOP")
+    client.command(f"api uuid_kill {a_uuid} NORMAL_CLEARING")
+    wait_until(lambda: not switch.channels)
+    gevent.sleep(0.05)
+    real_a, real_b = loopback_legs([(decode_event(f), f) for f in real_frames if f.is_event], a_uuid)
+    ours_a, ours_b = loopback_legs(client.events(), a_uuid)
+    for real, ours, leg in ((real_a, ours_a, "A"), (real_b, ours_b, "B")):
+        assert [item[:2] for item in ours] == [item[:2] for item in real], leg
+        for (name, app, our_names), (_, _, real_names) in zip(ours, real):
+            difference = (our_names ^ real_names) - {"variable_current_application_data"} - NOT_MODELLED
+            assert not difference, (leg, name, app, sorted(difference))
+    job = decode_event(client.events("BACKGROUND_JOB")[0][1])
+    assert job.body == f"+OK {a_uuid}\n"
+
+
+def test_loopback_without_route_fails_like_capture(switch, client, captures_dir):
+    client.command("event plain BACKGROUND_JOB")
+    client.command("bgapi originate {originate_timeout=5}loopback/nosuchext/nosuchcontext &park()\n"
+                   "Job-UUID: job-loopback_no_such_context")
+    job = decode_event(client.wait_for(lambda f: f.is_event))
+    assert job.body == "-ERR NO_ROUTE_DESTINATION\n"

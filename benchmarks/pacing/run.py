@@ -1,7 +1,7 @@
 """Pacing benchmark: every policy on the same seeded scenarios and lead lists, against the bounds.
 
     python -m benchmarks.pacing.run            # the full grid of issue 4 (takes long)
-    python -m benchmarks.pacing.run --quick    # a small smoke grid
+    python -m benchmarks.pacing.run --quick    # a small smoke grid (pacing_quick.json, no doc)
     python -m benchmarks.pacing.run --agents 5,20,100 --contacts 0.15 --days 5=30,20=30,100=10
 
 Policies: progressive 1:1, power at a fixed ratio, the VICIdial-style adaptive dial level and
@@ -303,13 +303,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ratio", type=float, default=2.0, help="power mode ratio")
     parser.add_argument("--target", type=float, default=0.03)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--out", default=str(RESULTS / "pacing.json"))
+    parser.add_argument("--out", default=None,
+                        help="results JSON (default benchmarks/results/pacing.json, "
+                             "pacing_quick.json with --quick)")
     parser.add_argument("--resume", action="store_true", help="skip runs already in --out")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/pacing.md")
+    parser.add_argument("--include", action="append", default=[],
+                        help="merge the runs (and commands) of another results JSON first")
     args = parser.parse_args(argv)
-    if args.quick:
+    if args.quick:       # a smoke run: never overwrites the full results nor the doc
         args.agents, args.contacts, args.talks = "5,20,100", "0.15", "60"
         args.days = "5=1,20=0.5,100=0.25"
+        args.no_doc = True
+    if args.out is None:
+        args.out = str(RESULTS / ("pacing_quick.json" if args.quick else "pacing.json"))
     args.agents = [int(a) for a in args.agents.split(",")]
     args.contacts = [float(c) for c in args.contacts.split(",")]
     args.talks = [float(t) for t in args.talks.split(",")]
@@ -323,6 +330,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     data = _load(out) if args.resume else {"runs": []}
+    for extra in args.include:
+        other = _load(Path(extra))
+        known = {(r["key"], r["policy"]) for r in data["runs"]}
+        data["runs"] += [r for r in other["runs"] if (r["key"], r["policy"]) not in known]
+        data["commands"] = data.get("commands", []) + other.get("commands", [])
     done = {(r["key"], r["policy"]) for r in data["runs"]}
     jobs = [j for j in _jobs(args) if (j["key"], j["policy"]) not in done]
     command = "python -m benchmarks.pacing.run " + " ".join(

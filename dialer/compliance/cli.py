@@ -1,7 +1,6 @@
 """`dialer dnc ...` and `dialer compliance ...` commands (docs/compliance.md)."""
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from datetime import date, datetime, timedelta, timezone
@@ -13,9 +12,10 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from rich.table import Table
 
 from dialer import storage
-from dialer.compliance.geo import NumberError, normalize
+from dialer.compliance.geo import normalize
 from dialer.compliance.model import (
-    CallRequest, Campaign, ComplianceError, ConsentKind, DialMode, Lead, LineType, ListKind, Purpose, Voice, iso_z,
+    CallRequest, Campaign, ComplianceError, ConsentKind, Decision, DialMode, Lead, LineType, ListKind, Purpose, Voice,
+    iso_z,
 )
 from dialer.errors import DialerError
 
@@ -52,7 +52,8 @@ def _db():
 
 @dnc.command("import")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--kind", type=click.Choice(["federal", "state", "tps"]), default="federal")
+@click.option("--kind", type=click.Choice(["federal", "state"]), default="federal",
+              help="federal: US National DNC Registry / Canada's DNCL by area code; state: a state list")
 @click.option("--state", "jurisdiction", default=None, help="state code for --kind state")
 @click.option("--changes", is_flag=True, help="files are change lists (NPA,NXXXXXX,A|D)")
 @click.option("--date", "snapshot", default=None, help="snapshot date (YYYY-MM-DD); default today (UTC)")
@@ -63,7 +64,7 @@ def dnc_import(paths, kind, jurisdiction, changes, snapshot, source) -> None:
     from dialer.compliance.service import data_dir
     if kind == "state" and not jurisdiction:
         raise click.UsageError("--kind state needs --state XX")
-    jurisdiction = (jurisdiction or ("GB" if kind == "tps" else "US")).upper()
+    jurisdiction = (jurisdiction or "US").upper()
     try:
         snap_date = date.fromisoformat(snapshot) if snapshot else datetime.now(timezone.utc).date()
     except ValueError:
@@ -201,11 +202,14 @@ def compliance() -> None:
 
 
 def _request_from(fields: dict, default_region: str) -> tuple[CallRequest, str]:
-    """A CallRequest from option-named fields; ComplianceError/NumberError/ValueError on bad input."""
+    """A CallRequest from option-named fields; DialerError or ValueError on bad input."""
+    for name in CHECK_FIELDS:
+        if fields.get(name) is not None and not isinstance(fields[name], str):
+            raise ComplianceError(f"{name} must be a string")
     number = fields.get("number")
     if not number:
         raise ComplianceError("number is required")
-    phone = normalize(str(number), fields.get("region") or default_region)
+    phone = normalize(number, fields.get("region") or default_region)
     purpose = Purpose(fields.get("purpose") or "telemarketing")
     mode = DialMode(fields.get("mode") or "predictive")
     voice = Voice(fields.get("voice") or "live")
@@ -219,7 +223,8 @@ def _request_from(fields: dict, default_region: str) -> tuple[CallRequest, str]:
     return CallRequest(phone, campaign, parse_at(fields.get("at")), lead), consent
 
 
-def _answer(gate, records, call: CallRequest, consent: str) -> dict:
+def _answer(gate, records, call: CallRequest, consent: str) -> tuple[dict, Decision]:
+    """The check's JSON answer and the full decision (a dry run; the consent lives for this call only)."""
     if consent != "none":
         records.consents.pop(call.phone_e164, None)
         records.add_consent(call.phone_e164, ConsentKind(consent), occurred_at=call.now - timedelta(days=1),

@@ -103,6 +103,16 @@ class RedisCounters:
         except redis.RedisError as exc:
             raise StorageError(f"counter store unavailable: {exc}") from exc
 
+    def add(self, keys: list[str], at_ms: int, member: str) -> None:
+        """Put an attempt back into counters (rebuild); counters expire on their own windows."""
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.zadd(key, {member: at_ms})
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise StorageError(f"counter store unavailable: {exc}") from exc
+
     def uncount(self, key: str, member: str) -> None:
         try:
             self.client.zrem(key, member)
@@ -140,6 +150,10 @@ class MemoryCounters:
 
     def set_lock(self, key: str, now_ms: int, ttl_ms: int) -> None:
         self.locks[key] = now_ms + ttl_ms
+
+    def add(self, keys: list[str], at_ms: int, member: str) -> None:
+        for key in keys:
+            self.sets.setdefault(key, {})[member] = at_ms
 
     def uncount(self, key: str, member: str) -> None:
         self.sets.get(key, {}).pop(member, None)

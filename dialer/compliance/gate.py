@@ -10,8 +10,8 @@ appended to the hash-chained audit (audit.py) unless the call is a dry run.
 from __future__ import annotations
 
 import functools
-import time
 import os
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -97,7 +97,7 @@ class ComplianceGate:
 
     def candidates(self, facts: NumberFacts, call: CallRequest) -> Candidates:
         lead = call.lead
-        key = (facts.zones, facts.states, facts.region, lead.state, lead.zip_code and lead.zip_code[:3])
+        key = (facts.zones, facts.states, facts.region, lead.state, lead.zip_code and lead.zip_code.strip()[:3])
         cached = self._candidates_cache.get(key)
         if cached is None:
             if len(self._candidates_cache) > 65536:
@@ -249,20 +249,21 @@ class ComplianceGate:
 
     def _finish(self, call, decision_id, blocks, next_at, zones, states, local_times, counts, versions,
                 evaluated, warnings, dry_run, counter_checks=()) -> Decision:
-        decision = Decision(decision_id, not blocks, tuple(blocks), next_at, tuple(zones), tuple(states),
-                            local_times, counts, versions, tuple(evaluated), tuple(warnings))
+        allowed = not blocks
+        counted = tuple(c.key for c in counter_checks) if allowed and not dry_run else ()
+        decision = Decision(decision_id, allowed, tuple(blocks), next_at, tuple(zones), tuple(states),
+                            local_times, counts, versions, tuple(evaluated), tuple(warnings), counted)
         if dry_run or self.audit is None:
             return decision
         try:
             self.audit.append(call, decision)
         except StorageError as exc:
-            if decision.allowed:
-                # The call will not be placed: give back the slots it took in the counters.
-                for check in counter_checks:
-                    try:
-                        self.counters.uncount(check.key, decision_id)
-                    except StorageError:
-                        break
+            # The call will not be placed: give back the slots it took in the counters.
+            for key in counted:
+                try:
+                    self.counters.uncount(key, decision_id)
+                except StorageError:
+                    break
             blocked = tuple(blocks) + (Block(FailClosed.AUDIT_UNAVAILABLE, "", "", str(exc)),)
             decision = Decision(decision_id, False, blocked, None, tuple(zones), tuple(states), local_times,
                                 counts, versions, tuple(evaluated), tuple(warnings))
@@ -395,7 +396,11 @@ class ComplianceGate:
         affected = []
         now_ms = int(at.timestamp() * 1000)
         facts = self.geo.facts(call.phone_e164)
+        packs = {p.id for p in self.rulebook.packs_for(facts.region)} if facts.valid else set()
+        states = set(self.candidates(facts, call).states) if packs else set()
         for rule in self.rulebook.outcome_rules(Outcome(outcome)):
+            if rule.pack_id not in packs or (rule.state and rule.state not in states):
+                continue
             part = self._key(rule, call)
             if rule.params.get("uncount_on_outcome") == outcome:
                 self.counters.uncount(counter_key(rule.id, part), decision_id)

@@ -115,7 +115,6 @@ class Campaign:
     caller_id: str | None = None
     seller: str = ""
     subject: str = ""           # "same subject" of the 3-in-24h caps; defaults to the campaign id
-    custom_lists: tuple[str, ...] = ()   # custom suppression lists this campaign honours besides "*"
 
 
 @dataclass(frozen=True)
@@ -148,6 +147,7 @@ class Decision:
     pack_versions: dict[str, str]
     rules_evaluated: tuple[str, ...]
     warnings: tuple[str, ...] = ()
+    counter_keys: tuple[str, ...] = ()     # counters this allowed call was counted in
 
     @property
     def reasons(self) -> list[str]:
@@ -171,6 +171,7 @@ class Decision:
                        for b in self.blocks],
             "rules_evaluated": list(self.rules_evaluated),
             "warnings": list(self.warnings),
+            "counter_keys": list(self.counter_keys),
         }
 
 

@@ -18,7 +18,7 @@ import shutil
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -155,7 +155,9 @@ def bits_set(bits: np.ndarray, line7: np.ndarray) -> np.ndarray:
 
 
 def count_bits(bits: np.ndarray) -> int:
-    return int(np.unpackbits(bits).sum(dtype=np.int64)) if len(bits) else 0
+    if hasattr(np, "bitwise_count"):        # numpy >= 2.0: popcount without unpacking
+        return int(np.bitwise_count(bits).sum(dtype=np.int64))
+    return int(np.unpackbits(bits).sum(dtype=np.int64))
 
 
 def stream_bitsets(paths: Iterable[Path], report: ParseReport, progress: Progress | None = None,
@@ -472,6 +474,3 @@ class RegistryStore:
             index.put(kind, jurisdiction, npa, NpaSnapshot(bits, snap_date, count, sha, source))
         return index
 
-
-def utc_today() -> date:
-    return datetime.now(timezone.utc).date()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from datetime import date, time, timedelta, timezone, tzinfo
 from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -152,7 +152,6 @@ def _parse_rule(raw: dict, pack_id: str) -> Rule:
             clock=_parse_clock(data.pop("clock", None), where),
             waived_by_consent=frozenset(data.pop("waived_by_consent", ())),
         )
-        data.pop("waiver_applies_to", None)
     if kind in ("counter", "lock"):
         if data.get("key") not in COUNTER_KEYS:
             raise RulePackError(f"{where}: key must be one of {sorted(COUNTER_KEYS)}")

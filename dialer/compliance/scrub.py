@@ -62,31 +62,37 @@ class Scrubber:
             return FailClosed.REGISTRY_MISSING
         return FailClosed.REGISTRY_STALE if age > FEDERAL_MAX_AGE_DAYS else None
 
+    def _classify_other(self, raw: str, region: str) -> str | None:
+        try:
+            e164 = normalize(raw, region)
+        except NumberError:
+            return FailClosed.INVALID_NUMBER
+        if not self.geo.facts(e164).valid:
+            return FailClosed.INVALID_NUMBER
+        return "US-IDNC" if e164 in self._suppressed_other else None
+
     def classify(self, phones: list[str], region: str = "US") -> list[str | None]:
         """A reject reason per phone (None = clean)."""
         reasons: list[str | None] = [None] * len(phones)
-        digits = [p.translate(_NON_DIGITS) for p in phones]
         nanp_idx, nanp_numbers = [], []
         nanp_region = region in NANP_REGIONS
-        for i, (raw, d) in enumerate(zip(phones, digits)):
-            text = raw.lstrip()
-            nanp = text.startswith("+1") or (nanp_region and not text.startswith("+"))
-            if nanp and len(d) == 11 and d[0] == "1":
-                d = d[1:]
-            if nanp and len(d) == 10:
-                nanp_idx.append(i)
-                nanp_numbers.append(int(d))
+        for i, raw in enumerate(phones):
+            # Fast paths for the common shapes; everything else is cleaned up or parsed below.
+            if nanp_region and len(raw) == 10 and raw.isascii() and raw.isdigit():
+                digits = raw
+            elif len(raw) == 12 and raw.startswith("+1") and raw.isascii() and raw[2:].isdigit():
+                digits = raw[2:]
             else:
-                try:
-                    e164 = normalize(raw, region)
-                except NumberError:
-                    reasons[i] = FailClosed.INVALID_NUMBER
+                text = raw.lstrip()
+                digits = text.translate(_NON_DIGITS)
+                nanp = text.startswith("+1") or (nanp_region and not text.startswith("+"))
+                if nanp and len(digits) == 11 and digits[0] == "1":
+                    digits = digits[1:]
+                if not (nanp and len(digits) == 10):
+                    reasons[i] = self._classify_other(raw, region)
                     continue
-                facts = self.geo.facts(e164)
-                if not facts.valid:
-                    reasons[i] = FailClosed.INVALID_NUMBER
-                elif e164 in self._suppressed_other:
-                    reasons[i] = "US-IDNC"
+            nanp_idx.append(i)
+            nanp_numbers.append(int(digits))
         if not nanp_idx:
             return reasons
         numbers = np.array(nanp_numbers, dtype=np.int64)
@@ -94,16 +100,20 @@ class Scrubber:
         valid = self._valid_exchanges(exchanges)
         on_federal = self.registry.contains_many(ListKind.FEDERAL, "US", numbers)
         suppressed = np.isin(numbers, self._suppressed_nanp) if len(self._suppressed_nanp) else np.zeros(len(numbers), bool)
-        npas = (numbers // 10_000_000).tolist()
-        for j, i in enumerate(nanp_idx):
-            if not valid[j]:
-                reasons[i] = FailClosed.INVALID_NUMBER
-            elif suppressed[j]:
-                reasons[i] = "US-IDNC"
-            elif on_federal[j]:
-                reasons[i] = "US-DNC-1"
-            else:
-                reasons[i] = self._registry_state(npas[j])
+        # Reject codes in priority order: invalid, company list, federal registry, registry copy.
+        code = np.zeros(len(numbers), dtype=np.int8)
+        code[on_federal] = 3
+        code[suppressed] = 2
+        code[~valid] = 1
+        labels = (None, FailClosed.INVALID_NUMBER, "US-IDNC", "US-DNC-1")
+        for j in np.flatnonzero(code).tolist():
+            reasons[nanp_idx[j]] = labels[code[j]]
+        npas, which = np.unique(numbers // 10_000_000, return_inverse=True)
+        for k, npa in enumerate(npas.tolist()):
+            problem = self._registry_state(npa)
+            if problem is not None:
+                for j in np.flatnonzero((which == k) & (code == 0)).tolist():
+                    reasons[nanp_idx[j]] = problem
         return reasons
 
 
@@ -121,7 +131,7 @@ def scrub_file(scrubber: Scrubber, leads: Path, out: Path, rejects: Path, *, pho
         header = next(reader, None)
         if header is None or phone_column not in header:
             raise ComplianceError(f"{leads}: no column named {phone_column!r} in the header")
-        column = header.index(phone_column)
+        column, width = header.index(phone_column), len(header)
         clean_w, reject_w = csv.writer(clean_f), csv.writer(reject_f)
         clean_w.writerow(header)
         reject_w.writerow([*header, "reject_reason"])
@@ -135,15 +145,13 @@ def scrub_file(scrubber: Scrubber, leads: Path, out: Path, rejects: Path, *, pho
             if not batch:
                 break
             phones = [row[column] if len(row) > column else "" for row in batch]
-            for row, reason in zip(batch, scrubber.classify(phones, region)):
-                if len(row) != len(header):
-                    reason = reason or "MALFORMED_ROW"
-                if reason is None:
-                    clean_w.writerow(row)
-                    report.clean += 1
-                else:
-                    reject_w.writerow([*row, str(reason)])
-                    report.rejected[str(reason)] += 1
+            reasons = [r if r is not None or len(row) == width else "MALFORMED_ROW"
+                       for row, r in zip(batch, scrubber.classify(phones, region))]
+            clean_w.writerows([row for row, r in zip(batch, reasons) if r is None])
+            rejected = [[*row, str(r)] for row, r in zip(batch, reasons) if r is not None]
+            reject_w.writerows(rejected)
+            report.rejected.update(row[-1] for row in rejected)
+            report.clean += len(batch) - len(rejected)
             report.rows += len(batch)
             if progress:
                 consumed = source.buffer.tell()

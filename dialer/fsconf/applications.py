@@ -11,6 +11,7 @@ _DPTOOLS_DOCS = "https://developer.signalwire.com/freeswitch/FreeSWITCH-Explaine
 APPLICATIONS: dict[str, tuple[str, str]] = {
     "answer": ("mod_dptools", _DPTOOLS),
     "set": ("mod_dptools", _DPTOOLS),
+    "unset": ("mod_dptools", _DPTOOLS),
     "export": ("mod_dptools", _DPTOOLS),
     "park": ("mod_dptools", _DPTOOLS),
     "playback": ("mod_dptools", _DPTOOLS),

@@ -24,12 +24,10 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from dialer.errors import ConfigError
+from dialer.fsconf.contract import AGENTS_CONTEXT, INBOUND_CONTEXT, OUTBOUND_CONTEXT
 from dialer.fsconf.site import Gateway, Site
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-OUTBOUND_CONTEXT = "dialer_outbound"
-INBOUND_CONTEXT = "dialer_inbound"
-AGENTS_CONTEXT = "dialer_agents"
 ESL_ACL_NAME = "dialer_esl"
 ENV_FILE = "dialer-engine.env"
 
@@ -123,13 +121,11 @@ def _optional_modules(site: Site) -> Markup:
     return _fragment([ET.Element("load", module=m) for m in modules], "    ")
 
 
-def agent_login_regex(site: Site) -> str:
-    return rf"^{re.escape(site.agent_login_prefix)}(\d{{{site.agent_id_min_digits},{site.agent_id_max_digits}}})$"
-
-
 def template_values(site: Site) -> dict[str, object]:
     """Every placeholder the templates may use, for this site."""
     prompts = site.prompts
+    prefix = re.escape(site.agent_login_prefix)
+    agent_id = rf"\d{{{site.agent_id_min_digits},{site.agent_id_max_digits}}}"
     return {
         "switchname": site.name, "loglevel": site.loglevel,
         "esl_listen_ip": site.esl_listen_ip, "esl_listen_port": site.esl_listen_port,
@@ -156,8 +152,8 @@ def template_values(site: Site) -> dict[str, object]:
         "did_extensions": _did_extensions(site),
         "did_regex": r"^\+?(" + "|".join([d.number for d in site.dids] + list(site.optout_dids)) + ")$",
         "agent_login_prefix": site.agent_login_prefix,
-        "agent_login_regex": agent_login_regex(site),
-        "agent_dial_regex": rf"^({re.escape(site.agent_login_prefix)}\d{{{site.agent_id_min_digits},{site.agent_id_max_digits}}})$",
+        "agent_login_regex": rf"^{prefix}({agent_id})$",      # agents' context: captures the id
+        "agent_dial_regex": rf"^({prefix}{agent_id})$",       # default context: captures it all
     }
 
 
@@ -208,8 +204,21 @@ def render(site: Site, root: Path = PROJECT_ROOT) -> list[Output]:
     return outputs
 
 
+# Files only some sites have: a re-render into the same directory removes the ones this site
+# no longer has (a gateway taken out of the site file must not stay configured).
+_OPTIONAL_OUTPUTS = ("sip_profiles/external/dialer_*.xml", "dialplan/public/00_dialer_dids.xml")
+
+
 def write(outputs: list[Output], out_dir: Path) -> list[Path]:
     """Write the files under out_dir (created if needed); files with a password get mode 0600."""
+    current = {out_dir / o.path for o in outputs}
+    for pattern in _OPTIONAL_OUTPUTS:
+        for stale in out_dir.glob(pattern):
+            if stale not in current:
+                try:
+                    stale.unlink()
+                except OSError as exc:
+                    raise RenderError(f"cannot remove {stale}: {exc.strerror}") from None
     written = []
     for output in outputs:
         path = out_dir / output.path

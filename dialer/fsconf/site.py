@@ -22,6 +22,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import quote
 
 from dialer.errors import ConfigError
 
@@ -102,7 +103,6 @@ class Site:
     @property
     def freeswitch_url(self) -> str:
         """What the engine's FREESWITCH_URL must be (dialer.config parses it)."""
-        from urllib.parse import quote
         host = self.esl_listen_ip
         if ipaddress.ip_address(host).is_unspecified:
             host = "<address of this FreeSWITCH host>"
@@ -112,8 +112,9 @@ class Site:
 
     @property
     def engine_socket(self) -> str:
-        host = f"[{self.engine_host}]" if ":" in self.engine_host else self.engine_host
-        return f"{host}:{self.engine_socket_port}"
+        """`host:port` for the socket application, which takes the port after the last ':'
+        (mod_event_socket.c socket_function), so an IPv6 address goes without brackets."""
+        return f"{self.engine_host}:{self.engine_socket_port}"
 
 
 # Prompt files: key -> default (paths relative to FreeSWITCH's sounds directory, or any
@@ -329,9 +330,14 @@ GATEWAY_SCHEMA: Spec = {
     "max_channels": (_int(1, 100_000), 100),
 }
 
+def _campaign(section: str, key: str, value: Any) -> str:
+    # Campaign ids may be numbers in the engine's database; the dialplan carries text.
+    return _name(section, key, str(value) if isinstance(value, int) and not isinstance(value, bool) else value)
+
+
 DID_SCHEMA: Spec = {
     "number": (_number, ...),
-    "campaign": (_name, None),
+    "campaign": (_campaign, None),
 }
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import wave
 import zlib
 from typing import TYPE_CHECKING
 
@@ -26,9 +27,10 @@ import gevent.queue
 from gevent import socket
 
 from esl.fakeswitch import audio
+from esl.fakeswitch.commands import ORIGINATE_USAGE
 from esl.fakeswitch.channel import CALLSTATE_NUMBERS, Q850, VARIABLE_EVENTS, Channel, now_us
 from esl.fakeswitch.listener import new_uuid
-from esl.fakeswitch.model import FAILURES, Behaviour, Outcome
+from esl.fakeswitch.model import FAILURES, Behaviour, Outcome, Party
 from esl.fakeswitch.switch import CODEC_READ, CODEC_WRITE
 
 if TYPE_CHECKING:
@@ -39,6 +41,17 @@ log = logging.getLogger(__name__)
 _APP = re.compile(r"^&([\w-]+)(?:\((.*)\))?$", re.S)
 _SOCKET_ARG = re.compile(r"^\s*([^:\s]+):(\d+)(.*)$")
 PLAYBACK_SECONDS = 1.0
+LOOPBACK_CONTEXTS = ("default", "public", "features")
+
+
+def playback_seconds(path: str) -> float:
+    """How long a playback lasts: the WAV file's duration when it is one we can read (capped at
+    10 minutes), else PLAYBACK_SECONDS."""
+    try:
+        with wave.open(path, "rb") as wav:
+            return min(600.0, wav.getnframes() / float(wav.getframerate()))
+    except (OSError, EOFError, wave.Error, ZeroDivisionError):
+        return PLAYBACK_SECONDS
 
 
 def _truthy(value: str | None) -> bool:
@@ -89,6 +102,8 @@ class CallState:
         self.outbound = None
         self.hungup = gevent.event.Event()
         self.packets_sent = 0
+        self.running_app: tuple[str, str, str] | None = None
+        self.loopback_peer: Channel | None = None
         self.avmd: gevent.Greenlet | None = None
         self.deferred: list = []          # channel-data copies of events, sent once executing
         self._samples = None
@@ -159,7 +174,7 @@ class CallCore:
         except ValueError:
             return "-ERR INVALID_NUMBER_FORMAT\n"
         if not rest:
-            return "-USAGE: <call url> <exten>|&<application_name>(<app_args>) [<dialplan>] [<context>] [<cid_name>] [<cid_num>] [<timeout_sec>]\n"
+            return ORIGINATE_USAGE
         if rest[0].startswith("&") and "(" in rest[0] and not rest[0].endswith(")"):
             # `&socket(127.0.0.1:8084 async full)`: the application's arguments contain spaces.
             for end in range(1, len(rest)):
@@ -169,6 +184,8 @@ class CallCore:
         parts = endpoint.split("/")
         if parts[0] == "error" and len(parts) > 1:
             return f"-ERR {parts[1].upper()}\n"
+        if parts[0] == "loopback" and len(parts) >= 2 and parts[1]:
+            return self._originate_loopback(variables, parts[1], parts[2] if len(parts) > 2 else "default", rest)
         if parts[0] != "sofia" or len(parts) < 3:
             return "-ERR CHAN_NOT_IMPLEMENTED\n"
         if parts[1] == "gateway" and len(parts) >= 4:
@@ -183,25 +200,19 @@ class CallCore:
         if uuid in self.switch.channels or not self.switch.request_session():
             self.switch.counters["originate_failed"] += 1
             return "-ERR DESTINATION_OUT_OF_ORDER\n"
-        cid_name = variables.get("origination_caller_id_name") or (rest[3] if len(rest) > 3 else "")
-        cid_number = (variables.get("origination_caller_id_number") or (rest[4] if len(rest) > 4 else "")
-                      or self.switch.config.default_caller_id)
+        cid_name, cid_number = self._caller_id(variables, rest)
         channel = Channel(uuid, self.switch.session_added(), profile=profile, user=user, host=host,
                           cid_number=cid_number, cid_name=cid_name,
                           context=rest[2] if len(rest) > 2 else "default")
         if profile == "gateway":
             channel.name = f"sofia/gateway/{host}/{user}"
-        timeout_text = variables.get("originate_timeout") or (rest[5] if len(rest) > 5 else "") or "60"
-        try:
-            timeout = float(timeout_text)
-        except ValueError:
-            timeout = 60.0
+        timeout = self._timeout(variables, rest)
         behaviour = self.switch.model.decide(user)
         self.state[uuid] = CallState(behaviour)
         self.switch.channels[uuid] = channel
         result = gevent.event.AsyncResult()
         self.spawn(self._run_leg, channel, variables, rest[0], timeout, result)
-        text = result.get()
+        text = self._result(result, timeout)
         self.switch.counters["originate_ok" if text.startswith("+OK") else "originate_failed"] += 1
         return text
 
@@ -212,11 +223,6 @@ class CallCore:
         ignore_early = _truthy(variables.get("ignore_early_media"))
         started = time.monotonic()
         deadline = started + timeout
-
-        def succeed() -> None:
-            if not result.ready():
-                result.set(f"+OK {channel.uuid}\n")
-                gevent.sleep(0)     # let the job report before the application starts
 
         def wait_until(moment: float) -> bool:
             """Sleep until `moment`; False when the channel was hung up meanwhile."""
@@ -248,7 +254,7 @@ class CallCore:
             self.event(channel, "CHANNEL_PROGRESS_MEDIA")
             self.set_callstate(channel, "EARLY")
             if not ignore_early:
-                succeed()
+                self._succeed(result, channel.uuid)
                 self._start_target(channel, target)
 
         if outcome is Outcome.NO_ANSWER:
@@ -276,10 +282,206 @@ class CallCore:
             return
         self.answer(channel, variables)
         if not result.ready():
-            succeed()
+            self._succeed(result, channel.uuid)
             self._start_target(channel, target)
         if behaviour.stay_seconds is not None:
             state.party_timer = self.spawn(self._party_hangs_up, channel, behaviour.stay_seconds)
+
+    # -- loopback ------------------------------------------------------------------------------
+    def _originate_loopback(self, variables: dict[str, str], exten: str, context: str, rest: list[str]) -> str:
+        """mod_loopback: an outbound A leg and an inbound B leg that runs the far end's dialplan
+        (here: the called-party model's behaviour as dialplan applications). Event order per leg
+        as in capture 03_loopback_call_plain_ALL; no CHANNEL_PROGRESS, L16 codec on both legs."""
+        a_uuid = variables.get("origination_uuid") or new_uuid()
+        # Two sessions, two throttle decrements (the second one counts even when the first failed).
+        if a_uuid in self.switch.channels or not all([self.switch.request_session(), self.switch.request_session()]):
+            self.switch.counters["originate_failed"] += 1
+            return "-ERR DESTINATION_OUT_OF_ORDER\n"
+        cid_name, cid_number = self._caller_id(variables, rest)
+        a = Channel.loopback(new_uuid(), self.switch.session_added(), exten=exten, context=context, leg="a",
+                             cid_number=cid_number, cid_name=cid_name)
+        timeout = self._timeout(variables, rest)
+        behaviour = self.switch.model.decide(exten)
+        self.state[a_uuid] = CallState(behaviour)
+        self.switch.channels[a_uuid] = a
+        result = gevent.event.AsyncResult()
+        self.spawn(self._run_loopback, a, a_uuid, variables, rest[0], timeout, result)
+        text = self._result(result, timeout)
+        self.switch.counters["originate_ok" if text.startswith("+OK") else "originate_failed"] += 1
+        return text
+
+    def _run_loopback(self, a: Channel, a_uuid: str, variables: dict[str, str], target: str,
+                      timeout: float, result: gevent.event.AsyncResult) -> None:
+        a_state = self.state[a_uuid]
+        behaviour = a_state.behaviour
+        ignore_early = _truthy(variables.get("ignore_early_media"))
+        deadline = time.monotonic() + timeout
+        # The A leg's codecs are set under a temporary identity, then origination_uuid replaces it.
+        a.running_state, a.state_number = "CS_NONE", 0
+        self._loopback_codecs(a)
+        old_uuid, a.uuid = a.uuid, a_uuid
+        a.name = a.name.replace(f"/{a.context}-a", "-a")
+        a.state_number = 1
+        a.set_loopback_base_variables()
+        self.event(a, "CHANNEL_UUID", before=[("Old-Unique-ID", old_uuid)])
+        self.event(a, "CHANNEL_OUTGOING")
+        self.set_running_state(a, "CS_INIT")
+        b = Channel.loopback(new_uuid(), self.switch.session_added(), exten=a.user, context=a.context,
+                             leg="b", cid_number=a.cid_number, cid_name=a.cid_name)
+        b_state = CallState(behaviour)
+        a_state.loopback_peer, b_state.loopback_peer = b, a
+        self.state[b.uuid] = b_state
+        self.switch.channels[b.uuid] = b
+        b.running_state, b.state_number = "CS_NONE", 0
+        self._loopback_codecs(b)
+        a.set_vars(variables.items())
+        a.set_vars([("originate_early_media", "false" if ignore_early else "true"),
+                    ("originate_endpoint", "loopback"), ("other_loopback_leg_uuid", b.uuid), ("loopback_leg", "A")])
+        a.state_number = 2
+        self.event(a, "CHANNEL_CREATE")
+        b.set_loopback_base_variables()
+        b.set_vars((name, value) for name, value in variables.items()
+                   if name in ("origination_uuid", "ignore_early_media"))
+        b.set_vars([("other_loopback_leg_uuid", a.uuid), ("loopback_leg", "B")])
+        self.set_running_state(b, "CS_INIT", 1)
+        self.event(a, "CHANNEL_ORIGINATE")
+        b.state_number = 2
+        self.event(b, "CHANNEL_CREATE")
+        b.running_state = "CS_ROUTING"
+        self.set_callstate(b, "RINGING")
+        self.event(b, "CHANNEL_STATE")
+        self.set_running_state(a, "CS_ROUTING")
+        self.set_running_state(a, "CS_CONSUME_MEDIA", 7)
+
+        def fail(cause: str) -> None:
+            self.hangup(a, cause, after_hangup_event=lambda: self._fail(result, cause))
+
+        if a.context not in LOOPBACK_CONTEXTS:
+            self.hangup(b, "NO_ROUTE_DESTINATION")
+            fail("NO_ROUTE_DESTINATION")
+            return
+        self.set_running_state(b, "CS_EXECUTE", 4)
+        outcome = behaviour.outcome
+        if outcome is Outcome.NO_ANSWER:
+            self._far_end_step(b, "sleep", str(int(timeout * 1000)), max(0.0, deadline - time.monotonic()))
+            if not a.is_hungup:
+                fail("NO_ANSWER")
+            return
+        if behaviour.ring_seconds > 0 and not behaviour.early_media:
+            ring = min(behaviour.ring_seconds, max(0.0, deadline - time.monotonic()))
+            if not self._far_end_step(b, "sleep", str(int(ring * 1000)), ring):
+                return
+        if outcome is not Outcome.ANSWER:
+            cause = FAILURES[outcome][0]
+            self._execute(b, "hangup", cause, new_uuid())
+            if not result.ready():
+                self._fail(result, cause)
+            return
+        if behaviour.early_media:
+            self._far_end_step(b, "pre_answer", "", 0.0, lambda: self._loopback_early(a, b))
+            if not ignore_early:
+                self._succeed(result, a.uuid)
+                self._start_target(a, target)
+            if not self._far_end_step(b, "sleep", str(int(behaviour.ring_seconds * 1000)), behaviour.ring_seconds):
+                return
+        if time.monotonic() > deadline and not result.ready():
+            self._far_end_step(b, "sleep", "0", 0.0)
+            fail("NO_ANSWER")
+            return
+        if not self._far_end_step(b, "answer", "", 0.0, lambda: self._loopback_answer(a, b)):
+            return
+        self._finish_answer(a, variables)
+        if not result.ready():
+            self._succeed(result, a.uuid)
+            self._start_target(a, target)
+        greeting = "hello.wav" if behaviour.party is Party.HUMAN else "machine-greeting.wav"
+        if not (self._far_end_step(b, "sleep", "300", 0.3) and self._execute_ok(b, "playback", greeting)):
+            return
+        stay = behaviour.stay_seconds
+        if self._far_end_step(b, "sleep", str(int((stay or 3600.0) * 1000)), stay or 3600.0):
+            self._execute(b, "hangup", "NORMAL_CLEARING", new_uuid())
+
+    def _far_end_step(self, channel: Channel, app: str, arg: str, seconds: float, action=None) -> bool:
+        """One application of the B leg's dialplan: EXECUTE, its effect or a wait, COMPLETE.
+        False when the leg was hung up meanwhile (the hangup completes the application)."""
+        if channel.is_hungup:
+            return False
+        state = self.state.get(channel.uuid)
+        running = (app, arg, new_uuid())
+        channel.set_var("current_application", app)
+        if arg:
+            channel.set_var("current_application_data", arg)
+        self.event(channel, "CHANNEL_EXECUTE", after=[
+            ("Application", app), *([("Application-Data", arg)] if arg else []), ("Application-UUID", running[2])])
+        channel.last_app = (app, arg)
+        state.running_app = running
+        if action is not None:
+            action()
+        alive = self._wait_or_hangup(channel, seconds) if seconds > 0 else not channel.is_hungup
+        if state.running_app != running:
+            return False
+        state.running_app = None
+        self._complete(channel, running, "_none_")
+        return alive
+
+    def _execute_ok(self, channel: Channel, app: str, arg: str) -> bool:
+        self._execute(channel, app, arg, new_uuid())
+        return not channel.is_hungup
+
+    def _loopback_codecs(self, channel: Channel) -> None:
+        """The two CODEC events mod_loopback raises before the leg has a caller profile."""
+        self.event(channel, "CODEC", calling=("switch_core_codec.c", "switch_core_session_set_read_codec", 279),
+                   after=[("channel-read-codec-name", "L16"), ("channel-read-codec-rate", "8000"),
+                          ("channel-read-codec-bit-rate", "128000")])
+        channel.write_codec_set = True
+        self.event(channel, "CODEC", calling=CODEC_WRITE, after=[
+            ("Channel-Write-Codec-Name", "L16"), ("Channel-Write-Codec-Rate", "8000"),
+            ("Channel-Write-codec-bit-rate", "128000")])
+        channel.has_profile = True
+
+    def _loopback_early(self, a: Channel, b: Channel) -> None:
+        for leg in (a, b):
+            leg.progress_media_us = now_us()
+            leg.answer_state = "early"
+            self.event(leg, "CHANNEL_PROGRESS_MEDIA")
+            self.set_callstate(leg, "EARLY")
+
+    def _loopback_answer(self, a: Channel, b: Channel) -> None:
+        for leg in (a, b):
+            leg.answered_us = now_us()
+            leg.answer_state = "answered"
+            self.event(leg, "CHANNEL_ANSWER")
+            self.set_callstate(leg, "ACTIVE")
+        b.set_var("endpoint_disposition", "ANSWER")
+
+    def _succeed(self, result: gevent.event.AsyncResult, uuid: str) -> None:
+        if not result.ready():
+            result.set(f"+OK {uuid}\n")
+            gevent.sleep(0)     # let the job report before the application starts
+
+    def _caller_id(self, variables: dict[str, str], rest: list[str]) -> tuple[str, str]:
+        """(name, number): origination_caller_id_* or the positional cid_name / cid_num."""
+        name = variables.get("origination_caller_id_name") or (rest[3] if len(rest) > 3 else "")
+        number = (variables.get("origination_caller_id_number") or (rest[4] if len(rest) > 4 else "")
+                  or self.switch.config.default_caller_id)
+        return name, number
+
+    @staticmethod
+    def _result(result: gevent.event.AsyncResult, timeout: float) -> str:
+        """The originate's answer; the leg always settles it by originate_timeout, the margin
+        only guards against a leg killed from outside (switch stopping)."""
+        try:
+            return result.get(timeout=timeout + 5.0)
+        except gevent.Timeout:
+            return "-ERR MANAGER_REQUEST\n"
+
+    @staticmethod
+    def _timeout(variables: dict[str, str], rest: list[str]) -> float:
+        text = variables.get("originate_timeout") or (rest[5] if len(rest) > 5 else "") or "60"
+        try:
+            return float(text)
+        except ValueError:
+            return 60.0
 
     def _fail(self, result: gevent.event.AsyncResult, cause: str) -> None:
         if not result.ready():
@@ -296,6 +498,10 @@ class CallCore:
         channel.answer_state = "answered"
         self.event(channel, "CHANNEL_ANSWER")
         self.set_callstate(channel, "ACTIVE")
+        self._finish_answer(channel, variables)
+
+    def _finish_answer(self, channel: Channel, variables: dict[str, str] | None) -> None:
+        """After the answer: the caller-id flip (CALL_UPDATE) and the on-answer hooks."""
         channel.set_var("endpoint_disposition", "ANSWER")
         channel.set_var("pre_transfer_caller_id_number", channel.cid_number)
         channel.set_var("channel_cid_flipped", "yes")
@@ -347,10 +553,12 @@ class CallCore:
             self._stop_unicast(state)
         if channel.parked:
             self._unpark(channel)
-        other = channel.bridged_to
-        if other is not None:
-            self._unbridge(channel, other)
-            self.spawn(self.hangup, other, cause)
+        if state is not None and state.running_app is not None:
+            running, state.running_app = state.running_app, None
+            self._complete(channel, running, "_none_", interrupted=True)
+        self._end_bridge(channel)
+        if state is not None and state.loopback_peer is not None and not state.loopback_peer.is_hungup:
+            self.spawn(self.hangup, state.loopback_peer, cause)
         channel.set_var("hangup_cause", cause)
         channel.set_var("hangup_cause_q850", str(Q850[cause] if Q850[cause] < 128 else 16))
         self.set_running_state(channel, "CS_HANGUP")
@@ -402,11 +610,30 @@ class CallCore:
         described = [("Application", app)] + ([("Application-Data", arg)] if arg else [])
         self.event(channel, "CHANNEL_EXECUTE", after=[*described, ("Application-UUID", app_uuid)])
         channel.last_app = (app, arg)
+        state = self.state.get(channel.uuid)
+        running = (app, arg, app_uuid)
+        if state is not None:
+            state.running_app = running
         response = handler(channel, arg, app_uuid)
-        if response is None or channel.is_hungup and app == "hangup":
-            return
+        if state is not None:
+            if state.running_app != running:
+                return          # a hangup interrupted it and completed it
+            state.running_app = None
+        if response is None:
+            return              # park-like: completed when the park ends
+        self._complete(channel, running, response)
+
+    def _complete(self, channel: Channel, running: tuple[str, str, str], response: str,
+                  interrupted: bool = False) -> None:
+        app, arg, app_uuid = running
+        recorded = app == "playback" and not interrupted
+        if recorded:        # as captured: present on this EXECUTE_COMPLETE only
+            channel.set_var("current_application_response", response)
         self.event(channel, "CHANNEL_EXECUTE_COMPLETE", after=[
-            *described, ("Application-Response", response), ("Application-UUID", app_uuid)])
+            ("Application", app), *([("Application-Data", arg)] if arg else []),
+            ("Application-Response", response), ("Application-UUID", app_uuid)])
+        if recorded:
+            channel.variables.pop("current_application_response", None)
 
     def _app_park(self, channel: Channel, arg: str, app_uuid: str) -> None:
         if channel.parked:
@@ -440,11 +667,19 @@ class CallCore:
         self.hangup(channel, arg or "NORMAL_CLEARING")
         return "_none_"
 
+    def _wait_or_hangup(self, channel: Channel, seconds: float) -> bool:
+        """Sleep like an application does; False when the channel hung up meanwhile."""
+        state = self.state.get(channel.uuid)
+        if state is None:
+            return False
+        return not state.hungup.wait(max(0.0, seconds))
+
     def _app_sleep(self, channel: Channel, arg: str, app_uuid: str) -> str:
         try:
-            gevent.sleep(max(0.0, float(arg or 0) / 1000.0))
+            milliseconds = float(arg or 0)
         except ValueError:
-            pass
+            milliseconds = 0.0
+        self._wait_or_hangup(channel, milliseconds / 1000.0)
         return "_none_"
 
     def _app_set(self, channel: Channel, arg: str, app_uuid: str) -> str:
@@ -509,9 +744,12 @@ class CallCore:
     def _app_playback(self, channel: Channel, arg: str, app_uuid: str) -> str:
         file_headers = [("Playback-File-Path", arg)]
         self.event(channel, "PLAYBACK_START", after=file_headers)
-        gevent.sleep(PLAYBACK_SECONDS)
-        if channel.is_hungup:
+        seconds = playback_seconds(arg)
+        if not self._wait_or_hangup(channel, seconds):
             return "FILE NOT PLAYED"
+        samples = int(seconds * audio.RATE)
+        channel.set_vars([("playback_last_offset_pos", str(samples)), ("playback_seconds", str(int(seconds))),
+                          ("playback_ms", str(int(seconds * 1000))), ("playback_samples", str(samples))])
         self.event(channel, "PLAYBACK_STOP", after=[*file_headers, ("Playback-Status", "done")])
         return "FILE PLAYED"
 
@@ -546,8 +784,7 @@ class CallCore:
             return
         if unpark and channel.parked:
             self._unpark(channel)
-        if channel.bridged_to is not None:
-            self._unbridge(channel, channel.bridged_to)
+        self._end_bridge(channel)
         route = self.switch.config.dialplan.get(destination)
         if route is None:
             self.hangup(channel, "NO_ROUTE_DESTINATION")
@@ -564,6 +801,19 @@ class CallCore:
         a.set_var("bridge_uuid", b.uuid)
         b.set_var("bridge_uuid", a.uuid)
         self.event(a, "CHANNEL_BRIDGE", before=[("Bridge-A-Unique-ID", a.uuid), ("Bridge-B-Unique-ID", b.uuid)])
+
+    def _end_bridge(self, channel: Channel) -> None:
+        """`channel` leaves its bridge. The other leg parks again when it has park_after_bridge=true
+        (how an agent's leg survives its customer), and is hung up otherwise: after uuid_bridge it
+        has nothing left to execute."""
+        other = channel.bridged_to
+        if other is None:
+            return
+        self._unbridge(channel, other)
+        if _truthy(other.variables.get("park_after_bridge")):
+            self.queue_app(other, "park", "", new_uuid(), 1)
+        else:
+            self.spawn(self.hangup, other, "NORMAL_CLEARING")
 
     def _unbridge(self, channel: Channel, other: Channel) -> None:
         a, b = (channel, other) if channel.direction == "outbound" else (other, channel)

@@ -25,7 +25,7 @@ CALLSTATE_NUMBERS = {"DOWN": 0, "DIALING": 1, "RINGING": 2, "EARLY": 3, "ACTIVE"
 
 # switch_channel.c: events that carry the channel variables.
 VARIABLE_EVENTS = frozenset({
-    "CHANNEL_CREATE", "CHANNEL_ORIGINATE", "CHANNEL_ANSWER", "CHANNEL_PARK", "CHANNEL_UNPARK",
+    "CHANNEL_UUID", "CHANNEL_CREATE", "CHANNEL_ORIGINATE", "CHANNEL_ANSWER", "CHANNEL_PARK", "CHANNEL_UNPARK",
     "CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA",
     "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_EXECUTE", "CHANNEL_EXECUTE_COMPLETE",
     "CHANNEL_DESTROY", "CHANNEL_DATA", "CALL_UPDATE", "CUSTOM", "PLAYBACK_START", "PLAYBACK_STOP",
@@ -80,6 +80,9 @@ class Channel:
         self.user = user
         self.host = host
         self.name = f"sofia/{profile}/{user}@{host}"
+        self.tech = "sofia"
+        self.source = "src/switch_ivr_originate.c"
+        self.dialplan = ""                 # Caller-Dialplan (mod_loopback sets "xml")
         self.direction = direction
         self.running_state = "CS_NEW"
         self.state_number = 0
@@ -87,6 +90,8 @@ class Channel:
         self.answer_state = "ringing"
         self.hangup_cause: str | None = None
         self.codec: Codec | None = None
+        self.write_codec_set = False       # the first CODEC event carries the read codec only
+        self.has_profile = True            # mod_loopback sets codecs before the caller profile
         self.network_addr: str | None = None
         self.cid_number = cid_number
         self.cid_name = cid_name
@@ -144,10 +149,13 @@ class Channel:
         if self.codec:
             codec = self.codec
             headers += [("Channel-Read-Codec-Name", codec.name), ("Channel-Read-Codec-Rate", str(codec.rate)),
-                        ("Channel-Read-Codec-Bit-Rate", str(codec.bit_rate)),
-                        ("Channel-Write-Codec-Name", codec.name), ("Channel-Write-Codec-Rate", str(codec.rate)),
-                        ("Channel-Write-Codec-Bit-Rate", str(codec.bit_rate))]
-        headers += self.profile_headers("Caller")
+                        ("Channel-Read-Codec-Bit-Rate", str(codec.bit_rate))]
+            if self.write_codec_set:
+                headers += [("Channel-Write-Codec-Name", codec.name),
+                            ("Channel-Write-Codec-Rate", str(codec.rate)),
+                            ("Channel-Write-Codec-Bit-Rate", str(codec.bit_rate))]
+        if self.has_profile:
+            headers += self.profile_headers("Caller")
         if self.bridged_to is not None:
             headers += [("Other-Type", "originatee" if self.direction == "outbound" else "originator")]
             headers += self.bridged_to.profile_headers("Other-Leg")
@@ -156,13 +164,13 @@ class Channel:
     def profile_headers(self, prefix: str) -> list[tuple[str, str]]:
         """switch_caller_profile_event_set_data: empty fields are left out."""
         fields = [
-            ("Direction", self.direction), ("Logical-Direction", self.direction),
+            ("Direction", self.direction), ("Logical-Direction", self.direction), ("Dialplan", self.dialplan),
             ("Caller-ID-Name", self.cid_name), ("Caller-ID-Number", self.cid_number),
             ("Orig-Caller-ID-Number", self.orig_cid_number),
             ("Callee-ID-Name", self.callee_name or ""), ("Callee-ID-Number", self.callee_number or ""),
             ("Network-Addr", self.network_addr or ""), ("ANI", self.orig_cid_number),
             ("Destination-Number", self.user), ("Unique-ID", self.uuid),
-            ("Source", "src/switch_ivr_originate.c"), ("Context", self.context),
+            ("Source", self.source), ("Context", self.context),
             ("Channel-Name", self.name), ("Profile-Index", "1"),
             ("Profile-Created-Time", str(self.created_us)), ("Channel-Created-Time", str(self.created_us)),
             ("Channel-Answered-Time", str(self.answered_us)),
@@ -177,6 +185,28 @@ class Channel:
 
     def variable_headers(self) -> list[tuple[str, str]]:
         return [(f"variable_{name}", value) for name, value in self.variables.items()]
+
+    @classmethod
+    def loopback(cls, uuid: str, session_id: int, *, exten: str, context: str, leg: str,
+                 cid_number: str, cid_name: str) -> Channel:
+        """One leg of mod_loopback's pair: `loopback/<exten>-a` (outbound) or `-b` (inbound)."""
+        channel = cls(uuid, session_id, profile="", user=exten, host="", cid_number=cid_number,
+                      cid_name=cid_name, context=context,
+                      direction="outbound" if leg == "a" else "inbound")
+        channel.tech, channel.source, channel.dialplan = "loopback", "mod_loopback", "xml"
+        channel.name = f"loopback/{exten}-{leg}"
+        channel.callee_number = context           # as captured: Caller-Callee-ID-Number: default
+        channel.codec = Codec("L16", 8000, 128000)
+        channel.has_profile = False
+        return channel
+
+    def set_loopback_base_variables(self) -> None:
+        base = [("direction", self.direction)]
+        if self.direction == "outbound":
+            base.append(("is_outbound", "true"))
+        self.set_vars(base + [("session_id", str(self.session_id)), ("read_codec", "L16"),
+                              ("read_rate", "8000"), ("write_codec", "L16"), ("write_rate", "8000"),
+                              ("channel_name", self.name), ("uuid", self.uuid), ("call_uuid", self.uuid)])
 
     # -- variable groups set along the call, as sofia and the core set them -------------------
     def set_create_variables(self, originate_vars: dict[str, str], early_media_ok: bool) -> None:
@@ -232,6 +262,7 @@ class Channel:
     def set_media_variables(self) -> None:
         """Negotiated media (from the SDP of a 183 or 200)."""
         self.codec = self.codec or Codec()
+        self.write_codec_set = True    # sofia negotiates both directions before its CODEC events
         self.network_addr = "127.0.0.1"
         remote_port = 20000 + (self.session_id * 2) % 10000
         self.set_vars([
@@ -311,6 +342,9 @@ class Channel:
                  "answerusec": "answersec", "waitusec": "waitsec",
                  "progress_mediausec": "progress_mediasec", "flow_billusec": "flow_billsec"}
         self.set_vars((name, str(spans[key])) for name, key in micro.items())
+        if self.tech == "loopback":
+            self.set_var("is_loopback", "1")
+            return
         if not self.answered_us and not self.progress_media_us:
             return
         if "sip_hangup_disposition" not in self.variables:

@@ -83,6 +83,8 @@ class CommandTable:
         elif name == "nolinger":
             listener.linger = False
             listener.reply("+OK will not linger")
+        elif name == "resume":
+            listener.reply("+OK" if outbound else "-ERR not controlling a session")
         elif name == "connect" and outbound:
             listener.reply_connect()
         elif name == "sendmsg":

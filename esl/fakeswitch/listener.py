@@ -149,6 +149,11 @@ class Listener:
         self.closed = True
         self._wake.set()
         self.switch._listener_closed(self)
+        channel = self.outbound_channel
+        if channel is not None and not channel.is_hungup:
+            # The controlling socket went away: FreeSWITCH hangs the call up (with `resume` the
+            # dialplan would continue, and after `&socket()` nothing is left to run either).
+            self.switch.calls.spawn(self.switch.calls.hangup, channel, "NORMAL_CLEARING")
         try:
             self.sock.close()
         except OSError:

@@ -1,0 +1,264 @@
+"""CSV lead import on a real PostgreSQL: bad rows of every kind, dedupe, re-import, workers, CLI."""
+from __future__ import annotations
+
+import csv
+import json
+import random
+import re
+
+import phonenumbers
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from dialer import campaigns, leads
+from dialer.campaigns import CampaignNotFound, CampaignSettings
+from dialer.leads import LeadImportError, PhoneNormalizer, import_csv
+
+# Every kind of bad row, each on a known line, between good ones. Lines are numbered from 1 (header).
+SMALL = (
+    "\ufeffPhone Number,First Name,Last,State,Postal Code,TZ,Line Type,notes\r\n"      # 1 (BOM, CRLF)
+    "(212) 555-0100,Ann,Lee,ny,10001,America/New_York,wireless,vip\r\n"              # 2 good
+    "2125550100,Dup,Row,NY,10001,,,\r\n"                                              # 3 duplicate of 2
+    "+44 20 7946 0958,Uk,Guy,,,,,\r\n"                                                # 4 good (UK)
+    "not a phone,X,Y,,,,,\r\n"                                                        # 5 unparseable
+    "(212) 055-0100,Bad,Exchange,,,,,\r\n"                                            # 6 invalid number
+    ",Empty,Phone,,,,,\r\n"                                                           # 7 missing phone
+    "3125550142,Too,Many,IL,60601,,,x,extra\r\n"                                      # 8 column count
+    "\"3125550143\"x,Quote,Broken,IL,60601,,,\r\n"                                    # 9 bad quoting
+    "4155550123,Sf,Ca,CA,94103,Mars/Base,,\r\n"                                       # 10 bad time zone
+    "4155550124,Sf,Ca,California,94103,,,\r\n"                                        # 11 bad state
+    "\r\n"                                                                            # 12 blank
+    "4155550125,@@BAD@@,Enc,CA,94103,,,\r\n"                                          # 13 bad encoding
+    "6175550199,Multi,\"12 Elm St\r\nApt 4\",MA,02134,,landline,\r\n"                 # 14-15 good
+    "6175550198,Nul,Byte\x00,MA,02134,,,\r\n"                                         # 16 NUL byte
+    "6175550197,Line,Type,MA,02134,,cordless,\r\n"                                    # 17 bad line type
+    "\"7135550111,Open,Quote,TX,77001,,,\r\n"                                         # 18 unclosed quote
+    "7135550112,After,Open,TX,77001,,,\r\n"                                           # 19 good
+    "1-713-555-0113,Last,Good,tx,77001,America/Chicago,,note \"quoted\" text\r\n"    # 20 good (bare quotes)
+)
+EXPECTED_REJECTS = {5: "unparseable_phone", 6: "invalid_phone", 7: "missing_phone", 8: "column_count",
+                    9: "bad_quoting", 10: "invalid_time_zone", 11: "invalid_state", 13: "bad_encoding",
+                    16: "nul_byte", 17: "invalid_line_type", 18: "bad_quoting"}
+GOOD = {"+12125550100", "+442079460958", "+16175550199", "+17135550112", "+17135550113"}
+
+
+def write_small(path):
+    data = SMALL.encode("utf-8").replace(b"@@BAD@@", b"\xff\xfeBad")
+    path.write_bytes(data)
+    return path
+
+
+def new_campaign(db, name="c1"):
+    return campaigns.create_campaign(db, name, CampaignSettings())
+
+
+def read_rejects(path):
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_every_bad_row_is_rejected_with_its_reason_and_nothing_else_is_lost(db, db_url, tmp_path):
+    new_campaign(db)
+    source = write_small(tmp_path / "small.csv")
+    summary = import_csv(source, "c1", db_url=db_url, workers=0)
+
+    rejects = read_rejects(tmp_path / "small.rejects.csv")
+    assert rejects[0] == ["line", "reason", "detail", "Phone Number", "First Name", "Last", "State",
+                          "Postal Code", "TZ", "Line Type", "notes"]
+    assert {int(r[0]): r[1] for r in rejects[1:]} == EXPECTED_REJECTS
+    by_line = {int(r[0]): r for r in rejects[1:]}
+    assert by_line[8][3:] == ["3125550142", "Too", "Many", "IL", "60601", "", "", "x", "extra"]
+    assert by_line[13][4].encode("utf-8", "surrogateescape") == b"\xff\xfeBad"     # bytes kept as they were
+    assert by_line[18][3] == "\"7135550111,Open,Quote,TX,77001,,,"                 # raw line kept
+    assert all(r[2] for r in rejects[1:])                                           # every reject has a detail
+
+    assert summary.rows_read == 17 and summary.blank_lines == 1
+    assert summary.rejected == len(EXPECTED_REJECTS)
+    assert summary.imported == len(GOOD) and summary.duplicates_in_file == 1
+    assert summary.imported + summary.duplicates + summary.rejected == summary.rows_read
+
+    rows = {r[0]: r[1:] for r in db.execute(
+        "SELECT phone_e164, phone_raw, first_name, state, zip, tz_hint, line_type, address, custom, status, "
+        "attempts, list_id FROM leads").fetchall()}
+    assert set(rows) == GOOD
+    assert rows["+12125550100"][:7] == ("(212) 555-0100", "Ann", "NY", "10001", "America/New_York", "wireless",
+                                        None)                                  # first occurrence wins
+    assert rows["+12125550100"][7] == {"notes": "vip"}
+    assert rows["+16175550199"][5] == "landline"
+    assert db.execute("SELECT last_name FROM leads WHERE phone_e164 = '+16175550199'").fetchone()[0] == \
+        "12 Elm St\r\nApt 4"                                                  # a quoted field over two lines
+    assert rows["+442079460958"][5] == "unknown" and rows["+442079460958"][7] is None
+    assert all(r[8] == "new" and r[9] == 0 for r in rows.values())
+    listed = campaigns.lists_of(db, campaigns.get_campaign(db, "c1").id)
+    assert [(x["name"], x["rows_read"], x["imported"], x["duplicates"], x["rejected"]) for x in listed] == \
+        [("small.csv", 17, 5, 1, 11)]
+
+
+def test_reimport_is_idempotent_and_dedupe_is_per_campaign(db, db_url, tmp_path):
+    new_campaign(db, "c1")
+    new_campaign(db, "c2")
+    source = write_small(tmp_path / "small.csv")
+    first = import_csv(source, "c1", db_url=db_url, list_name="spring", workers=0)
+    before = db.execute("SELECT id, phone_e164, first_name FROM leads ORDER BY id").fetchall()
+    again = import_csv(source, "c1", db_url=db_url, list_name="spring", workers=0)
+    assert again.imported == 0
+    assert again.duplicates_in_campaign == first.imported and again.duplicates_in_file == 1
+    assert db.execute("SELECT id, phone_e164, first_name FROM leads ORDER BY id").fetchall() == before
+    spring = campaigns.lists_of(db, campaigns.get_campaign(db, "c1").id)[0]
+    assert (spring["imports"], spring["rows_read"], spring["imported"]) == (2, 34, 5)
+
+    other = import_csv(source, "c2", db_url=db_url, workers=0)                  # another campaign: imported
+    assert other.imported == len(GOOD)
+    assert db.execute("SELECT count(*) FROM leads").fetchone()[0] == 2 * len(GOOD)
+
+
+def test_worker_processes_give_the_same_result(db, db_url, tmp_path):
+    new_campaign(db)
+    source = tmp_path / "big.csv"
+    rng = random.Random(7)
+    lines = ["phone,first_name,account"]
+    for i in range(30_000):
+        if i % 97 == 0:
+            lines.append(f"(212) 155-{i % 10000:04d},bad{i},A{i}")              # invalid exchange
+        elif i % 101 == 0:
+            lines.append(f"\"{i},broken,quote")                                 # unclosed quote
+        else:
+            lines.append(f"{rng.choice(['312', '415', '713', '646'])}-{rng.randint(200, 999)}-"
+                         f"{rng.randint(0, 9999):04d},n{i},A{i}")
+    source.write_text("\n".join(lines) + "\n")
+    local = import_csv(source, "c1", db_url=db_url, workers=0, rejects_path=tmp_path / "r0.csv",
+                       list_name="local")
+    db.execute("DELETE FROM leads")
+    db.commit()
+    pooled = import_csv(source, "c1", db_url=db_url, workers=2, rejects_path=tmp_path / "r2.csv",
+                        list_name="pooled")
+    for key in ("rows_read", "imported", "duplicates_in_file", "rejected", "rejects_by_reason"):
+        assert getattr(local, key) == getattr(pooled, key), key
+    assert (tmp_path / "r0.csv").read_bytes() == (tmp_path / "r2.csv").read_bytes()
+    assert local.rejects_by_reason == {"bad_quoting": 30_000 // 101 + 1 - len(range(0, 30_000, 97 * 101)),
+                                       "invalid_phone": 30_000 // 97 + 1}
+
+
+def test_columns_by_alias_override_and_region(db, db_url, tmp_path):
+    new_campaign(db)
+    source = tmp_path / "gb.csv"
+    source.write_text("Mobile,Home Phone,FNAME,Surname,zipcode\n07400 123456,020 7946 0958,Al,Bo,SW1A 1AA\n")
+    summary = import_csv(source, "c1", db_url=db_url, default_region="GB", workers=0)
+    assert summary.imported == 1
+    row = db.execute("SELECT phone_e164, first_name, last_name, zip, custom FROM leads").fetchone()
+    assert row == ("+447400123456", "Al", "Bo", "SW1A 1AA", {"Home Phone": "020 7946 0958"})
+
+    db.execute("DELETE FROM leads")
+    db.commit()
+    summary = import_csv(source, "c1", db_url=db_url, default_region="GB", workers=0,
+                         column_overrides={"phone": "Home Phone"}, list_name="home")
+    assert db.execute("SELECT phone_e164, custom FROM leads").fetchone() == \
+        ("+442079460958", {"Mobile": "07400 123456"})
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "empty"),
+    ("name,city\nAnn,Paris\n", "no phone column"),
+    ("phone,Phone\n1,2\n", "header names used twice"),
+])
+def test_whole_file_problems_are_refused(db, db_url, tmp_path, content, message):
+    new_campaign(db)
+    source = tmp_path / "bad.csv"
+    source.write_text(content)
+    with pytest.raises(LeadImportError, match=message):
+        import_csv(source, "c1", db_url=db_url, workers=0)
+    assert db.execute("SELECT count(*) FROM leads").fetchone()[0] == 0
+
+
+def test_unknown_campaign_region_and_mapping(db, db_url, tmp_path):
+    source = write_small(tmp_path / "s.csv")
+    with pytest.raises(CampaignNotFound):
+        import_csv(source, "nope", db_url=db_url, workers=0)
+    new_campaign(db)
+    with pytest.raises(LeadImportError, match="unknown region"):
+        import_csv(source, "c1", db_url=db_url, default_region="XX", workers=0)
+    with pytest.raises(LeadImportError, match="no column 'Cell'"):
+        import_csv(source, "c1", db_url=db_url, column_overrides={"phone": "Cell"}, workers=0)
+    # nothing staged is left behind
+    assert db.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'lead_stage_%'").fetchone()[0] == 0
+
+
+def test_cli_import_summary_and_errors(db, db_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    new_campaign(db)
+    source = write_small(tmp_path / "small.csv")
+    runner = CliRunner()
+    result = runner.invoke(main, ["leads", "import", str(source), "--campaign", "c1", "--json",
+                                  "--rejects", str(tmp_path / "out.csv")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert (summary["imported"], summary["duplicates"], summary["rejected"]) == (5, 1, 11)
+    assert summary["rejects_file"] == str(tmp_path / "out.csv")
+    result = runner.invoke(main, ["leads", "import", str(source), "--campaign", "c1", "--list", "b"])
+    assert result.exit_code == 0, result.output
+    assert "already in the campaign" in result.output
+    result = runner.invoke(main, ["leads", "import", str(source), "--campaign", "zz"])
+    assert result.exit_code == 1 and "no campaign named 'zz'" in result.output
+    result = runner.invoke(main, ["campaign", "show", "c1", "--json"])
+    assert [x["name"] for x in json.loads(result.output)["lists"]] == ["small.csv", "b"]
+
+
+# ------------------------------------------------------------------ numbers and records (no database)
+
+FORMATS = ["({a}) {b}-{c}", "{a}-{b}-{c}", "+1 {a} {b} {c}", "1{a}{b}{c}", "{a}.{b}.{c}", "+1{a}{b}{c}",
+           "1-{a}-{b}-{c}", " {a}{b}{c} ", "({a}){b}{c}", "1 ({a}) {b}-{c}", "{a} {b}{c}", "({a} {b}-{c}"]
+
+
+@pytest.mark.parametrize("region", ["US", "CA", "JM", "GB"])
+def test_fast_path_agrees_with_phonenumbers(region):
+    """The NANP fast path must answer exactly what phonenumbers.parse + is_valid_number answers,
+    including the Caribbean area codes whose validity depends on a seventh digit."""
+    assert leads.prefix_lengths() is not None, "metadata analysis failed: the fast path is off"
+    rng = random.Random(region)
+    fast, slow = PhoneNormalizer(region), PhoneNormalizer(region, fast_path=False)
+    for _ in range(8000):
+        npa = rng.choice([rng.randint(200, 999), 246, 876, 658, 242, 809, 800, 212, 905])
+        raw = rng.choice(FORMATS).format(a=npa, b=f"{rng.randint(0, 999):03d}", c=f"{rng.randint(0, 9999):04d}")
+        assert fast.normalize(raw)[0] == slow.normalize(raw)[0], raw
+    if region != "GB":
+        assert fast.fast > 6000     # the fast path was actually taken
+
+
+def test_prefix_lengths_follow_the_metadata():
+    lengths = leads.prefix_lengths()
+    assert lengths["212"] == 6
+    assert lengths["246"] == 7      # Barbados mobile patterns decide on the seventh digit
+    # in 246 validity does change with the seventh digit within one exchange (the reason for 7)
+    assert len({phonenumbers.is_valid_number(phonenumbers.parse(f"+1246521{d}000")) for d in range(10)}) == 2
+
+
+def test_trailing_free_digit_analysis():
+    from re import _parser
+    cases = {r"2\d{9}": 9, r"(?:20|3[1-4])\d{7}": 7, r"(?:5\d|6[0-3])\d{2}\d{4}": 6,
+             r"[2-9]\d{9}|3\d{6}": 6, r"24(?:6[1-3]\d|5\d\d)\d{4}": 5, r"2[0-9]\d{5,7}": 5, r"\d{3}[5-9]": 0}
+    for pattern, free in cases.items():
+        assert leads._trailing_free_digits(_parser.parse(pattern)) == free, pattern
+
+
+def test_line_chunks_keep_records_whole():
+    lines = [f'{i},"a\n' if i % 5 == 0 else f"{i},b\n" for i in range(20)]
+    lines[5] = '5,"multi\n'
+    lines[6] = 'line"\n'
+    chunks = list(leads.line_chunks(iter(lines), 2, 3))
+    assert sum(len(c) for _, c in chunks) == 20
+    assert [start for start, _ in chunks][0] == 2
+    for start, chunk in chunks:
+        assert sum(line.count('"') for line in chunk) % 2 == 0 or chunk is chunks[-1][1]
+    # an unclosed quote never swallows more than MAX_RECORD_LINES lines
+    open_quote = ['"x,1\n'] + [f"{i},2\n" for i in range(1000)]
+    assert max(len(c) for _, c in leads.line_chunks(iter(open_quote), 2, 10)) <= leads.MAX_RECORD_LINES + 10
+
+
+def test_record_reader_recovers_after_an_unclosed_quote():
+    lines = ['1,a\n', '"2,b\n', '3,c\n', '4,d\n']
+    records = list(leads.RecordReader(iter(lines), columns=2, first_line=10))
+    assert [(r.line, r.fields, r.reason) for r in records] == [
+        (10, ["1", "a"], None), (11, None, "bad_quoting"), (12, ["3", "c"], None), (13, ["4", "d"], None)]
+    assert records[1].raw == '"2,b'
+    assert re.search("raw line", records[1].detail)
