@@ -83,6 +83,9 @@ class DetectorParams:
     human_silence_short_ms: int = 400
     human_silence_long_ms: int = 800
     machine_speech_ms: int = 3400
+    # long talk only counts as a greeting when it stands this far above the noise floor on
+    # average: a TV or a room full of voices behind a silent person is not a greeting
+    machine_min_snr_db: float = 0.0
     initial_silence_ms: int = 3600
     initial_silence_result: AmdResult = AmdResult.HUMAN
     max_analysis_ms: int = 8000
@@ -112,6 +115,8 @@ class DialerDetector:
         self.floor_db: float | None = None
         self.peak_db = -200.0
         self._levels: deque = deque(maxlen=3)
+        self._snr_sum = 0.0
+        self._snr_frames = 0
         self._recent: deque = deque(maxlen=4)
         self.in_speech = False
         self.speech_heard = False
@@ -148,6 +153,11 @@ class DialerDetector:
         self.peak_db = max(self.peak_db - 0.01, f.level_db)
         return f.level_db >= self.peak_db - p.voice_below_peak_db
 
+    @property
+    def talk_snr_db(self) -> float:
+        """Mean level of the speech frames above the noise floor."""
+        return self._snr_sum / self._snr_frames if self._snr_frames else 0.0
+
     def feed(self, f: FrameFeatures, tonal: bool = False, in_tone: bool = False) -> Decision | None:
         self.index += 1
         p = self.params
@@ -172,8 +182,11 @@ class DialerDetector:
             self.silence_ms += FRAME_MS
             if self.silence_ms >= p.utterance_gap_ms:
                 self.in_speech = False
+        if voice:
+            self._snr_sum += f.level_db - self.floor_db
+            self._snr_frames += 1
         decision = None
-        if self.speech_ms >= p.machine_speech_ms:
+        if self.speech_ms >= p.machine_speech_ms and self.talk_snr_db >= p.machine_min_snr_db:
             decision = Decision(AmdResult.MACHINE, Cause.LONG_SPEECH, now)
         elif self.speech_heard and not self.in_speech and not in_tone:
             needed = p.human_silence_short_ms if self.speech_ms <= p.short_speech_ms else p.human_silence_long_ms

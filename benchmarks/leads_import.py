@@ -6,8 +6,8 @@ The file is generated with a fixed seed: US numbers in eight written formats ove
 exchanges, about 3 % duplicates (the same number written differently further on) and about 2 %
 bad rows of every kind the importer rejects (unparseable and invalid numbers, empty phone,
 wrong column count, bad UTF-8, a broken quote, bad state). It is imported with
-`dialer.leads.import_csv` into a campaign of a fresh, migrated database, exactly as
-`dialer leads import FILE --campaign C` does. The run then checks the figures against what the
+`dialer leads import FILE --campaign bench --workers N --json`, run as its own process against a
+fresh, migrated database; the time is that command's wall-clock time, start-up included. The run then checks the figures against what the
 generator wrote (rows, duplicates, rejects by reason) and against a recount in PostgreSQL.
 
 Baseline in the same run: phonenumbers.parse + is_valid_number + format on a sample of the
@@ -20,11 +20,14 @@ import os
 import platform
 import random
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import click
 import phonenumbers
@@ -33,7 +36,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dialer import campaigns, config, storage
-from dialer.leads import PhoneNormalizer, import_csv
+from dialer.leads import PhoneNormalizer
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "leads_import.json"
@@ -153,8 +156,16 @@ def main(rows: int, workers: int, seed: int, keep: bool, out: Path) -> None:
         storage.migrate(url)
         with storage.connect_db(url) as conn:
             campaigns.create_campaign(conn, "bench", campaigns.CampaignSettings())
-        summary = import_csv(csv_path, "bench", db_url=url, workers=workers,
-                             rejects_path=workdir / "rejects.csv")
+        command = [sys.executable, str(ROOT / "cli.py"), "leads", "import", str(csv_path), "--campaign", "bench",
+                   "--workers", str(workers), "--rejects", str(workdir / "rejects.csv"), "--json"]
+        load_before = os.getloadavg()[0]
+        started = time.perf_counter()
+        done = subprocess.run(command, env={**os.environ, "DATABASE_URL": url}, capture_output=True, text=True,
+                              timeout=900, check=False)
+        wall = time.perf_counter() - started
+        if done.returncode != 0:
+            raise SystemExit(f"import failed ({done.returncode}): {done.stderr[-2000:]}")
+        summary = SimpleNamespace(**json.loads(done.stdout))
         with storage.connect_db(url) as conn:
             in_db = conn.execute("SELECT count(*), count(DISTINCT phone_e164) FROM leads").fetchone()
             db_size = conn.execute("SELECT pg_total_relation_size('leads')").fetchone()[0]
@@ -175,15 +186,19 @@ def main(rows: int, workers: int, seed: int, keep: bool, out: Path) -> None:
     result = {
         "command": f".venv/bin/python -m benchmarks.leads_import --rows {rows} --workers {workers} --seed {seed}",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_avg_1m_after": round(os.getloadavg()[0], 2)},
+                    "load_avg_1m_before": round(load_before, 2), "load_avg_1m_after": round(os.getloadavg()[0], 2)},
         "goal_s": GOAL_S,
         "rows": rows,
         "file_mb": round(csv_path.stat().st_size / 1e6, 1),
-        "seconds": summary.seconds,
+        "seconds": round(wall, 3),
+        "import_seconds": summary.seconds,
         "stage_seconds": summary.stage_seconds,
         "commit_seconds": summary.commit_seconds,
-        "rows_per_s": round(rows / summary.seconds),
-        "met_goal": summary.seconds <= GOAL_S,
+        "reader_cpu_seconds": summary.reader_cpu_seconds,
+        "normalise_cpu_seconds": summary.normalise_cpu_seconds,
+        "normalise_cpu_us_per_row": round(summary.normalise_cpu_seconds / rows * 1e6, 2),
+        "rows_per_s": round(rows / wall),
+        "met_goal": wall <= GOAL_S,
         "workers": workers,
         "imported": summary.imported,
         "duplicates_in_file": summary.duplicates_in_file,
@@ -191,7 +206,7 @@ def main(rows: int, workers: int, seed: int, keep: bool, out: Path) -> None:
         "rejects_by_reason": summary.rejects_by_reason,
         "fast_path_share": round(summary.fast_path_numbers / max(1, summary.fast_path_numbers
                                                                    + summary.parsed_numbers), 4),
-        "main_process_max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "largest_process_max_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
         "leads_table_mb": round(db_size / 1e6, 1),
         "baseline": base,
         "checks": checks,
@@ -201,13 +216,18 @@ def main(rows: int, workers: int, seed: int, keep: bool, out: Path) -> None:
     table = Table(title=f"lead import, {rows:,} rows, {workers} workers")
     table.add_column("figure")
     table.add_column("measured", justify="right")
-    for label, value in (("total s (goal <= 60)", summary.seconds), ("read+normalise+COPY s", summary.stage_seconds),
-                         ("dedupe INSERT s", summary.commit_seconds), ("rows/s", result["rows_per_s"]),
+    for label, value in (("command wall s (goal <= 60)", round(wall, 2)),
+                         ("  read+normalise+COPY s", summary.stage_seconds),
+                         ("  dedupe INSERT s", summary.commit_seconds), ("rows/s", result["rows_per_s"]),
+                         ("reader CPU s", summary.reader_cpu_seconds),
+                         ("normalise+COPY CPU s (all workers)", summary.normalise_cpu_seconds),
                          ("imported", summary.imported), ("duplicates in file", summary.duplicates_in_file),
                          ("rejected", summary.rejected), ("fast-path share", result["fast_path_share"]),
                          ("phonenumbers µs/number", base["phonenumbers_us_per_number"]),
                          ("normaliser µs/number (cold)", base["normalizer_cold_us_per_number"]),
-                         ("main RSS MB", result["main_process_max_rss_mb"])):
+                         ("largest process RSS MB", result["largest_process_max_rss_mb"]),
+                         ("load average before / after", f"{result['machine']['load_avg_1m_before']} / "
+                                                         f"{result['machine']['load_avg_1m_after']}")):
         table.add_row(label, str(value))
     for check, ok in checks.items():
         table.add_row(f"check {check}", "ok" if ok else "FAILED")

@@ -262,3 +262,25 @@ def test_record_reader_recovers_after_an_unclosed_quote():
         (10, ["1", "a"], None), (11, None, "bad_quoting"), (12, ["3", "c"], None), (13, ["4", "d"], None)]
     assert records[1].raw == '"2,b'
     assert re.search("raw line", records[1].detail)
+
+
+def test_a_staging_table_left_by_a_dead_import_is_dropped(db, db_url, tmp_path):
+    new_campaign(db)
+    db.execute("CREATE UNLOGGED TABLE lead_stage_999999_deadbeef (x int)")   # no backend has pid 999999
+    db.commit()
+    source = tmp_path / "one.csv"
+    source.write_text("phone\n2125550100\n")
+    assert import_csv(source, "c1", db_url=db_url, workers=0).imported == 1
+    assert db.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'lead_stage_%'").fetchone()[0] == 0
+
+
+def test_a_worker_that_dies_is_reported_not_waited_for(tmp_path):
+    columns = leads.ColumnMap.from_header(["phone"])
+    worker = leads._WorkerProcess(("postgresql://nobody@127.0.0.1:1/none", "lead_stage_x", columns, "US", True),
+                                  timeout_s=30)
+    try:
+        with pytest.raises(LeadImportError, match="exited"):
+            worker.submit((2, ["2125550100\n"]))
+            worker.result()
+    finally:
+        worker.close(kill=True)

@@ -32,7 +32,7 @@ import numpy as np
 
 from amd import audio
 
-CORPUS_VERSION = 4
+CORPUS_VERSION = 5
 RATE = audio.RATE
 
 # Voices: espeak-ng English dialects x variants; each split draws from its own half.
@@ -79,6 +79,8 @@ WORDINGS = {
             "stay tuned after the break for the latest from the city council meeting"]),
 }
 
+# utterance durations of amd.md's corpus rules, in seconds
+DURATIONS_S = {"short": (0.3, 1.0), "intro": (1.5, 2.5), "business": (3.0, 4.0), "carrier": (1.2, 2.5)}
 HUMAN_KINDS = [("short", 0.25), ("intro", 0.2), ("double", 0.15), ("business", 0.15),
                ("late", 0.1), ("silent", 0.05), ("tv", 0.1)]
 MACHINE_KINDS = [("carrier", 0.4), ("personal", 0.6)]
@@ -222,7 +224,14 @@ def build_item(seed: int, index: int, split: str, label: str, kind: str | None =
     def say(kind: str) -> np.ndarray:
         text = str(rng.choice(WORDINGS[kind][side])).format(name=rng.choice(NAMES), company=rng.choice(COMPANIES))
         texts.append(text)
-        return _espeak(text, voice, speed, pitch)
+        y = _espeak(text, voice, speed, pitch)
+        if kind in DURATIONS_S:
+            # the rules give each kind a duration range: re-speak at the rate that lands on a
+            # target drawn inside it (espeak-ng's duration scales inversely with words/minute)
+            target = rng.uniform(*DURATIONS_S[kind])
+            rate = int(np.clip(speed * (len(y) / RATE) / target, 80, 450))
+            y = _espeak(text, voice, rate, pitch)
+        return y
 
     texts: list[str] = []
     track = _Track()
@@ -439,6 +448,7 @@ def main(argv=None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(args.seed, i, split, label, out_dir)
             for i, split, label in plan(args.humans, args.machines, args.negatives, args.tune_fraction)]
+    jobs.sort(key=lambda job: job[2] != "tune")     # build the tune split first
     metas = []
     with ProcessPoolExecutor(max_workers=max(1, min(args.jobs, 2))) as pool:
         for n, meta in enumerate(pool.map(_render_job, jobs, chunksize=8), 1):

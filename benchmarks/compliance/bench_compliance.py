@@ -102,7 +102,9 @@ with storage.connect_db(url, autocommit=True) as conn:
     index = store.load_index()
     load_s = time.perf_counter() - t0
 hwm_kb = int([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1])
+usage = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"import_s": import_s, "index_map_s": load_s, "numbers": result.numbers,
+                  "process_cpu_s": usage.ru_utime + usage.ru_stime,
                   "area_codes": result.area_codes, "lines": result.report.lines, "peak_rss_mb": hwm_kb / 1024}))
 """
 
@@ -141,18 +143,20 @@ def bench_membership(index: RegistryIndex, area_codes: list[int], rng, n: int) -
     npas = np.array(area_codes, dtype=np.int64)[rng.integers(0, len(area_codes), n)]
     numbers = npas * 10_000_000 + rng.integers(2_000_000, 10_000_000, n)
     index.contains_many(ListKind.FEDERAL, "US", numbers[:1000])
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     hits = index.contains_many(ListKind.FEDERAL, "US", numbers)
-    batch_s = time.perf_counter() - t0
+    batch_s, batch_cpu_s = time.perf_counter() - t0, time.process_time() - c0
     sample = numbers[:200_000].tolist()
     t0 = time.perf_counter()
     for number in sample:
         index.lookup(ListKind.FEDERAL, "US", number // 10_000_000, number % 10_000_000)
     single_s = time.perf_counter() - t0
-    out = {"numbers": n, "seconds": batch_s, "numbers_per_s": n / batch_s, "hit_fraction": float(hits.mean()),
+    out = {"numbers": n, "seconds": batch_s, "numbers_per_s": n / batch_s, "cpu_seconds": batch_cpu_s,
+           "numbers_per_cpu_s": n / batch_cpu_s, "hit_fraction": float(hits.mean()),
            "baseline_single_lookups_per_s": len(sample) / single_s}
     out["ratio_vs_single"] = out["numbers_per_s"] / out["baseline_single_lookups_per_s"]
-    print(f"batched membership: {out['numbers_per_s'] / 1e6:.1f} M numbers/s"
+    print(f"batched membership: {out['numbers_per_s'] / 1e6:.1f} M numbers/s wall,"
+          f" {out['numbers_per_cpu_s'] / 1e6:.1f} M per CPU-second"
           f" ({out['ratio_vs_single']:.0f}x single lookups at {out['baseline_single_lookups_per_s'] / 1e6:.2f} M/s)")
     return out
 
@@ -198,10 +202,10 @@ def bench_decisions(index: RegistryIndex, pool: list[str], n: int, rng) -> dict:
         latencies[i] = clock() - start
     total_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
     sample = pool[:20_000]
-    t0 = time.perf_counter()
+    c0 = time.process_time()
     for number in sample:
         pn_timezone.time_zones_for_number(phonenumbers.parse(number, None))
-    parse_rate = len(sample) / (time.perf_counter() - t0)
+    parse_rate = len(sample) / (time.process_time() - c0)      # per CPU-second, like the gate's figure
     out = {"decisions": n, "seconds": total_s, "decisions_per_s": n / total_s, "cpu_seconds": cpu_s,
            "decisions_per_cpu_s": n / cpu_s,
            "p50_us": float(np.percentile(latencies, 50) / 1e3), "p99_us": float(np.percentile(latencies, 99) / 1e3),
@@ -244,12 +248,13 @@ def bench_scrub(index: RegistryIndex, pool: list[str], workdir: Path, n: int, rn
                               for i in range(start, min(n, start + chunk))))
     gen_s = time.perf_counter() - t0
     scrubber = Scrubber(Geography(load_packs()), index, set(), AT.date())
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     report = scrub_file(scrubber, leads, workdir / "clean.csv", workdir / "rejects.csv")
-    scrub_s = time.perf_counter() - t0
-    out = {"leads": n, "seconds": scrub_s, "leads_per_s": n / scrub_s, "clean": report.clean,
+    scrub_s, scrub_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    out = {"leads": n, "seconds": scrub_s, "cpu_seconds": scrub_cpu_s, "leads_per_s": n / scrub_s, "clean": report.clean,
            "rejected": dict(report.rejected), "distinct_exchanges": len(exchanges), "generate_s": gen_s}
-    print(f"scrub {n:,} leads: {scrub_s:.1f} s ({out['leads_per_s']:,.0f}/s), rejected {dict(report.rejected)}")
+    print(f"scrub {n:,} leads: {scrub_s:.1f} s wall, {scrub_cpu_s:.1f} s CPU ({out['leads_per_s']:,.0f}/s),"
+          f" rejected {dict(report.rejected)}")
     for name in ("leads.csv", "clean.csv", "rejects.csv"):
         (workdir / name).unlink()
     return out
@@ -322,19 +327,22 @@ def markdown_table(r: dict) -> str:
         ("Decisions per CPU-second (same run)", f"{dec['decisions_per_cpu_s']:,.0f}", ">= 20,000"),
         ("Decision latency p50 / p99, wall clock", f"{dec['p50_us']:.0f} / {dec['p99_us']:.0f} us", "p99 < 1,000 us"),
         ("Decision latency p50 / p99, CPU time", f"{dec['cpu_p50_us']:.0f} / {dec['cpu_p99_us']:.0f} us", "p99 < 1,000 us"),
-        ("Baseline: phonenumbers parse + time zone alone", f"{dec['baseline_phonenumbers_parse_tz_per_s']:,.0f}/s"
+        ("Baseline: phonenumbers parse + time zone alone, per CPU-second",
+         f"{dec['baseline_phonenumbers_parse_tz_per_s']:,.0f}/s"
          f" (gate is {dec['ratio_vs_parse_baseline']:.1f}x)", "-"),
         ("Decisions per second on PostgreSQL + Redis (audit row each)", f"{live['decisions_per_s']:,.0f}"
          f" (p99 {live['p99_ms']:.1f} ms)", "hundreds"),
-        ("Batched DNC membership", f"{mem['numbers_per_s'] / 1e6:.1f} M numbers/s"
-         f" ({mem['ratio_vs_single']:.0f}x single lookups)", ">= 5 M/s"),
+        ("Batched DNC membership", f"{mem['numbers_per_s'] / 1e6:.1f} M numbers/s wall,"
+         f" {mem['numbers_per_cpu_s'] / 1e6:.1f} M per CPU-second ({mem['ratio_vs_single']:.0f}x single lookups)",
+         ">= 5 M/s"),
         (f"Registry import, {reg['numbers'] / 1e6:,.0f} M numbers in {reg['area_codes']} area codes"
          f" ({reg['file_gb']:.2f} GB file)", f"{reg['import_s']:.0f} s ({reg['numbers_per_s'] / 1e6:.1f} M/s)",
          "260 M in <= 300 s"),
         ("Registry import peak resident memory", f"{reg['peak_rss_mb']:.0f} MB", "<= 600 MB"),
         ("Mapping the imported registry into the hot path", f"{reg['index_map_s'] * 1e3:.0f} ms", "-"),
         (f"Scrub {scr['leads'] / 1e6:g} M leads ({scr['distinct_exchanges']:,} exchanges)",
-         f"{scr['seconds']:.0f} s ({scr['leads_per_s']:,.0f}/s)", "10 M in <= 60 s"),
+         f"{scr['seconds']:.0f} s wall, {scr['cpu_seconds']:.0f} s CPU ({scr['leads_per_s']:,.0f}/s)",
+         "10 M in <= 60 s"),
     ]
     lines = [f"Measured {r['measured_at']} on {r['machine']['cpus']} CPUs (shared with other jobs), Python"
              f" {r['machine']['python']}, numpy {r['machine']['numpy']}. Reproduce: `{r['command']}`", "",

@@ -2,8 +2,9 @@
 
 Each row stores the canonical JSON of the request and the decision, and
 row_hash = SHA-256(prev_hash + "\\n" + record); the first row's prev_hash is 64 zeros. Rows are
-appended under a transaction-scoped advisory lock, so the chain order is the id order even with
-several engines. A trigger refuses UPDATE and DELETE; verify() recomputes the whole chain and
+appended in one round trip by the SQL function compliance_audit_append() (migration 0102) under
+a transaction-scoped advisory lock, so the chain order is the id order even with several
+engines. A trigger refuses UPDATE and DELETE; verify_chain() recomputes the whole chain and
 reports the first row that does not match (a changed record, a deleted or reordered row).
 Records are kept at least 5 years (16 CFR 310.5; compliance-rules.md US-REC).
 """
@@ -20,7 +21,6 @@ from dialer.compliance.model import CallRequest, Decision, iso_z
 from dialer.errors import StorageError
 
 GENESIS = "0" * 64
-_AUDIT_LOCK_KEY = 0x636F6D706C79  # "comply"
 
 
 def canonical_record(call: CallRequest, decision: Decision) -> str:
@@ -61,20 +61,12 @@ class PgAudit:
         self.conn = conn
 
     def append(self, call: CallRequest, decision: Decision) -> int:
-        record = canonical_record(call, decision)
+        """One round trip: compliance_audit_append() (migration 0102) locks, chains and inserts."""
         try:
-            with self.conn.transaction():
-                self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_AUDIT_LOCK_KEY,))
-                last = self.conn.execute(
-                    "SELECT row_hash FROM compliance_audit ORDER BY id DESC LIMIT 1").fetchone()
-                prev = last[0] if last else GENESIS
-                return self.conn.execute(
-                    "INSERT INTO compliance_audit (decided_at, decision_id, phone_e164, campaign_id,"
-                    " allowed, reasons, record, prev_hash, row_hash) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-                    " RETURNING id",
-                    (call.now, decision.decision_id, call.phone_e164, call.campaign.campaign_id,
-                     decision.allowed, decision.reasons, record, prev,
-                     chain_hash(prev, record))).fetchone()[0]
+            return self.conn.execute(
+                "SELECT compliance_audit_append(%s, %s, %s, %s, %s, %s, %s)",
+                (call.now, decision.decision_id, call.phone_e164, call.campaign.campaign_id,
+                 decision.allowed, decision.reasons, canonical_record(call, decision))).fetchone()[0]
         except psycopg.Error as exc:
             raise StorageError(f"audit write failed: {exc}") from exc
 

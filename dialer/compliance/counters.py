@@ -13,6 +13,7 @@ the counter store is consulted on every decision and its absence always blocks.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import redis
 
@@ -48,16 +49,14 @@ return {counts, blocked}
 """
 
 
-@dataclass(frozen=True)
-class CounterCheck:
+class CounterCheck(NamedTuple):
     rule_id: str
     key: str
     limit: int            # -1: count only, never block
     window_ms: int
 
 
-@dataclass(frozen=True)
-class LockCheck:
+class LockCheck(NamedTuple):
     rule_id: str
     key: str
 

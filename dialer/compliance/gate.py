@@ -58,8 +58,13 @@ def _months_before(moment: datetime, months: int) -> datetime:
     return moment.replace(year=year, month=month + 1, day=day)
 
 
+NO_CONSENT = ConsentState(False, False, False, None, None)
+
+
 def consent_state(records: list[ConsentRecord], seller: str, now: datetime) -> ConsentState:
     """Consents in force now for `seller`: a revocation voids every earlier consent and EBR."""
+    if not records:
+        return NO_CONSENT
     mine = [r for r in records if r.seller in ("", seller) and r.occurred_at <= now]
     revoked_at = max((r.occurred_at for r in mine if r.kind == ConsentKind.REVOCATION), default=None)
     live = [r for r in mine if r.kind != ConsentKind.REVOCATION
@@ -164,7 +169,7 @@ class ComplianceGate:
         warnings: list[str] = []
         facts = self.geo.facts(call.phone_e164)
         packs = self.rulebook.packs_for(facts.region) if facts.valid else ()
-        versions = {p.id: p.version for p in packs}
+        versions = {p.id: p.version for p in packs} if packs else {}
         if not facts.valid:
             blocks.append(Block(FailClosed.INVALID_NUMBER, "", "", f"{call.phone_e164} is not a valid number"))
         elif not packs:

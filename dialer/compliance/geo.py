@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 from functools import lru_cache
 from importlib import resources
 
@@ -25,8 +26,7 @@ _NANP_SHAPE = re.compile(r"^\+1([2-9]\d{2})([2-9]\d{2})(\d{4})$")
 UNKNOWN_ZONE = "Etc/Unknown"
 
 
-@dataclass(frozen=True)
-class NumberFacts:
+class NumberFacts(NamedTuple):
     e164: str
     valid: bool
     region: str | None          # ISO country of the number (US, CA, GB, ...)

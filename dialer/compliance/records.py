@@ -89,15 +89,19 @@ class PgRecords:
         self.conn = conn
 
     def lookup(self, phone: str) -> tuple[list[DncEntry], list[ConsentRecord]]:
+        """Active list entries and consent records of a number, in one round trip."""
         try:
-            entries = [DncEntry(*row) for row in self.conn.execute(
-                "SELECT list_kind, scope, phone_e164, added_by, added_at, source, reason"
-                " FROM compliance_dnc_entries WHERE phone_e164=%s AND removed_at IS NULL", (phone,))]
-            consents = [ConsentRecord(ConsentKind(k), s, o, src) for k, s, o, src in self.conn.execute(
-                "SELECT kind, seller, occurred_at, source FROM compliance_consents WHERE phone_e164=%s",
-                (phone,))]
+            rows = self.conn.execute(
+                "SELECT true, list_kind, scope, added_by, added_at, source, reason FROM compliance_dnc_entries"
+                " WHERE phone_e164 = %s AND removed_at IS NULL"
+                " UNION ALL SELECT false, kind, seller, recorded_by, occurred_at, source, ''"
+                " FROM compliance_consents WHERE phone_e164 = %s", (phone, phone)).fetchall()
         except psycopg.Error as exc:
             raise StorageError(f"record lookup failed: {exc}") from exc
+        entries = [DncEntry(kind, scope, phone, by, at, source, reason)
+                   for is_entry, kind, scope, by, at, source, reason in rows if is_entry]
+        consents = [ConsentRecord(ConsentKind(kind), seller, at, source)
+                    for is_entry, kind, seller, _by, at, source, _ in rows if not is_entry]
         return entries, consents
 
     def add_dnc(self, phone: str, list_kind: str, *, scope: str = "", added_by: str, source: str,

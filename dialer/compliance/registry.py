@@ -174,7 +174,7 @@ def stream_bitsets(paths: Iterable[Path], report: ParseReport, progress: Progres
             if not len(npa):
                 continue
             if (npa[1:] < npa[:-1]).any():
-                order = np.argsort(npa, kind="stable")
+                order = np.argsort(npa.astype(np.int16), kind="stable")   # radix sort
                 npa, line7 = npa[order], line7[order]
             bounds = np.flatnonzero(np.diff(npa)) + 1
             for start, end in zip(np.r_[0, bounds], np.r_[bounds, len(npa)]):
@@ -235,7 +235,7 @@ class RegistryIndex:
     def contains_many(self, kind: str, jurisdiction: str, numbers: np.ndarray) -> np.ndarray:
         """Vectorised membership for 10-digit NANP numbers (int64); area codes absent -> False."""
         numbers = np.asarray(numbers, dtype=np.int64)
-        npa = (numbers // BITS_PER_NPA).astype(np.int32)
+        npa = (numbers // BITS_PER_NPA).astype(np.int16)       # < 1000: a stable sort is a radix sort
         line7 = (numbers % BITS_PER_NPA).astype(np.int32)
         out = np.zeros(len(numbers), dtype=bool)
         snaps = self._snapshots.get((kind, jurisdiction), {})

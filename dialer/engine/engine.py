@@ -11,6 +11,8 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
 
 import gevent
 import redis
@@ -19,7 +21,7 @@ from amd.receiver import UnicastReceiver
 from dialer import config, storage
 from dialer.campaigns import CampaignStatus
 from dialer.compliance.gate import ComplianceGate
-from dialer.engine.agents import Agent, AgentRegistry, AgentState
+from dialer.engine.agents import Agent, AgentError, AgentRegistry, AgentState
 from dialer.engine.audio_tap import ReceiverTap
 from dialer.engine.gateways import Gateway
 from dialer.engine.runner import CampaignRunner
@@ -34,6 +36,8 @@ MAX_CLOCK_SKEW_S = 2.0
 EVENTS_STREAM = "dialer:events"
 EVENTS_MAXLEN = 100_000
 SUPERVISE_S = 1.0
+# Dispositions by which the called person asked not to be called again.
+OPT_OUT_DISPOSITIONS = frozenset({"DNC", "OPT_OUT", "DO_NOT_CALL"})
 
 
 @dataclass(frozen=True)
@@ -60,8 +64,11 @@ class EngineConfig:
 
 
 class Engine:
-    def __init__(self, cfg: EngineConfig, gate: ComplianceGate) -> None:
+    def __init__(self, cfg: EngineConfig, gate: ComplianceGate,
+                 clock: Callable[[], datetime] | None = None) -> None:
         self.cfg = cfg
+        # The wall clock the compliance gate judges calling hours by (tests pin it).
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.engine_id = cfg.engine_id
         self.store = EngineStore(cfg.database_url, cfg.engine_id)
         self.gate = gate
@@ -134,6 +141,9 @@ class Engine:
         rows = {row.id: row for row in self.store.campaigns()}
         for campaign_id, row in rows.items():
             runner = self.runners.get(campaign_id)
+            if runner is not None and runner.crashed:
+                log.error("campaign %s: runner died; restarting it", runner.name)
+                runner = None
             if runner is None or runner.row.settings_version != row.settings_version:
                 if runner is not None and runner.calls:
                     runner.status = CampaignStatus(row.status)   # reload once its calls have ended
@@ -192,6 +202,19 @@ class Engine:
             agent.leg_uuid = None
             if agent.state is AgentState.READY or agent.state is AgentState.PAUSED:
                 self.agents.transition(agent, AgentState.LOGGED_OUT)
+
+    def disposition(self, agent_id: str, disposition: str, *, callback_at: datetime | None = None,
+                    callback_to_agent: bool = False, then: AgentState = AgentState.READY,
+                    reason: str | None = None) -> None:
+        """The agent's disposition of the call just ended; ends wrap-up."""
+        agent = self.agents.get(agent_id)
+        if agent.state is not AgentState.WRAP_UP or not agent.call_uuid:
+            raise AgentError(f"agent {agent_id} has no call to disposition")
+        self.store.set_disposition(agent.call_uuid, disposition, callback_at,
+                                   agent_id if callback_to_agent else None)
+        if disposition.upper() in OPT_OUT_DISPOSITIONS:
+            self.publish("opt_out", agent=agent_id, uuid=agent.call_uuid, source="agent_disposition")
+        self.agents.transition(agent, then, reason=reason)
 
     def _agent_changed(self, agent: Agent, old: AgentState) -> None:
         self.publish("agent_state", agent=agent.agent_id, campaign=agent.campaign, state=agent.state.value,

@@ -95,6 +95,12 @@ class CampaignRunner:
         self._greenlet = gevent.spawn(self._run)
         return self
 
+    @property
+    def crashed(self) -> bool:
+        """The loop ended without the campaign being stopped: a bug, logged by gevent."""
+        return (self._greenlet is not None and self._greenlet.dead
+                and self.status is not CampaignStatus.STOPPED)
+
     def kill(self) -> None:
         if self._greenlet is not None:
             self._greenlet.kill(block=False)
@@ -121,6 +127,8 @@ class CampaignRunner:
                 self.status = CampaignStatus.STOPPED
             return
         if self.status is not CampaignStatus.RUNNING or self.draining or not self.engine.may_dial():
+            return
+        if not self.settings.schedule.is_open(self.engine.clock().astimezone(self.settings.zone)):
             return
         decision = self.pacer.decide(self.snapshot())
         wanted = min(decision.calls_to_start, self.pool.free_channels)
@@ -154,9 +162,8 @@ class CampaignRunner:
         return CallRequest(
             phone_e164=lead.phone_e164,
             campaign=GateCampaign(campaign_id=self.name, purpose=s.call_purpose, mode=s.dial_mode, voice=s.voice,
-                                  caller_id=caller_id, seller=s.seller, subject=s.subject,
-                                  custom_lists=tuple(s.suppression_lists)),
-            now=datetime.now(timezone.utc),
+                                  caller_id=caller_id, seller=s.seller, subject=s.subject),
+            now=self.engine.clock(),
             lead=GateLead(state=lead.state, zip_code=lead.zip, person_id=lead.person_id, debt_id=lead.debt_id,
                           line_type=LineType(lead.line_type)))
 
@@ -179,14 +186,14 @@ class CampaignRunner:
         request = self.gate_request(lead, caller_id)
         decision = self.engine.gate.decide(request)
         if not decision.allowed:
-            reason = "blocked:" + ",".join(decision.reasons())
-            for code in decision.reasons():
+            reason = "blocked:" + ",".join(decision.reasons)
+            for code in decision.reasons:
                 self.stats.blocks[code] += 1
             if decision.next_allowed_at is not None:
                 store.requeue(lead.id, decision.next_allowed_at, reason)
             else:
                 store.close_lead(lead.id, reason)
-            self.engine.publish("compliance_block", campaign=self.name, lead_id=lead.id, reasons=decision.reasons())
+            self.engine.publish("compliance_block", campaign=self.name, lead_id=lead.id, reasons=decision.reasons)
             return
         gateway = self.pool.acquire()
         node = self.engine.switchboard.pick_node()
@@ -203,7 +210,7 @@ class CampaignRunner:
         self.stats.started_times.append(time.monotonic())
         flow = CallFlow(call, self.flow_settings, self.engine.switchboard, self.engine.agents,
                         self.engine.amd if self.settings.amd.enabled else None, _Recorder(self, request, decision.decision_id),
-                        {"dialer_campaign": self.name, "dialer_lead": str(lead.id),
+                        {"dialer_campaign": self.name, "dialer_lead": str(lead.id), "dialer_number": lead.phone_e164,
                          "origination_caller_id_name": self.name},
                         self.engine.dial_string(gateway, lead.phone_e164))
         greenlet = gevent.spawn(flow.run)
@@ -239,7 +246,7 @@ class _Recorder:
             log.error("call %s: attempt not recorded: %s", call.uuid, exc)
         try:
             runner.engine.gate.record_outcome(self.request, self.decision_id, _GATE_OUTCOME[outcome],
-                                              datetime.now(timezone.utc))
+                                              runner.engine.clock())
         except DialerError as exc:
             log.warning("call %s: compliance outcome not recorded: %s", call.uuid, exc)
         runner.engine.publish("call_ended", campaign=call.campaign, uuid=call.uuid, outcome=outcome.value,

@@ -113,7 +113,9 @@ class CallState:
         """What the far end says from the moment it answers (float samples at 8 kHz)."""
         if self._samples is None:
             party = self.behaviour.party
-            path = files.get(party.value)
+            choice = files.get(party.value)
+            # One file, or a list of which each call takes one, chosen by the call's seed.
+            path = choice[seed % len(choice)] if isinstance(choice, (list, tuple)) and choice else choice
             self._samples = audio.load_wav(path) if path else audio.party_audio(party, seed)
         return self._samples
 

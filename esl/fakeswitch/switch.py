@@ -134,7 +134,8 @@ class SwitchConfig:
     # Extensions of the dialplan model: `originate ... <exten>` and uuid_transfer land here.
     # Values are "app arg"; the default routes `park` to park and `socket` to our outbound server.
     dialplan: dict[str, str] = field(default_factory=lambda: {"park": "park"})
-    audio_files: dict[str, str] = field(default_factory=dict)   # "human"/"machine" -> WAV path
+    # "human"/"machine" -> a WAV path or a list of them (each call takes one); none: generated audio
+    audio_files: dict[str, str | list[str]] = field(default_factory=dict)
     socket_connect_timeout: float = 5.0
 
 

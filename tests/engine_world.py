@@ -1,0 +1,78 @@
+"""A small world for engine tests: the simulated switch, a federal do-not-call snapshot, a
+campaign with leads, and an engine with a pinned calling-hours clock."""
+from __future__ import annotations
+
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+from dialer import campaigns, storage
+from dialer.compliance.registry import RegistryStore
+from dialer.compliance.service import LazyConnection, live_gate
+from dialer.config import FreeswitchNode
+from dialer.engine.engine import Engine, EngineConfig
+from esl.fakeswitch import CalledPartyModel, FakeSwitch
+from esl.fakeswitch.voices import build_voices
+
+# A Tuesday, 15:00 in New York: inside every US calling window.
+PINNED = datetime(2026, 11, 24, 20, 0, tzinfo=timezone.utc)
+AGENT_PHONE = "sofia/internal/7700@127.0.0.1"
+
+
+def pinned_clock():
+    started = time.monotonic()
+    return lambda: PINNED + timedelta(seconds=time.monotonic() - started)
+
+
+def import_registry(db_url: str, directory: Path, numbers: list[str], as_of: date) -> None:
+    path = directory / "federal.txt"
+    path.write_text("".join(n.removeprefix("+1") + "\n" for n in numbers))
+    RegistryStore(LazyConnection(db_url), directory).import_full(
+        path, kind="federal", jurisdiction="US", snapshot_date=as_of, source="test")
+
+
+def create_campaign(db_url: str, name: str, settings: dict, phones: list[str], line_type="landline") -> int:
+    with storage.connect_db(db_url) as conn:
+        created = campaigns.create_campaign(conn, name, campaigns.CampaignSettings.from_dict(settings))
+        (list_id,) = conn.execute("INSERT INTO lead_lists (campaign_id, name, source_file) VALUES (%s, 'test', 'test')"
+                                  " RETURNING id", (created.id,)).fetchone()
+        for phone in phones:
+            conn.execute("INSERT INTO leads (campaign_id, list_id, phone_e164, phone_raw, state, line_type)"
+                         " VALUES (%s, %s, %s, %s, 'NY', %s)", (created.id, list_id, phone, phone, line_type))
+        conn.commit()
+        campaigns.set_status(conn, name, "running")
+        conn.commit()
+    return created.id
+
+
+VOICE_CACHE = Path(__file__).resolve().parents[1] / ".data" / "voices"
+
+
+def start_switch(**options) -> FakeSwitch:
+    """The simulated switch with spoken far ends: the first human line and the first machine
+    greeting, which AMD classifies right, so outcomes are deterministic."""
+    voices = build_voices(VOICE_CACHE)
+    files = {"human": voices["human"][:1], "machine": voices["machine"][:1]}
+    return FakeSwitch(port=0, model=CalledPartyModel(seed=5), heartbeat_seconds=0, audio_files=files,
+                      **options).start()
+
+
+def start_engine(db_url: str, redis_url: str, switch: FakeSwitch, registry_dir: Path, *, engine_id="engine-1",
+                 ports=range(41000, 41200)) -> Engine:
+    cfg = EngineConfig(engine_id=engine_id, database_url=db_url, redis_url=redis_url,
+                       nodes=[FreeswitchNode("127.0.0.1", switch.port, "ClueCon")],
+                       amd_listen=("127.0.0.1", 0), unicast_ports=ports)
+    gate = live_gate(db_url, redis_url, registry_dir)
+    return Engine(cfg, gate, clock=pinned_clock()).start()
+
+
+BASE_SETTINGS = {
+    "dial_mode": "progressive", "call_purpose": "telemarketing",
+    "pacing": {"mode": "progressive"},
+    "gateways": [{"name": "gw1", "max_cps": 20, "max_channels": 20}],
+    "caller_ids": {"pool": ["+12125550199"]},
+    "ring_timeout_s": 15,
+    "amd": {"enabled": True, "action": "hangup"},
+    "safe_harbor_message": "ivr/safe_harbor.wav",
+    "timezone": "America/New_York",
+}

@@ -1,0 +1,93 @@
+"""The engine end to end on the simulated switch, a real PostgreSQL and a real Redis."""
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import gevent
+import pytest
+
+from dialer import storage
+from dialer.engine.simagents import AgentSimulator
+from esl.fakeswitch import Behaviour, Outcome, Party
+from tests.engine_world import (AGENT_PHONE, BASE_SETTINGS, PINNED, create_campaign, import_registry,
+                                start_engine, start_switch)
+
+HUMAN, MACHINE, BUSY, UNALLOCATED, REJECTED_DNC = ("+12125550100", "+12125550101", "+12125550102",
+                                                   "+12125550105", "+12125550104")
+
+
+def wait_until(predicate, timeout: float, step: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        gevent.sleep(step)
+    return predicate()
+
+
+def lead_rows(db_url):
+    with storage.connect_db(db_url) as conn:
+        return {row[0]: row[1:] for row in conn.execute(
+            "SELECT phone_e164, status, attempts, last_outcome, close_reason FROM leads")}
+
+
+def attempts(db_url):
+    with storage.connect_db(db_url) as conn:
+        return conn.execute(
+            "SELECT phone_e164, outcome, amd_result, hangup_cause, agent_id, detail, disposition, ended_at"
+            " FROM call_attempts ORDER BY id").fetchall()
+
+
+@pytest.fixture
+def world(db_url, redis_url, tmp_path):
+    switch = start_switch()
+    # A human who talks for 3 s, then hangs up (the agent's leg parks again).
+    switch.model.script(HUMAN, Behaviour(Outcome.ANSWER, ring_seconds=0.5, party=Party.HUMAN, stay_seconds=4.0))
+    switch.model.script(MACHINE, Behaviour(Outcome.ANSWER, ring_seconds=0.5, party=Party.MACHINE, stay_seconds=30.0))
+    import_registry(db_url, tmp_path, [REJECTED_DNC], PINNED.date() - timedelta(days=3))
+    engines = []
+
+    def make_engine(**kwargs):
+        engine = start_engine(db_url, redis_url, switch, tmp_path, **kwargs)
+        engines.append(engine)
+        return engine
+
+    yield switch, make_engine
+    for engine in engines:
+        engine.stop(drain_timeout=2)
+    switch.stop()
+
+
+def test_campaign_runs_end_to_end(world, db_url):
+    switch, make_engine = world
+    create_campaign(db_url, "e2e", BASE_SETTINGS, [HUMAN, MACHINE, BUSY, UNALLOCATED, REJECTED_DNC])
+    engine = make_engine()
+    agents = AgentSimulator(engine, wrap_mean_s=0.2, seed=1).start()
+    engine.login_agent("agent-1", AGENT_PHONE, "e2e")
+    try:
+        assert wait_until(lambda: all(status not in ("new", "in_progress")
+                                      for status, *_ in lead_rows(db_url).values()), 40)
+        assert wait_until(lambda: agents.dispositions >= 1, 5)
+    finally:
+        agents.stop()
+    leads = lead_rows(db_url)
+    assert leads[REJECTED_DNC][0] == "closed" and "US-DNC" in leads[REJECTED_DNC][3]
+    assert leads[REJECTED_DNC][1] == 0            # never dialed
+    assert leads[UNALLOCATED][0] == "closed" and leads[UNALLOCATED][3].startswith("invalid_number")
+    assert leads[BUSY][0] == "callable" and leads[BUSY][2] == "busy"
+    assert leads[MACHINE][2] == "machine"
+    assert leads[HUMAN][0] == "done" and leads[HUMAN][2] == "human"
+    rows = {r[0]: r for r in attempts(db_url)}
+    assert set(rows) == {HUMAN, MACHINE, BUSY, UNALLOCATED}
+    assert rows[HUMAN][2] == "HUMAN" and rows[HUMAN][4] == "agent-1"
+    assert rows[MACHINE][2] == "MACHINE"
+    assert rows[BUSY][3] == "USER_BUSY"
+    assert all(r[7] is not None for r in rows.values())
+    with storage.connect_db(db_url) as conn:
+        cdrs = dict(conn.execute("SELECT c.origination_uuid::text, c.hangup_cause FROM cdrs c").fetchall())
+        live, abandoned = conn.execute("SELECT sum(live), sum(abandoned) FROM abandon_hours").fetchone()
+        disposition = conn.execute("SELECT disposition FROM call_attempts WHERE phone_e164 = %s", (HUMAN,)).fetchone()[0]
+    assert len(cdrs) == 2        # the two answered calls
+    assert (live, abandoned) == (1, 0)
+    assert disposition is not None
