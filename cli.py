@@ -5,11 +5,21 @@ assembles them, so the packages stay independent of one another.
 """
 from __future__ import annotations
 
-import importlib
+import sys
 
-import click
+# The engine's commands run on gevent: the standard library is patched before anything else
+# is imported, since psycopg chooses its wait function (gevent-aware or not) at import time.
+_GEVENT_COMMANDS = {"run", "demo", "fake-switch"}
+if len(sys.argv) > 1 and sys.argv[1] in _GEVENT_COMMANDS:
+    from gevent import monkey
 
-from dialer.errors import DialerError
+    monkey.patch_all()
+
+import importlib  # noqa: E402
+
+import click  # noqa: E402
+
+from dialer.errors import DialerError  # noqa: E402
 
 
 @click.group()
@@ -42,9 +52,13 @@ _COMMANDS = [
     ("dialer.compliance.cli", "dnc"),
     ("dialer.compliance.cli", "compliance"),
     ("esl.cli", "esl"),
+    ("dialer.engine.cli", "run"),
+    ("dialer.engine.cli", "demo"),
     ("dialer.campaign_cli", "campaign"),
     ("dialer.campaign_cli", "leads_group"),
     ("dialer.fsconf.cli", "freeswitch"),
+    ("dialer.report_cli", "status"),
+    ("dialer.report_cli", "report"),
 ]
 
 for _module, _attr in _COMMANDS:

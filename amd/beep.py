@@ -6,12 +6,12 @@ frequency stays within a tolerance form a run; when the run ends it is classifie
 
 - RINGBACK: two tones at 440 + 480 Hz (North American ringback, ITU-T E.180) or any pair closer
   than 60 Hz (a beating tone), which FreeSWITCH's mod_avmd reports as beeps;
-- DTMF: a low-group x high-group pair of the DTMF grid (ITU-T Q.23);
+- DTMF: a low-group x high-group pair of the DTMF grid within 1.8 % (ITU-T Q.23/Q.24);
 - FAX_CNG: 1100 Hz, 0.35-0.8 s, with no speech before it (ITU-T T.30 calling tone);
 - SIT: a run that follows or is followed by another tone within 100 ms (the three-tone special
   information sequence of ITU-T E.180 / Telcordia SR-2275: 913.8/985.2, 1370.6/1428.5, 1776.7 Hz);
 - TONE: too short or too long for a beep (beeps here are 0.18-1.7 s), out of 400-2100 Hz, or
-  gliding in pitch by more than 20 Hz (a sustained vowel: synthetic voices hold one almost pure);
+  gliding in pitch by more than 12 Hz (a sustained vowel: synthetic voices hold one almost pure);
 - BEEP: everything else: single or simultaneous two-tone, 400-2100 Hz, 0.18-1.7 s.
 
 The end of the beep is placed from frame energies, not from the tonal flags (whose 80 ms window
@@ -45,14 +45,14 @@ class ToneKind(enum.Enum):
 
 @dataclass(frozen=True)
 class BeepParams:
-    min_purity1: float = 0.60       # single tone: share of band energy in the main peak
+    min_purity1: float = 0.70       # single tone: share of band energy in the main peak
     min_purity2: float = 0.80       # two-tone: share in the two main peaks
     min_ratio2: float = 0.15        # two-tone: weaker peak at least this fraction of the stronger
     min_tone_db: float = -65.0      # quieter frames are not tones
     freq_min_hz: float = 400.0
     freq_max_hz: float = 2100.0
     freq_tolerance_hz: float = 20.0
-    max_glide_hz: float = 20.0      # a beep holds its pitch; a sung or spoken vowel glides
+    max_glide_hz: float = 12.0      # a beep holds its pitch; a sung or spoken vowel glides
     min_beep_ms: int = 180
     max_beep_ms: int = 1700
     gap_frames: int = 2             # lost frames tolerated inside a tone
@@ -134,7 +134,7 @@ class BeepDetector:
         event = None
         if tone is not None:
             main = f.f1_hz
-            if run is not None and _near(main, run.freqs, self.params.freq_tolerance_hz):
+            if run is not None and _near(main, run.freqs + tuple(run.f1_values[-3:]), self.params.freq_tolerance_hz):
                 self._extend(run, tone, main, i)
                 return None
             if run is not None and run.frames < 3:   # a transition frame, not a tone of its own
@@ -184,12 +184,15 @@ class BeepDetector:
         return int(round((end_i + 1 + frac) * FRAME_MS))
 
     def _glides(self, run: _Run) -> bool:
-        core = run.f1_values[1:-1] if len(run.f1_values) > 4 else run.f1_values
-        if run.dual_frames * 2 >= run.frames:
-            lo = run.lo_values[1:-1] if len(run.lo_values) > 4 else run.lo_values
-            hi = run.hi_values[1:-1] if len(run.hi_values) > 4 else run.hi_values
-            return max(lo) - min(lo) > self.params.max_glide_hz or max(hi) - min(hi) > self.params.max_glide_hz
-        return max(core) - min(core) > self.params.max_glide_hz
+        """A beep holds its pitch: within each of its (one or two) tones the main frequency
+        stays within max_glide_hz, first and last frame (the edges) aside."""
+        values = run.f1_values[1:-1] if len(run.f1_values) > 4 else run.f1_values
+        if run.dual_frames:
+            centers = (float(np.median(run.lo_values)), float(np.median(run.hi_values)))
+            groups = [[v for v in values if abs(v - c) == min(abs(v - c2) for c2 in centers)] for c in centers]
+        else:
+            groups = [values]
+        return any(max(g) - min(g) > self.params.max_glide_hz for g in groups if g)
 
     def _close(self, run: _Run, i: int, changed: bool) -> ToneEvent:
         self._run = None
@@ -205,7 +208,7 @@ class BeepDetector:
         duration = end_ms - start_ms
         if dual and (abs(freqs[1] - freqs[0]) < 60.0 or (_near(freqs[0], (440.0,), 20) and _near(freqs[1], (480.0,), 20))):
             kind = ToneKind.RINGBACK
-        elif dual and _near(freqs[0], _DTMF_LOW, freqs[0] * 0.025) and _near(freqs[1], _DTMF_HIGH, freqs[1] * 0.025):
+        elif dual and _near(freqs[0], _DTMF_LOW, freqs[0] * 0.018) and _near(freqs[1], _DTMF_HIGH, freqs[1] * 0.018):
             kind = ToneKind.DTMF
         elif not (p.min_beep_ms <= duration <= p.max_beep_ms) or self._glides(run):
             kind = ToneKind.TONE

@@ -76,19 +76,20 @@ class DetectorParams:
 
     vad_mode: int = 2
     voice_margin_db: float = 6.0          # speech is at least this far above the noise floor
-    voice_below_peak_db: float = 18.0     # ... and at most this far below the loudest speech
+    voice_below_peak_db: float = 12.0     # ... and at most this far below the loudest speech
+    loud_margin_db: float = 16.0          # non-speech this far above the floor is not silence
     onset_frames: int = 3                 # voice frames among the last 4 that start speech
     utterance_gap_ms: int = 200           # a pause this long ends an utterance
-    short_speech_ms: int = 1000
+    short_speech_ms: int = 800
     human_silence_short_ms: int = 400
-    human_silence_long_ms: int = 800
-    machine_speech_ms: int = 3400
+    human_silence_long_ms: int = 850
+    machine_speech_ms: int = 4600
     # long talk only counts as a greeting when it stands this far above the noise floor on
     # average: a TV or a room full of voices behind a silent person is not a greeting
-    machine_min_snr_db: float = 0.0
+    machine_min_snr_db: float = 12.0
     initial_silence_ms: int = 3600
     initial_silence_result: AmdResult = AmdResult.HUMAN
-    max_analysis_ms: int = 8000
+    max_analysis_ms: int = 10000
 
 
 @dataclass(frozen=True)
@@ -126,9 +127,9 @@ class DialerDetector:
         self.decided: Decision | None = None
 
     def _track_floor(self, level_db: float, candidate: bool) -> None:
-        """Noise floor as a running ~30th percentile of frame levels (stochastic quantile
-        tracking: up a steps above it, down b below, settles where P(level < floor) = a/(a+b)),
-        rising only slowly on speech-like frames so a long greeting does not lift it."""
+        """Noise floor: a low percentile of frame levels, tracked by stepping up 0.1 dB per frame
+        above it (0.05 dB on speech-like frames, so a long greeting barely lifts it) and down at
+        least 0.25 dB, or half the gap, per frame below it."""
         if level_db <= SILENT_DB:          # lost frame or comfort noise: says nothing about noise
             return
         # the median of the last three levels: one lost or partly lost frame is not the floor
@@ -143,6 +144,7 @@ class DialerDetector:
             self.floor_db -= max(0.25, 0.5 * (self.floor_db - level_db))
 
     def is_voice(self, f: FrameFeatures, tonal: bool) -> bool:
+        """Update the noise floor with this frame; is the frame the party's speech?"""
         self._track_floor(f.level_db, f.vad)
         p = self.params
         if not (f.vad and not tonal and self.floor_db is not None
@@ -164,6 +166,8 @@ class DialerDetector:
         now = (self.index + 1) * FRAME_MS
         voice = self.is_voice(f, tonal)
         self.voice = voice
+        # a loud sound that is not speech (music before a beep) is not the party waiting
+        loud = not voice and self.floor_db is not None and f.level_db >= self.floor_db + p.loud_margin_db
         if self.decided is not None:
             return None
         self._recent.append(voice)
@@ -172,13 +176,13 @@ class DialerDetector:
                 self.in_speech = self.speech_heard = True
                 self.speech_ms += FRAME_MS * sum(self._recent)
                 self.silence_ms = 0
-            elif self.speech_heard and not (tonal or in_tone):
+            elif self.speech_heard and not (tonal or in_tone or loud):
                 self.silence_ms += FRAME_MS
         elif voice:
             # talk time: a pause shorter than utterance_gap_ms belongs to the utterance
             self.speech_ms += FRAME_MS + self.silence_ms
             self.silence_ms = 0
-        elif not (tonal or in_tone):
+        elif not (tonal or in_tone or loud):
             self.silence_ms += FRAME_MS
             if self.silence_ms >= p.utterance_gap_ms:
                 self.in_speech = False

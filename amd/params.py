@@ -28,6 +28,8 @@ class AmdParams:
     beep_fallback_silence_ms: int = 2600
     # ... or at most this long after the decision
     beep_max_wait_ms: int = 20000
+    # a beep is acted on when this long has passed after it without speech
+    beep_confirm_ms: int = 200
     detector: DetectorParams = field(default_factory=DetectorParams)
     app_amd: AppAmdParams = field(default_factory=AppAmdParams)
     beep: BeepParams = field(default_factory=BeepParams)
@@ -71,7 +73,7 @@ def _fields(klass) -> dict[str, type]:
     return {f.name: type(getattr(defaults, f.name)) for f in dataclasses.fields(klass)}
 
 
-_TOP_FIELDS = {"mode": AmdMode, "beep_fallback_silence_ms": int, "beep_max_wait_ms": int}
+_TOP_FIELDS = {"mode": AmdMode, "beep_fallback_silence_ms": int, "beep_max_wait_ms": int, "beep_confirm_ms": int}
 
 
 def _coerce(key: str, kind: type, raw):

@@ -53,8 +53,11 @@ class AnalysisResult:
 class CallAnalyzer:
     """Feed frames (or precomputed features) until `done`; read `decision` and `result()`."""
 
-    def __init__(self, params: AmdParams | None = None):
+    def __init__(self, params: AmdParams | None = None, beep_stage_only: bool = False):
+        """beep_stage_only: listen for the beep from the first frame without deciding (a call
+        the campaign drops a message on whatever AMD would say)."""
         self.params = params or AmdParams()
+        self.beep_stage_only = beep_stage_only
         p = self.params
         if p.mode is AmdMode.APP_AMD:
             self.detector = AppAmdDetector(p.app_amd)
@@ -71,6 +74,7 @@ class CallAnalyzer:
         self.tones: list[ToneEvent] = []
         self._quiet_ms = 0
         self._ringback = False
+        self._pending_beep: ToneEvent | None = None
 
     @property
     def now_ms(self) -> int:
@@ -89,10 +93,38 @@ class CallAnalyzer:
         if event is not None:
             self.tones.append(event)
             self._ringback |= event.kind is ToneKind.RINGBACK
-        if self.decision is None:
+        event = self._confirm_beep(event)
+        if self.beep_stage_only:
+            self.detector.feed(f, tonal=self.beep.tonal, in_tone=self._tone_pending)
+            self.beep.speech_heard = self.detector.speech_heard
+            if event is not None and event.kind is ToneKind.BEEP:
+                self._finish(BeepOutcome.BEEP, event)
+        elif self.decision is None:
             self._decide(f, event)
         elif self.decision.result is AmdResult.MACHINE:
             self._listen_for_beep(f, event)
+
+    @property
+    def _tone_pending(self) -> bool:
+        """A tone under way or a beep awaiting confirmation: the silence clock waits."""
+        return self.beep.in_tone or self._pending_beep is not None
+
+    def _confirm_beep(self, event: ToneEvent | None) -> ToneEvent | None:
+        """A beep counts once beep_confirm_ms have passed after it without speech: a
+        voicemail beep is followed by the silence of the recording, a vowel held like a tone
+        by more talk. Returns the event to act on this frame (other tones pass through)."""
+        if event is not None and event.kind is ToneKind.BEEP:
+            self._pending_beep = event
+            return None
+        pending = self._pending_beep
+        if pending is None:
+            return event
+        if self.detector.voice:
+            self._pending_beep = None
+        elif self.now_ms >= pending.end_ms + self.params.beep_confirm_ms:
+            self._pending_beep = None
+            return pending
+        return event
 
     def _decide(self, f: FrameFeatures, event: ToneEvent | None) -> None:
         ours = self.params.mode is AmdMode.DIALER
@@ -105,7 +137,7 @@ class CallAnalyzer:
             elif result is not AmdResult.MACHINE:
                 self._finish(BeepOutcome.NOT_LISTENING)
             return
-        decision = self.detector.feed(f, tonal=self.beep.tonal, in_tone=self.beep.in_tone)
+        decision = self.detector.feed(f, tonal=self.beep.tonal, in_tone=self._tone_pending)
         self.beep.speech_heard = self.detector.speech_heard
         if decision is None:
             return
@@ -120,8 +152,8 @@ class CallAnalyzer:
         if event is not None and event.kind is ToneKind.BEEP:
             self._finish(BeepOutcome.BEEP, event)
             return
-        self.detector.feed(f, tonal=self.beep.tonal, in_tone=self.beep.in_tone)   # keeps voice/floor current
-        quiet = not (self.detector.voice or self.beep.tonal or self.beep.in_tone)
+        self.detector.feed(f, tonal=self.beep.tonal, in_tone=self._tone_pending)   # keeps voice/floor current
+        quiet = not (self.detector.voice or self.beep.tonal or self._tone_pending)
         self._quiet_ms = self._quiet_ms + FRAME_MS if quiet else 0
         if self._quiet_ms >= p.beep_fallback_silence_ms:
             self._finish(BeepOutcome.SILENCE_FALLBACK)

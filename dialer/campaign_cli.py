@@ -15,7 +15,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from dialer import campaigns, leads, storage
-from dialer.campaigns import CampaignSettings, CampaignStatus
+from dialer.campaigns import CampaignSettings
 from dialer.errors import DialerError
 
 _out = Console()
@@ -101,7 +101,7 @@ def campaign_list(as_json) -> None:
     if as_json:
         click.echo(json.dumps([{"id": r["id"], "name": r["name"], "status": r["status"], "lists": r["lists"],
                                 "leads": r["leads_total"], "leads_by_status": r["leads"],
-                                "created_at": campaigns._iso(r["created_at"])} for r in rows]))
+                                "created_at": campaigns.iso_utc(r["created_at"])} for r in rows]))
         return
     table = Table(title="campaigns")
     for column in ("name", "status", "lists", "leads", "new", "callable", "in progress", "done", "closed",
@@ -130,8 +130,8 @@ def campaign_show(name, as_json) -> None:
     if as_json:
         out = found.to_dict()
         out["lists"] = [{**{k: v for k, v in row.items() if not k.endswith("_at")},
-                         "created_at": campaigns._iso(row["created_at"]),
-                         "last_imported_at": campaigns._iso(row["last_imported_at"])} for row in lists]
+                         "created_at": campaigns.iso_utc(row["created_at"]),
+                         "last_imported_at": campaigns.iso_utc(row["last_imported_at"])} for row in lists]
         out["leads_by_status"] = counts
         out["start_problems"] = found.settings.start_problems()
         click.echo(json.dumps(out))
@@ -155,10 +155,10 @@ def campaign_show(name, as_json) -> None:
         _out.print("before it can start:\n  " + "\n  ".join(problems))
 
 
-def _transition(name: str, target: CampaignStatus, as_json: bool) -> None:
+def _command(name: str, command: str, as_json: bool) -> None:
     try:
         with storage.connect_db() as conn:
-            changed = campaigns.set_status(conn, name, target)
+            changed = campaigns.apply_command(conn, name, command)
     except DialerError as exc:
         _fail(exc)
     if as_json:
@@ -167,19 +167,19 @@ def _transition(name: str, target: CampaignStatus, as_json: bool) -> None:
         _out.print(f"campaign [bold]{changed.name}[/]: {changed.status.value}")
 
 
-for _command, _target, _help in (
-        ("start", CampaignStatus.RUNNING, "Start campaign NAME (from draft or stopped): engines begin dialing."),
-        ("pause", CampaignStatus.PAUSED, "Pause campaign NAME: no new originates, calls in flight go on."),
-        ("resume", CampaignStatus.RUNNING, "Resume paused campaign NAME."),
-        ("stop", CampaignStatus.STOPPING, "Stop campaign NAME: calls in flight finish, then the engine "
-                                          "releases its leads and marks it stopped.")):
-    def _make(target=_target):
-        @click.argument("name")
-        @click.option("--json", "as_json", is_flag=True)
-        def command(name, as_json) -> None:
-            _transition(name, target, as_json)
-        return command
-    campaign.command(_command, help=_help)(_make())
+def _status_command(command: str, help_text: str) -> None:
+    @campaign.command(command, help=help_text)
+    @click.argument("name")
+    @click.option("--json", "as_json", is_flag=True)
+    def run(name, as_json) -> None:
+        _command(name, command, as_json)
+
+
+_status_command("start", "Start campaign NAME (draft or stopped): engines begin dialing.")
+_status_command("pause", "Pause running campaign NAME: no new originates, calls in flight go on.")
+_status_command("resume", "Resume paused campaign NAME.")
+_status_command("stop", "Stop campaign NAME: calls in flight finish, then the engine releases its leads and "
+                        "marks it stopped (a draft is stopped at once).")
 
 
 @click.group("leads")

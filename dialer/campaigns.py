@@ -613,7 +613,11 @@ def _parse_retry(check: _Checker, value: Any) -> dict[CallOutcome, RetryRule]:
 
 def _parse_schedule(check: _Checker, value: Any) -> Schedule | None:
     data = check.mapping(value, "schedule", ("windows", "exclude_dates"))
-    raw_windows = check.mapping(data.get("windows", {}), "schedule.windows", WEEKDAYS)
+    default = Schedule.default()
+    if "windows" not in data:       # only exclude_dates given: the default days and hours stay
+        raw_windows = {day: [[_hhmm(s), _hhmm(e)] for s, e in spans] for day, spans in default.windows.items()}
+    else:
+        raw_windows = check.mapping(data["windows"], "schedule.windows", WEEKDAYS)
     windows: dict[str, tuple[tuple[time, time], ...]] = {}
     for day in WEEKDAYS:
         spans = raw_windows.get(day, [])
@@ -704,11 +708,11 @@ class Campaign:
     def to_dict(self) -> dict:
         return {"id": self.id, "name": self.name, "status": self.status.value,
                 "settings_version": self.settings_version, "settings": self.settings.to_dict(),
-                "created_at": _iso(self.created_at), "updated_at": _iso(self.updated_at),
-                "status_changed_at": _iso(self.status_changed_at)}
+                "created_at": iso_utc(self.created_at), "updated_at": iso_utc(self.updated_at),
+                "status_changed_at": iso_utc(self.status_changed_at)}
 
 
-def _iso(moment: datetime | None) -> str | None:
+def iso_utc(moment: datetime | None) -> str | None:
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if moment else None
 
 
@@ -778,6 +782,27 @@ def lead_counts(conn: psycopg.Connection, campaign_id: int) -> dict[str, int]:
     rows = conn.execute("SELECT status, count(*) FROM leads WHERE campaign_id = %s GROUP BY status",
                         (campaign_id,)).fetchall()
     return {status: n for status, n in rows}
+
+
+# What each operator command does from each status (docs/campaigns.md, "Status").
+COMMAND_TRANSITIONS: dict[str, dict[CampaignStatus, CampaignStatus]] = {
+    "start": {CampaignStatus.DRAFT: CampaignStatus.RUNNING, CampaignStatus.STOPPED: CampaignStatus.RUNNING},
+    "pause": {CampaignStatus.RUNNING: CampaignStatus.PAUSED},
+    "resume": {CampaignStatus.PAUSED: CampaignStatus.RUNNING},
+    "stop": {CampaignStatus.RUNNING: CampaignStatus.STOPPING, CampaignStatus.PAUSED: CampaignStatus.STOPPING,
+             CampaignStatus.DRAFT: CampaignStatus.STOPPED},
+}
+
+
+def apply_command(conn: psycopg.Connection, name: str, command: str) -> Campaign:
+    """An operator command (start, pause, resume, stop) on campaign `name`."""
+    moves = COMMAND_TRANSITIONS[command]
+    with conn.transaction():
+        campaign = get_campaign(conn, name, for_update=True)
+        if campaign.status not in moves:
+            raise CampaignError(f"campaign {name!r} is {campaign.status.value}: {command} applies to a campaign "
+                                f"that is {' or '.join(sorted(s.value for s in moves))}")
+        return set_status(conn, name, moves[campaign.status])
 
 
 def set_status(conn: psycopg.Connection, name: str, target: CampaignStatus | str) -> Campaign:

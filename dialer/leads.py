@@ -1,18 +1,18 @@
 """Lead import: a CSV file into a campaign's list, streaming, E.164-normalised and deduplicated.
 
 Pipeline (docs/campaigns.md, "Importing leads"):
-1. The main process reads the file record by record (csv module, UTF-8, never the whole file) and
-   sends chunks of records to worker processes (or normalises them itself for small files).
-2. Each worker maps columns by header name, validates every field, normalises the phone number to
-   E.164 with phonenumbers and COPYs the good rows into an UNLOGGED staging table; bad rows come
-   back to the main process, which writes them, in file order, to the rejects CSV with a reason.
-3. One INSERT ... SELECT DISTINCT ON (phone_e164) ... ON CONFLICT (campaign_id, phone_e164) DO NOTHING
-   keeps the first row of each number in the file and skips numbers the campaign already has, in one
-   transaction with the list's counts: an import is all or nothing, and importing a file again adds
-   nothing (every row is then a duplicate).
+1. The main process reads the file line by line (UTF-8, never the whole file) and cuts it into
+   chunks of whole CSV records for worker processes (or handles them itself for small files).
+2. Each worker parses its chunk (csv module), maps columns by header name, validates every field,
+   normalises the phone number to E.164 with phonenumbers and COPYs the good rows into an UNLOGGED
+   staging table; bad rows go back to the main process, which writes them, in file order, to the
+   rejects CSV with a reason each.
+3. One INSERT ... SELECT DISTINCT ON (phone_e164) ... keeps the first row of each number in the
+   file and skips numbers the campaign already has, in one transaction with the list's counts: an
+   import is all or nothing, and importing a file again adds nothing (every row is a duplicate).
 
-Phone numbers: phonenumbers.parse is about 45 µs per number and its validity check alone about
-20 µs (the region lookup walks 25 NANP regions' regexes). Well-formed North American numbers
+Phone numbers: phonenumbers.parse + is_valid_number take 25-50 µs per number, the validity check
+alone about 20 µs (its region lookup walks 25 NANP regions' regexes). Well-formed North American numbers
 (+1 NPA NXX XXXX with the usual separators) skip the parse and take their validity from a cache
 keyed by the number's first digits. How many digits is derived, per area code, from the installed
 phonenumbers metadata itself: for every NANP region's patterns (and the leading-digits patterns
@@ -95,7 +95,8 @@ class ColumnMap:
     def from_header(cls, header: list[str], overrides: dict[str, str] | None = None) -> "ColumnMap":
         if not header or all(not h.strip() for h in header):
             raise LeadImportError("the file has no header line")
-        keys = [header_key(h) for h in header]
+        # a column without a name (a trailing comma in the header) is called column_N (1-based)
+        keys = [header_key(h) or f"column_{i + 1}" for i, h in enumerate(header)]
         seen = Counter(keys)
         if twice := [header[i] for i, k in enumerate(keys) if seen[k] > 1]:
             raise LeadImportError(f"header names used twice: {', '.join(sorted(set(twice)))}")
@@ -117,7 +118,7 @@ class ColumnMap:
             raise LeadImportError(f"no phone column: the header needs one of {', '.join(FIELD_ALIASES['phone'])} "
                                   f"(or --map phone=COLUMN); it has {', '.join(header)}")
         used = set(fields.values())
-        custom = tuple((header[i].strip(), i) for i in range(len(header)) if i not in used)
+        custom = tuple((header[i].strip() or keys[i], i) for i in range(len(header)) if i not in used)
         return cls(header=tuple(header), fields=fields, custom=custom)
 
 
@@ -301,6 +302,8 @@ class RecordReader:
             yield Record(taken[0][0], fields)
 
     def _reject_first(self, reason: str, detail: str) -> Record:
+        if not self._taken:
+            raise LeadImportError(f"CSV error before any line was read: {detail}")
         first, rest = self._taken[0], self._taken[1:]
         self._pushback.extendleft(reversed(rest))
         return Record(first[0], None, reason, detail + "; the raw line is kept as one field",
@@ -734,24 +737,39 @@ def _drop_orphan_stages(conn: psycopg.Connection) -> None:
 
 def _commit(conn, stage, campaign_id, list_name, path, summary, valid_rows) -> None:
     """Insert the staged rows (first row of each number in the file, none the campaign already has)
-    and the list's counts, in one transaction."""
+    and the list's counts, in one transaction.
+
+    Imports into one campaign take turns (a transaction-level advisory lock), so the plain
+    anti-join INSERT cannot race another import; it is a third faster than ON CONFLICT, whose
+    speculative insertion costs an extra WAL record and index probe per row (measured). Should
+    another writer add one of the numbers meanwhile, the INSERT is redone with ON CONFLICT."""
     with conn.transaction():
         conn.execute("SET LOCAL work_mem = '256MB'")     # sort the file's numbers in memory
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('lead-import:' || %s::text, 0))",
+                     (campaign_id,))
         conn.execute(f"ANALYZE {stage}")
         list_id = conn.execute(
             "INSERT INTO lead_lists (campaign_id, name, source_file) VALUES (%s, %s, %s) "
             "ON CONFLICT (campaign_id, name) DO UPDATE SET source_file = EXCLUDED.source_file RETURNING id",
             (campaign_id, list_name, str(path))).fetchone()[0]
         names = ", ".join(STAGE_COLUMNS[1:])
-        distinct, inserted = conn.execute(f"""
-            WITH firsts AS (
-                SELECT DISTINCT ON (phone_e164) {names} FROM {stage} ORDER BY phone_e164, row_no),
-            added AS (
-                INSERT INTO leads (campaign_id, list_id, {names})
-                SELECT %s, %s, {names} FROM firsts
-                ON CONFLICT (campaign_id, phone_e164) DO NOTHING RETURNING 1)
-            SELECT (SELECT count(*) FROM firsts), (SELECT count(*) FROM added)""",
-                                          (campaign_id, list_id)).fetchone()
+
+        def insert(dedupe: str):
+            return conn.execute(f"""
+                WITH firsts AS (
+                    SELECT DISTINCT ON (phone_e164) {names} FROM {stage} ORDER BY phone_e164, row_no),
+                added AS (
+                    INSERT INTO leads (campaign_id, list_id, {names})
+                    SELECT %(campaign)s, %(list)s, {names} FROM firsts f {dedupe} RETURNING 1)
+                SELECT (SELECT count(*) FROM firsts), (SELECT count(*) FROM added)""",
+                                {"campaign": campaign_id, "list": list_id}).fetchone()
+
+        try:
+            with conn.transaction():
+                distinct, inserted = insert("WHERE NOT EXISTS (SELECT 1 FROM leads l WHERE l.campaign_id = "
+                                            "%(campaign)s AND l.phone_e164 = f.phone_e164)")
+        except psycopg.errors.UniqueViolation:
+            distinct, inserted = insert("ON CONFLICT (campaign_id, phone_e164) DO NOTHING")
         summary.list_id = list_id
         summary.imported = inserted
         summary.duplicates_in_file = valid_rows - distinct

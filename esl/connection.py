@@ -163,6 +163,11 @@ class ESLConnection:
     def wait_closed(self, timeout: float | None = None) -> bool:
         return self._closed.wait(timeout)
 
+    def wait_dispatched(self, timeout: float) -> bool:
+        """After close: wait until every event received has been handed to the handler."""
+        self._dispatcher.join(timeout)
+        return self._dispatcher.dead
+
     def close(self, reason: ESLError | None = None) -> None:
         """Close the socket and fail every pending request and job. Idempotent."""
         if self._closed.is_set():

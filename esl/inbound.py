@@ -81,9 +81,11 @@ class InboundClient:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Close the connection; returns once the events already received were handled."""
         self._stopping = True
         if self._conn is not None:
             self._conn.close(ConnectionLost(f"{self.name}: client stopped"))
+            self._conn.wait_dispatched(timeout)
         if self._supervisor is not None:
             self._supervisor.kill(timeout=timeout)
         self._connected.clear()

@@ -183,7 +183,8 @@ class Simulation:
         n = scenario.agents
         # per agent, per handled call: pause draw and pause length (common random numbers)
         self._pause_u = agent_rng.random((n, 4096))
-        self._pause_len = agent_rng.lognormal(*lognormal_params(scenario.pause_mean_s, 0.5), (n, 4096))
+        self._pause_len = agent_rng.lognormal(*lognormal_params(scenario.pause_mean_s, 0.5),
+                                              (n, 4096))
 
     # ----------------------------------------------------------------------------------------
     def run(self) -> SimulationResult:
@@ -191,7 +192,6 @@ class Simulation:
         days = max(1, math.ceil(s.days))
         self.day_live = np.zeros(days)
         self.day_abandoned = np.zeros(days)
-        self.day_hidden = np.zeros(days)          # humans AMD called machines
         hours = math.ceil(s.shift_s / 3600.0) + 1
         self.hour_live = np.zeros((days, hours))
         self.hour_abandoned = np.zeros((days, hours))
@@ -325,9 +325,8 @@ class Simulation:
                     call, lead_kind = a, b
                     new_outcomes.append(outcome_of[lead_kind])
                     new_ages.append(now - ringing.pop(call))
-                    if lead_kind == FALSE_MACHINE:
-                        self.day_hidden[day] += 1
-                    elif lead_kind in (HUMAN, FALSE_HUMAN):
+                    # a human AMD called a machine is dropped unseen (UK: estimated, counted)
+                    if lead_kind in (HUMAN, FALSE_HUMAN):
                         while ready and logged_off[ready[0]]:
                             ready.popleft()
                         if ready and now < end:

@@ -125,3 +125,38 @@ def test_real_capture_beep_at_14_5_to_16_s(captures_dir):
     assert 14500 <= beep.start_ms <= 16000 and 14500 <= beep.end_ms <= 16100
     assert beep.end_ms - beep.start_ms >= 400
     assert abs(beep.freqs_hz[0] - 1000) < 15
+
+
+def _features(kind: str, n: int):
+    from amd.features import FrameFeatures
+    spec = {"quiet": (-60.0, False, 0.05), "tone": (-20.0, True, 0.95), "talk": (-20.0, True, 0.2)}[kind]
+    level, vad, purity = spec
+    return [FrameFeatures(level, 1000.0, vad, 1000.0, 1500.0, purity, purity + 0.02, 0.02)] * n
+
+
+@pytest.mark.parametrize("after,expect_beep", [("quiet", True), ("talk", False)])
+def test_beep_is_confirmed_only_by_the_silence_after_it(after, expect_beep):
+    from amd.detector import AmdResult, Cause
+    from amd.session import CallAnalyzer
+    analyzer = CallAnalyzer()
+    for f in _features("quiet", 10) + _features("tone", 15) + _features(after, 30):
+        analyzer.feed_features(f)
+    analyzer.end_of_audio()
+    r = analyzer.result()
+    if expect_beep:
+        assert (r.result, r.cause) == (AmdResult.MACHINE, Cause.BEEP)
+        assert abs(r.beep_end_ms - 500) <= 20
+        assert r.beep_end_ms + 200 <= r.decision_ms <= r.beep_end_ms + 260
+    else:
+        assert r.cause is not Cause.BEEP and r.beep_end_ms is None
+
+
+def test_beep_stage_only_listens_from_the_first_frame(captures_dir):
+    from amd.session import BeepOutcome, CallAnalyzer
+    samples, _ = audio.read_wav(captures_dir / "21_unicast_native_decoded.wav")
+    analyzer = CallAnalyzer(beep_stage_only=True)
+    for f in features_for_signal(samples):
+        analyzer.feed_features(f)
+        if analyzer.done:
+            break
+    assert analyzer.beep_outcome is BeepOutcome.BEEP and 14500 <= analyzer.beep_event.end_ms <= 16100

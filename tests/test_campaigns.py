@@ -118,6 +118,14 @@ def test_schedule_open_close_and_next_open():
         datetime(2026, 12, 5, 10, 0, tzinfo=zone)
 
 
+def test_schedule_with_only_excluded_dates_keeps_the_default_hours():
+    settings = CampaignSettings.from_dict({"schedule": {"exclude_dates": ["2026-12-25"]}})
+    assert settings.schedule.windows == CampaignSettings().schedule.windows
+    christmas = datetime(2026, 12, 25, 12, 0, tzinfo=ZoneInfo("America/New_York"))
+    assert not settings.schedule.is_open(christmas)
+    assert settings.schedule.is_open(christmas + timedelta(days=1))
+
+
 def test_assignments_parse_json_or_text():
     assert campaigns.parse_assignment("ring_timeout_s=30") == ("ring_timeout_s", 30)
     assert campaigns.parse_assignment("safe_harbor_message=say:hello") == ("safe_harbor_message", "say:hello")
@@ -205,7 +213,18 @@ def test_cli_create_list_show_and_transitions(db_url, tmp_path, monkeypatch):
         assert result.exit_code == 0, result.output
         assert json.loads(result.output)["status"] == status
     result = runner.invoke(main, ["campaign", "pause", "autumn"])
-    assert result.exit_code == 1 and "cannot become paused" in result.output
+    assert result.exit_code == 1 and "pause applies to a campaign that is running" in result.output
 
     result = runner.invoke(main, ["campaign", "set", "autumn", "max_attempts=9", "--json"])
     assert result.exit_code == 0 and json.loads(result.output)["settings"]["max_attempts"] == 9
+
+
+def test_operator_commands_apply_from_their_statuses_only(db):
+    campaigns.create_campaign(db, "c3", CampaignSettings.from_dict(READY))
+    with pytest.raises(CampaignError, match="resume applies to a campaign that is paused"):
+        campaigns.apply_command(db, "c3", "resume")
+    assert campaigns.apply_command(db, "c3", "start").status == CampaignStatus.RUNNING
+    with pytest.raises(CampaignError, match="start applies to a campaign that is draft or stopped"):
+        campaigns.apply_command(db, "c3", "start")
+    campaigns.create_campaign(db, "c4", CampaignSettings())
+    assert campaigns.apply_command(db, "c4", "stop").status == CampaignStatus.STOPPED   # a draft: at once

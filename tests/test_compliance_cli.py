@@ -150,3 +150,16 @@ def test_scrub_offline(runner, dnc_files, tmp_path):
     bad = runner.invoke(main, ["compliance", "scrub", str(leads), "--out", str(tmp_path / "c.csv"),
                                "--rejects", str(tmp_path / "r.csv"), "--phone-column", "tel", *dnc_files])
     assert bad.exit_code == 1 and "no column named 'tel'" in bad.output
+
+
+def test_scrub_keeps_quoted_records_intact(runner, dnc_files, tmp_path):
+    leads = tmp_path / "quoted.csv"
+    leads.write_text('id,note,phone\r\n1,"says ""hi"", twice",2125551234\r\n2,"two\nlines",(212) 555-0100\r\n'
+                     '3,short\r\n4,plain,+12125550102\r\n')
+    out = runner.invoke(main, ["compliance", "scrub", str(leads), "--out", str(tmp_path / "c.csv"),
+                               "--rejects", str(tmp_path / "r.csv"), *dnc_files])
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "c.csv").read_bytes().decode() == 'id,note,phone\r\n1,"says ""hi"", twice",2125551234\r\n4,plain,+12125550102\r\n'
+    rejects = list(csv.reader(open(tmp_path / "r.csv", newline="")))
+    assert rejects == [["id", "note", "phone", "reject_reason"], ["2", "two\nlines", "(212) 555-0100", "US-DNC-1"],
+                       ["3", "short", "INVALID_NUMBER"]]

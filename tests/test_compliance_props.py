@@ -106,3 +106,19 @@ def test_requeue_time_is_allowed_by_every_hours_rule(number, moment):
     if decision.next_allowed_at is not None:
         later = GATE.decide(CallRequest(number, CAMPAIGN, decision.next_allowed_at, Lead()), dry_run=True)
         assert not any(b.timed for b in later.blocks), later.to_dict()
+
+
+@settings(max_examples=200, deadline=None)
+@given(zones_st, states_st, instant_st)
+def test_shared_timeline_agrees_with_the_rules(zones, states, moment):
+    from dialer.compliance.hours import build_timeline
+    cs = checks(zones, states)
+    start = datetime.combine(moment.date(), datetime.min.time(), tzinfo=timezone.utc)
+    timeline = build_timeline(cs, start, start + timedelta(days=11), GATE.calendars)
+    assert timeline.allows(moment) == allowed(zones, states, moment)
+    direct = next_allowed(cs, moment, GATE.calendars)
+    shared = timeline.next_allowed(moment, timedelta(days=10))
+    if direct is not None and direct <= moment + timedelta(days=9):
+        assert shared == direct
+    if shared is not None:
+        assert not failing_checks(cs, shared, GATE.calendars)

@@ -216,3 +216,15 @@ def test_counters_rebuild_from_call_attempts(gate, db, redis_client):
     assert gate.decide(call(fl, at=NOON_NY + timedelta(minutes=6)), dry_run=True).reasons == ["FL-3IN24"]
     assert gate.decide(call("+12125559001", at=NOON_NY + timedelta(days=1), purpose=Purpose.DEBT),
                        dry_run=True).reasons == ["US-7IN7"]
+
+
+def test_a_hung_query_times_out_and_blocks(gate, db_url):
+    # Another session holds the audit lock: the gate's audit append waits at most statement_timeout.
+    gate.records.conn.statement_timeout_ms = 300
+    gate.records.conn._get().close()
+    with storage.connect_db(db_url) as other:
+        other.execute("SELECT pg_advisory_xact_lock(109330228604025)")
+        decision = gate.decide(call(purpose=Purpose.INFORMATIONAL))
+        other.rollback()
+    assert decision.reasons == ["AUDIT_UNAVAILABLE"]
+    assert gate.decide(call(purpose=Purpose.INFORMATIONAL, at=NOON_NY + timedelta(minutes=1))).allowed

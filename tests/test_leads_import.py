@@ -157,6 +157,18 @@ def test_columns_by_alias_override_and_region(db, db_url, tmp_path):
         ("+442079460958", {"Mobile": "07400 123456"})
 
 
+def test_header_only_and_unnamed_columns(db, db_url, tmp_path):
+    new_campaign(db)
+    empty = tmp_path / "header.csv"
+    empty.write_text("phone,name\n")
+    summary = import_csv(empty, "c1", db_url=db_url, workers=0)
+    assert (summary.rows_read, summary.imported, summary.rejected, summary.rejects_file) == (0, 0, 0, None)
+    trailing = tmp_path / "trailing.csv"
+    trailing.write_text("phone,name,,\n2125550100,Ann,x,\n")
+    assert import_csv(trailing, "c1", db_url=db_url, workers=0).imported == 1
+    assert db.execute("SELECT custom FROM leads").fetchone()[0] == {"name": "Ann", "column_3": "x"}
+
+
 @pytest.mark.parametrize("content, message", [
     ("", "empty"),
     ("name,city\nAnn,Paris\n", "no phone column"),
@@ -284,3 +296,35 @@ def test_a_worker_that_dies_is_reported_not_waited_for(tmp_path):
             worker.result()
     finally:
         worker.close(kill=True)
+
+
+def test_a_number_added_by_another_writer_during_the_insert_is_a_duplicate(db, db_url, tmp_path):
+    """The anti-join INSERT meets a row another transaction is adding: it waits, gets the unique
+    violation when that commits, and the ON CONFLICT path then skips the number."""
+    import threading
+    import time
+
+    from dialer import storage
+    campaign = new_campaign(db)
+    source = tmp_path / "race.csv"
+    source.write_text("phone\n2125550100\n3125550142\n")
+    other = storage.connect_db(db_url)
+    other.execute("INSERT INTO lead_lists (campaign_id, name, source_file) VALUES (%s, 'other', 'x')",
+                  (campaign.id,))
+    other.execute("INSERT INTO leads (campaign_id, list_id, phone_e164, phone_raw) "
+                  "SELECT %s, id, '+12125550100', 'x' FROM lead_lists WHERE name = 'other'", (campaign.id,))
+    results = []
+    thread = threading.Thread(target=lambda: results.append(import_csv(source, "c1", db_url=db_url, workers=0)))
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not db.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                         "AND query LIKE '%%WITH firsts%%'").fetchone()[0]:
+        assert time.monotonic() < deadline, "the import never waited on the other writer"
+        db.rollback()                       # a new snapshot of pg_stat_activity
+        time.sleep(0.05)
+    db.commit()
+    other.commit()
+    other.close()
+    thread.join(timeout=30)
+    assert results and (results[0].imported, results[0].duplicates_in_campaign) == (1, 1)
+    assert db.execute("SELECT count(*) FROM leads").fetchone()[0] == 2

@@ -130,9 +130,9 @@ def test_predictive_warm_start_is_bounded_and_diagnosed():
     pacer = make_pacer(PacingConfig())
     decision = pacer.decide(snapshot(ready=5))
     d = decision.diagnostics
-    # five free agents and a 10% prior: more than one call each, far from a blind burst
-    assert 5 <= decision.calls_to_start <= 40
-    assert d.answer_probability == pytest.approx(0.10, abs=0.01)
+    # five free agents and a cautious 35% prior: more than one call each, no blind burst
+    assert 6 <= decision.calls_to_start <= 15
+    assert d.answer_probability == pytest.approx(0.35, abs=0.01)
     assert d.expected_free_agents >= 5
     assert 0.0 <= d.predicted_abandon_probability <= d.target_now * 1.0001
 

@@ -227,18 +227,21 @@ def _plots(runs: list[dict], out_dir: Path) -> list[str]:
         return None
 
     for name, series, ylabel in (
-            ("pacing_abandon_daily.png", "daily_abandon_rate", "abandoned / live answers"),
+            ("pacing_abandon_daily.png", "daily_abandon_rate",
+             "abandoned / live answers (0 shown as 0.01%)"),
             ("pacing_occupancy_daily.png", "daily_occupancy", "occupancy")):
         fig, axes = grid(ylabel + " per simulated day")
         for ax, sc in zip(axes, scenarios):
             for policy in policies:
                 r = pick(sc, policy)
                 if r:
-                    ax.plot(np.arange(1, len(r["series"][series]) + 1), r["series"][series],
-                            label=policy, marker=".")
+                    values = np.asarray(r["series"][series])
+                    if series == "daily_abandon_rate":   # log scale: show 0 as 0.01%
+                        values = np.maximum(values, 1e-4)
+                    ax.plot(np.arange(1, values.size + 1), values, label=policy, marker=".")
             if series == "daily_abandon_rate":
                 ax.axhline(0.03, color="red", linestyle="--", linewidth=1)
-                ax.set_yscale("symlog", linthresh=0.05)
+                ax.set_yscale("log")
             ax.set_title(f"{sc[0]} agents, contact {sc[1]:.0%}, talk {sc[2]:g} s", fontsize=9)
             ax.set_xlabel("day")
             ax.set_ylabel(ylabel, fontsize=8)
@@ -263,15 +266,15 @@ def _plots(runs: list[dict], out_dir: Path) -> list[str]:
     plt.close(fig)
     written.append("pacing_wait.png")
 
-    fig, axes = grid("operating points: abandon (30 d) vs talk ratio to ceiling")
+    fig, axes = grid("operating points: abandon (30 d, 0 shown as 0.01%) vs talk / ceiling")
     for ax, sc in zip(axes, scenarios):
         for policy in policies:
             r = pick(sc, policy)
             if r:
-                ax.scatter(r["summary"]["abandon_rate_30d"], r["summary"]["bound_ratio"],
-                           label=policy)
+                ax.scatter(max(r["summary"]["abandon_rate_30d"], 1e-4),
+                           r["summary"]["bound_ratio"], label=policy)
         ax.axvline(0.03, color="red", linestyle="--", linewidth=1)
-        ax.set_xscale("symlog", linthresh=0.01)
+        ax.set_xscale("log")
         ax.set_title(f"{sc[0]} agents, contact {sc[1]:.0%}, talk {sc[2]:g} s", fontsize=9)
         ax.set_xlabel("abandon rate", fontsize=8)
         ax.set_ylabel("talk / ceiling", fontsize=8)
@@ -287,7 +290,8 @@ def _write_doc(table: str, checks: list[str], meta: dict, plots: list[str]) -> N
     block = [MARK_START,
              f"Produced by `{meta['command']}` on {meta['finished']} "
              f"({meta['machine']}, {meta['cpus']} CPUs shared with other work; "
-             f"{meta['runs']} runs, {meta['wall_s']:.0f} s wall).", "",
+             f"{meta['runs']} runs, {meta['run_s']:.0f} s of run time in all). Seed 101 for "
+             "every policy; seeds used while tuning were others.", "",
              table, "", "Goal checks (computed from the runs above):", "", *checks, "",
              *[f"![{p}](../benchmarks/results/{p})" for p in plots], MARK_END]
     text = DOC.read_text() if DOC.exists() else f"# Pacing\n\n{MARK_START}\n{MARK_END}\n"
@@ -324,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
                              "pacing_quick.json with --quick)")
     parser.add_argument("--resume", action="store_true", help="skip runs already in --out")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/pacing.md")
+    parser.add_argument("--render", action="store_true",
+                        help="run nothing: rebuild table, plots and doc from --out (+ --include)")
     parser.add_argument("--include", action="append", default=[],
                         help="merge the runs (and commands) of another results JSON first")
     args = parser.parse_args(argv)
@@ -345,14 +351,15 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    data = _load(out) if args.resume else {"runs": []}
+    data = _load(out) if args.resume or args.render else {"runs": []}
     for extra in args.include:
         other = _load(Path(extra))
         known = {(r["key"], r["policy"]) for r in data["runs"]}
         data["runs"] += [r for r in other["runs"] if (r["key"], r["policy"]) not in known]
         data["commands"] = data.get("commands", []) + other.get("commands", [])
     done = {(r["key"], r["policy"]) for r in data["runs"]}
-    jobs = [j for j in _jobs(args) if (j["key"], j["policy"]) not in done]
+    jobs = [] if args.render else [j for j in _jobs(args)
+                                   if (j["key"], j["policy"]) not in done]
     command = "python -m benchmarks.pacing.run " + " ".join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     started = time.perf_counter()
@@ -368,9 +375,11 @@ def main(argv: list[str] | None = None) -> int:
             out.write_text(json.dumps(data, indent=1, default=str))
     meta = {"command": command, "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": platform.platform(), "cpus": os.cpu_count(), "runs": len(data["runs"]),
-            "wall_s": time.perf_counter() - started}
-    data["commands"] = data.get("commands", []) + [command]
-    meta["command"] = " && ".join(data["commands"])
+            "wall_s": time.perf_counter() - started,
+            "run_s": sum(r["seconds"] for r in data["runs"])}
+    if not args.render:
+        data["commands"] = data.get("commands", []) + [command]
+    meta["command"] = " && ".join(data.get("commands", [command]))
     data["meta"] = meta
     table = _table(data["runs"])
     checks = _goal_checks(data["runs"], args.target)

@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo
 from dialer.compliance.counters import CounterCheck, LockCheck, counter_key, lock_key
 from dialer.compliance.geo import Geography, NumberFacts
 from dialer.compliance.hours import (
-    HolidayCalendars, HoursCheck, MissingHolidayCalendar, failing_checks, next_allowed,
+    NEXT_ALLOWED_HORIZON_DAYS, HolidayCalendars, HoursCheck, MissingHolidayCalendar, build_timeline,
+    failing_checks, next_allowed,
 )
 from dialer.compliance.model import (
     Block, CallRequest, ComplianceError, ConsentKind, Decision, FailClosed, LineType, ListKind, Outcome,
@@ -97,6 +98,7 @@ class ComplianceGate:
         self._scope_cache: dict[tuple, tuple[Rule, ...]] = {}
         self._checks_cache: dict[tuple, list[HoursCheck]] = {}
         self._candidates_cache: dict[tuple, Candidates] = {}
+        self._timelines: dict[tuple, object] = {}
 
     # ------------------------------------------------------------ candidates
 
@@ -225,7 +227,7 @@ class ComplianceGate:
                 zones = ", ".join(c.zone_name for c in failing if c.rule.id == rule_id)
                 blocks.append(Block(rule.id, rule.id, rule.citation, f"outside the window in {zones}", timed=True))
             if failing and all(b.timed for b in blocks):
-                next_at = next_allowed(checks, now, self.calendars)
+                next_at = self._next_allowed(checks, now)
                 if next_at is None:
                     blocks.append(Block(FailClosed.EMPTY_WINDOW, "", "",
                                         "no moment in the next days is allowed in every candidate zone"))
@@ -273,6 +275,21 @@ class ComplianceGate:
             decision = Decision(decision_id, False, blocked, None, tuple(zones), tuple(states), local_times,
                                 counts, versions, tuple(evaluated), tuple(warnings))
         return decision
+
+    def _next_allowed(self, checks: list[HoursCheck], now: datetime) -> datetime | None:
+        """next_allowed() through a timeline shared by the day's decisions with the same checks."""
+        key = (tuple((c.rule.id, c.zone_name, c.waived) for c in checks), now.date())
+        timeline = self._timelines.get(key)
+        if timeline is None:
+            if len(self._timelines) > 4096:
+                self._timelines.clear()
+            start = datetime.combine(now.date(), datetime.min.time(), tzinfo=timezone.utc)
+            timeline = self._timelines[key] = build_timeline(
+                checks, start, start + timedelta(days=NEXT_ALLOWED_HORIZON_DAYS + 1), self.calendars)
+        found = timeline.next_allowed(now, timedelta(days=NEXT_ALLOWED_HORIZON_DAYS))
+        if found is not None and failing_checks(checks, found, self.calendars):
+            found = next_allowed(checks, now, self.calendars)    # never trust the shortcut over the rules
+        return found
 
     def _maybe_refresh_registry(self) -> None:
         """Pick up new registry snapshots; on failure keep the old ones (their age still counts)."""

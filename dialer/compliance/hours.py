@@ -10,6 +10,7 @@ half-open: 08:00 is inside, 21:00 outside.
 """
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 
@@ -63,7 +64,10 @@ class HoursCheck:
     def allows(self, moment: datetime, calendars: HolidayCalendars) -> bool:
         local = moment.astimezone(self.clock)
         seconds = local.hour * 3600 + local.minute * 60 + local.second
-        return any(start <= seconds < end for start, end in self.windows_on(local.date(), calendars))
+        for start, end in self.windows_on(local.date(), calendars):
+            if start <= seconds < end:
+                return True
+        return False
 
     def starts_between(self, moment: datetime, first_day: int, last_day: int,
                        calendars: HolidayCalendars) -> list[datetime]:
@@ -112,3 +116,51 @@ def next_allowed(checks: list[HoursCheck], moment: datetime, calendars: HolidayC
             if not failing_checks(checks, candidate, calendars):
                 return candidate
     return None
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Where a set of checks allows calls, precomputed over [start, end): the allowed set only
+    changes at window edges, so it is a list of edges with the status that follows each one.
+    Shared by every decision with the same checks on the same UTC day (a bisect per decision).
+    Assumes no window edge falls inside a daylight-saving gap (02:00-03:00 local)."""
+    edges: tuple[datetime, ...]
+    allowed: tuple[bool, ...]
+    end: datetime
+
+    def _index(self, moment: datetime) -> int:
+        if not self.edges[0] <= moment < self.end:
+            raise ValueError(f"{moment} is outside the timeline")
+        return bisect.bisect_right(self.edges, moment) - 1
+
+    def allows(self, moment: datetime) -> bool:
+        return self.allowed[self._index(moment)]
+
+    def next_allowed(self, moment: datetime, horizon: timedelta) -> datetime | None:
+        i = self._index(moment)
+        if self.allowed[i]:
+            return moment
+        for j in range(i + 1, len(self.edges)):
+            if self.allowed[j]:
+                return self.edges[j] if self.edges[j] <= moment + horizon else None
+        return None
+
+
+def build_timeline(checks: list[HoursCheck], start: datetime, end: datetime,
+                   calendars: HolidayCalendars) -> Timeline:
+    edges = {start}
+    for check in checks:
+        first = start.astimezone(check.clock).date() - timedelta(days=1)
+        last = end.astimezone(check.clock).date() + timedelta(days=1)
+        day = first
+        while day <= last:
+            for window in check.windows_on(day, calendars):
+                for seconds in window:
+                    at = (datetime.combine(day, time(seconds // 3600, seconds % 3600 // 60), tzinfo=check.clock)
+                          if seconds < 86400 else
+                          datetime.combine(day + timedelta(days=1), time(0), tzinfo=check.clock))
+                    if start < at < end:
+                        edges.add(at.astimezone(start.tzinfo))
+            day += timedelta(days=1)
+    ordered = tuple(sorted(edges))
+    return Timeline(ordered, tuple(not failing_checks(checks, e, calendars) for e in ordered), end)

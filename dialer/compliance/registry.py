@@ -264,7 +264,7 @@ class RegistryIndex:
         """A complete federal snapshot from plain files (the `compliance check --dnc-file` case)."""
         index = cls()
         for npa, bits in build_bitsets(paths, report).items():
-            index.put(ListKind.FEDERAL, "US", npa, NpaSnapshot(bits, as_of, -1))
+            index.put(ListKind.FEDERAL, "US", npa, NpaSnapshot(bits, as_of, count_bits(bits)))
         index.mark_complete(ListKind.FEDERAL, "US", as_of)
         return index
 

@@ -9,8 +9,9 @@ membership is tested in numpy batches; only non-NANP numbers go through phonenum
 from __future__ import annotations
 
 import csv
+import itertools
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -117,9 +118,31 @@ class Scrubber:
         return reasons
 
 
+def _records(handle) -> Iterator[str]:
+    """Raw CSV records (a quoted field may span lines: a record ends when its quotes balance)."""
+    pending = ""
+    for line in handle:
+        pending += line
+        if pending.count('"') % 2 == 0:
+            yield pending
+            pending = ""
+    if pending:
+        yield pending
+
+
+def _fields(record: str) -> list[str]:
+    if '"' not in record:
+        return record.rstrip("\r\n").split(",")
+    return next(csv.reader([record]), [])
+
+
 def scrub_file(scrubber: Scrubber, leads: Path, out: Path, rejects: Path, *, phone_column: str = "phone",
                region: str = "US", progress: Callable[[int], None] | None = None) -> ScrubReport:
-    """Copy clean rows to `out` and rejected rows, with a reason column, to `rejects`."""
+    """Copy clean records to `out` unchanged and rejected ones, with a reason column, to `rejects`.
+
+    Records are copied as raw text (only split to find the phone), which keeps the input's own
+    quoting and costs half of a csv reader/writer round trip.
+    """
     report = ScrubReport()
     try:
         source = open(leads, newline="", encoding="utf-8")
@@ -127,31 +150,29 @@ def scrub_file(scrubber: Scrubber, leads: Path, out: Path, rejects: Path, *, pho
         raise ComplianceError(f"cannot read {leads}: {exc}") from exc
     with source, open(out, "w", newline="", encoding="utf-8") as clean_f, \
             open(rejects, "w", newline="", encoding="utf-8") as reject_f:
-        reader = csv.reader(source)
-        header = next(reader, None)
-        if header is None or phone_column not in header:
+        records = _records(source)
+        header_record = next(records, None)
+        header = _fields(header_record) if header_record else []
+        if phone_column not in header:
             raise ComplianceError(f"{leads}: no column named {phone_column!r} in the header")
         column, width = header.index(phone_column), len(header)
-        clean_w, reject_w = csv.writer(clean_f), csv.writer(reject_f)
-        clean_w.writerow(header)
-        reject_w.writerow([*header, "reject_reason"])
+        clean_f.write(header_record if header_record.endswith("\n") else header_record + "\n")
+        reject_f.write(header_record.rstrip("\r\n") + ",reject_reason\n")
         position = 0
         while True:
-            batch = []
-            for row in reader:
-                batch.append(row)
-                if len(batch) >= BATCH_ROWS:
-                    break
+            batch = list(itertools.islice(records, BATCH_ROWS))
             if not batch:
                 break
-            phones = [row[column] if len(row) > column else "" for row in batch]
+            rows = [_fields(record) for record in batch]
+            phones = [row[column] if len(row) > column else "" for row in rows]
             reasons = [r if r is not None or len(row) == width else "MALFORMED_ROW"
-                       for row, r in zip(batch, scrubber.classify(phones, region))]
-            clean_w.writerows([row for row, r in zip(batch, reasons) if r is None])
-            rejected = [[*row, str(r)] for row, r in zip(batch, reasons) if r is not None]
-            reject_w.writerows(rejected)
-            report.rejected.update(row[-1] for row in rejected)
-            report.clean += len(batch) - len(rejected)
+                       for row, r in zip(rows, scrubber.classify(phones, region))]
+            clean = [rec if rec.endswith("\n") else rec + "\n" for rec, r in zip(batch, reasons) if r is None]
+            clean_f.writelines(clean)
+            reject_f.writelines(f"{rec.rstrip(chr(13) + chr(10))},{r}\n" for rec, r in zip(batch, reasons)
+                                if r is not None)
+            report.rejected.update(str(r) for r in reasons if r is not None)
+            report.clean += len(clean)
             report.rows += len(batch)
             if progress:
                 consumed = source.buffer.tell()

@@ -32,13 +32,21 @@ class LazyConnection:
     database raises StorageError instead, and the gate blocks that call with a reason.
     """
 
-    def __init__(self, url: str | None = None):
+    def __init__(self, url: str | None = None, statement_timeout_ms: int = 2000):
         self.url = url
+        self.statement_timeout_ms = statement_timeout_ms
         self._conn: psycopg.Connection | None = None
 
     def _get(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = storage.connect_db(self.url, autocommit=True)
+            conn = storage.connect_db(self.url, autocommit=True)
+            try:
+                # Every wait has a timeout: a hung server blocks one decision, not the engine.
+                conn.execute(f"SET statement_timeout = {int(self.statement_timeout_ms)}")
+            except psycopg.Error as exc:
+                conn.close()
+                raise StorageError(f"cannot configure PostgreSQL session: {exc}") from exc
+            self._conn = conn
         return self._conn
 
     def execute(self, *args, **kwargs):

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 MAX_CLOCK_SKEW_S = 2.0
 EVENTS_STREAM = "dialer:events"
 EVENTS_MAXLEN = 100_000
+AGENTS_HASH = "dialer:agents"
+CAMPAIGN_HASH = "dialer:campaign:{campaign}:{engine}"   # live counters, expire after 30 s
 SUPERVISE_S = 1.0
 # Dispositions by which the called person asked not to be called again.
 OPT_OUT_DISPOSITIONS = frozenset({"DNC", "OPT_OUT", "DO_NOT_CALL"})
@@ -83,6 +85,7 @@ class Engine:
         self.clock_ok = True
         self.publish_failures = 0
         self._supervisor: gevent.Greenlet | None = None
+        self._halted = False
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -102,19 +105,24 @@ class Engine:
         deadline = time.monotonic() + drain_timeout
         while any(r.calls for r in self.runners.values()) and time.monotonic() < deadline:
             gevent.sleep(0.1)
-        if self._supervisor is not None:
-            self._supervisor.kill()
         for runner in self.runners.values():
-            runner.kill()
+            # Flows still running after the deadline are cut: their calls are hung up first.
+            for call in list(runner.calls.values()):
+                self.switchboard.try_api(call.node, f"uuid_kill {call.uuid}")
+            runner.flows.join(timeout=5)
+        self._halted = True
+        if self._supervisor is not None:
+            self._supervisor.join(SUPERVISE_S * 5)
+            if not self._supervisor.dead:
+                self._supervisor.kill(block=True, timeout=1)
+        for runner in self.runners.values():
+            runner.halt()
         try:
             self.store.release_claims()
         except DialerError as exc:
             log.error("engine %s: claims not released: %s", self.engine_id, exc)
-        for agent in list(self.agents.agents.values()):
-            if agent.leg_uuid and agent.state is not AgentState.LOGGED_OUT:
-                node = self.switchboard.pick_node()
-                if node:
-                    self.switchboard.try_api(node, f"uuid_kill {agent.leg_uuid}")
+        self.logout_all_agents(timeout=5.0)
+        # Event handlers write to the store: it closes only after the last one has run.
         self.switchboard.stop()
         self.receiver.stop()
         self.store.close()
@@ -125,8 +133,10 @@ class Engine:
     # -- supervision --------------------------------------------------------------------------
 
     def _supervise(self) -> None:
-        while True:
+        while not self._halted:
             gevent.sleep(SUPERVISE_S)
+            if self._halted:
+                return
             try:
                 self._supervise_once()
             except DialerError as exc:
@@ -149,7 +159,7 @@ class Engine:
                     runner.status = CampaignStatus(row.status)   # reload once its calls have ended
                     continue
                 if runner is not None:
-                    runner.kill()
+                    runner.halt()
                 self.amd.params[row.name] = row.settings.amd_params()
                 self.runners[campaign_id] = CampaignRunner(self, row).start()
             else:
@@ -157,7 +167,7 @@ class Engine:
                     runner.status = CampaignStatus(row.status)
         for campaign_id, runner in list(self.runners.items()):
             if campaign_id not in rows and not runner.calls:
-                runner.kill()
+                runner.halt()
                 del self.runners[campaign_id]
         self._publish_stats()
 
@@ -196,11 +206,26 @@ class Engine:
         self.agents.transition(agent, AgentState.READY)
         return agent
 
+    def logout_all_agents(self, timeout: float) -> None:
+        """Hang up every agent's leg and wait until each hangup has been handled."""
+        for agent in list(self.agents.agents.values()):
+            if agent.state is not AgentState.LOGGED_OUT and agent.leg_uuid:
+                node = self.switchboard.pick_node()
+                if node:
+                    self.switchboard.try_api(node, f"uuid_kill {agent.leg_uuid}")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(
+                a.leg_uuid for a in self.agents.agents.values() if a.state is not AgentState.LOGGED_OUT):
+            gevent.sleep(0.05)
+
     def _agent_leg_event(self, agent: Agent, event) -> None:
         if event.name == "CHANNEL_HANGUP_COMPLETE":
             self.switchboard.unwatch(agent.leg_uuid or "")
             agent.leg_uuid = None
-            if agent.state is AgentState.READY or agent.state is AgentState.PAUSED:
+            # The phone hung up: the agent is logged out, after a wrap-up if a call was on.
+            if agent.state is AgentState.ON_CALL:
+                self.agents.transition(agent, AgentState.WRAP_UP)
+            if agent.state is not AgentState.LOGGED_OUT:
                 self.agents.transition(agent, AgentState.LOGGED_OUT)
 
     def disposition(self, agent_id: str, disposition: str, *, callback_at: datetime | None = None,
@@ -217,6 +242,18 @@ class Engine:
         self.agents.transition(agent, then, reason=reason)
 
     def _agent_changed(self, agent: Agent, old: AgentState) -> None:
+        """Record a state change: PostgreSQL (agents, agent_state_log), the Redis live hash
+        `dialer:agents`, and the event stream."""
+        try:
+            self.store.record_agent_state(agent, self.engine_id)
+        except DialerError as exc:
+            log.warning("agent %s: state not recorded: %s", agent.agent_id, exc)
+        live = {"state": agent.state.value, "campaign": agent.campaign, "since": round(time.time(), 3),
+                "engine": self.engine_id, "reason": agent.pause_reason}
+        try:
+            self.redis.hset(AGENTS_HASH, agent.agent_id, json.dumps(live))
+        except redis.RedisError:
+            self.publish_failures += 1
         self.publish("agent_state", agent=agent.agent_id, campaign=agent.campaign, state=agent.state.value,
                      previous=old.value, reason=agent.pause_reason)
 
@@ -245,8 +282,9 @@ class Engine:
                       "calls_last_minute": stats.calls_last_minute(),
                       "outcomes": json.dumps(stats.outcomes), "amd": json.dumps(stats.amd),
                       "blocks": json.dumps(stats.blocks), "updated": f"{time.time():.3f}"}
+            key = CAMPAIGN_HASH.format(campaign=runner.name, engine=self.engine_id)
             try:
-                self.redis.hset(f"dialer:campaign:{runner.name}:{self.engine_id}", mapping=fields)
-                self.redis.expire(f"dialer:campaign:{runner.name}:{self.engine_id}", 30)
+                self.redis.hset(key, mapping=fields)
+                self.redis.expire(key, 30)
             except redis.RedisError:
                 self.publish_failures += 1

@@ -16,6 +16,7 @@ import uuid
 from datetime import datetime, timezone
 
 import gevent
+import gevent.pool
 
 from dialer.campaigns import CallOutcome, CallerIdRotation, CampaignStatus
 from dialer.compliance.model import Campaign as GateCampaign
@@ -69,6 +70,7 @@ class CampaignRunner:
         self.pool = GatewayPool([Gateway(g.name, max_channels=g.max_channels or 100,
                                          calls_per_second=g.max_cps or 10.0) for g in self.settings.gateways])
         self.calls: dict[str, Call] = {}
+        self.flows = gevent.pool.Group()      # one greenlet per call in flight, until its CDR is written
         self.stats = CampaignStats()
         self._pending_outcomes: list[tuple[PacingOutcome, float]] = []
         self._pending_talk: list[float] = []
@@ -76,6 +78,7 @@ class CampaignRunner:
         self._started = time.monotonic()
         self._greenlet: gevent.Greenlet | None = None
         self.draining = False             # the engine is shutting down: no new originates
+        self._halted = False
         self.flow_settings = FlowSettings(
             ring_timeout_s=self.settings.ring_timeout_s,
             machine_action=MachineAction(self.settings.amd.action.value),
@@ -98,17 +101,22 @@ class CampaignRunner:
     @property
     def crashed(self) -> bool:
         """The loop ended without the campaign being stopped: a bug, logged by gevent."""
-        return (self._greenlet is not None and self._greenlet.dead
+        return (self._greenlet is not None and self._greenlet.dead and not self._halted
                 and self.status is not CampaignStatus.STOPPED)
 
-    def kill(self) -> None:
+    def halt(self, timeout: float = 5.0) -> None:
+        """End the loop between ticks. Killing it inside a database call would leave the
+        shared connection mid-query, so it is only the fallback after the timeout."""
+        self._halted = True
         if self._greenlet is not None:
-            self._greenlet.kill(block=False)
+            self._greenlet.join(timeout)
+            if not self._greenlet.dead:
+                self._greenlet.kill(block=True, timeout=1)
 
     # -- the loop -----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        while True:
+        while not self._halted:
             started = time.monotonic()
             try:
                 self._tick()
@@ -213,7 +221,7 @@ class CampaignRunner:
                         {"dialer_campaign": self.name, "dialer_lead": str(lead.id), "dialer_number": lead.phone_e164,
                          "origination_caller_id_name": self.name},
                         self.engine.dial_string(gateway, lead.phone_e164))
-        greenlet = gevent.spawn(flow.run)
+        greenlet = self.flows.spawn(flow.run)
         greenlet.link(lambda _g: self.pool.release(gateway))
 
 
@@ -231,8 +239,15 @@ class _Recorder:
         self.runner.engine.publish("call_answered", campaign=call.campaign, uuid=call.uuid)
 
     def ended(self, call: Call, hangup_event) -> None:
+        try:
+            self._record_end(call, hangup_event)
+        finally:
+            # Only now is the call over for the engine: a drain that waits for `calls` to empty
+            # never closes the store under a write still in progress.
+            self.runner.calls.pop(call.uuid, None)
+
+    def _record_end(self, call: Call, hangup_event) -> None:
         runner = self.runner
-        runner.calls.pop(call.uuid, None)
         outcome = call.outcome or CallOutcome.FAILED
         runner.stats.outcomes[outcome.value] += 1
         if call.amd_result:

@@ -21,17 +21,20 @@ class AgentSimulator:
         self._wrap_until: dict[str, float] = {}
         self._greenlet: gevent.Greenlet | None = None
         self.dispositions = 0
+        self._halted = False
 
     def start(self) -> "AgentSimulator":
         self._greenlet = gevent.spawn(self._run)
         return self
 
     def stop(self) -> None:
+        """End between two rounds (never inside a database write)."""
+        self._halted = True
         if self._greenlet is not None:
-            self._greenlet.kill()
+            self._greenlet.join(2.0)
 
     def _run(self) -> None:
-        while True:
+        while not self._halted:
             gevent.sleep(0.1)
             now = gevent.get_hub().loop.now()
             for agent in list(self.engine.agents.agents.values()):

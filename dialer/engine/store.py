@@ -245,6 +245,26 @@ class EngineStore:
                 conn.execute("UPDATE leads SET status = 'callback', next_attempt_at = %s, callback_agent = %s"
                              " WHERE id = %s", (callback_at, callback_agent, row[0]))
 
+    # -- agents -------------------------------------------------------------------------------
+
+    def record_agent_state(self, agent, engine_id: str) -> None:
+        campaign_id = None
+        conn = self.conn()
+        with conn.transaction():
+            if agent.campaign:
+                row = conn.execute("SELECT id FROM campaigns WHERE name = %s", (agent.campaign,)).fetchone()
+                campaign_id = row[0] if row else None
+            conn.execute(
+                "INSERT INTO agents (agent_id, endpoint, campaign_id, state, pause_reason, state_since, engine_id, leg_uuid)"
+                " VALUES (%s, %s, %s, %s, %s, now(), %s, %s) ON CONFLICT (agent_id) DO UPDATE SET"
+                " endpoint = EXCLUDED.endpoint, campaign_id = EXCLUDED.campaign_id, state = EXCLUDED.state,"
+                " pause_reason = EXCLUDED.pause_reason, state_since = now(), engine_id = EXCLUDED.engine_id,"
+                " leg_uuid = EXCLUDED.leg_uuid",
+                (agent.agent_id, agent.endpoint, campaign_id, agent.state.value, agent.pause_reason, engine_id,
+                 agent.leg_uuid))
+            conn.execute("INSERT INTO agent_state_log (agent_id, state, reason) VALUES (%s, %s, %s)",
+                         (agent.agent_id, agent.state.value, agent.pause_reason))
+
     # -- abandon account ----------------------------------------------------------------------
 
     def abandon_account(self, campaign_id: int, now: datetime | None = None) -> dict[str, int]:
