@@ -3,8 +3,11 @@ campaign with leads, and an engine with a pinned calling-hours clock."""
 from __future__ import annotations
 
 import time
+import wave
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+
+import numpy as np
 
 from dialer import campaigns, storage
 from dialer.compliance.registry import RegistryStore
@@ -48,11 +51,25 @@ def create_campaign(db_url: str, name: str, settings: dict, phones: list[str], l
 VOICE_CACHE = Path(__file__).resolve().parents[1] / ".data" / "voices"
 
 
+def beep_machine(directory: Path) -> str:
+    """An answering machine that beeps at once: AMD's beep rule decides MACHINE whatever the
+    load on the machine running the test (a spoken greeting is judged on real-time audio)."""
+    path = directory / "beep-machine.wav"
+    samples = np.concatenate([np.zeros(2400), 0.5 * np.sin(2 * np.pi * 1000 * np.arange(4000) / 8000),
+                              np.zeros(16000)])
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes((samples * 32767).astype("<i2").tobytes())
+    return str(path)
+
+
 def start_switch(**options) -> FakeSwitch:
-    """The simulated switch with spoken far ends: the first human line and the first machine
-    greeting, which AMD classifies right, so outcomes are deterministic."""
+    """The simulated switch with spoken humans (the first line, which AMD classifies right) and
+    a beeping machine, so outcomes are deterministic."""
     voices = build_voices(VOICE_CACHE)
-    files = {"human": voices["human"][:1], "machine": voices["machine"][:1]}
+    files = {"human": voices["human"][:1], "machine": [beep_machine(VOICE_CACHE)]}
     return FakeSwitch(port=0, model=CalledPartyModel(seed=5), heartbeat_seconds=0, audio_files=files,
                       **options).start()
 

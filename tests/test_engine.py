@@ -91,3 +91,87 @@ def test_campaign_runs_end_to_end(world, db_url):
     assert len(cdrs) == 2        # the two answered calls
     assert (live, abandoned) == (1, 0)
     assert disposition is not None
+
+
+def test_live_answer_without_agent_hears_safe_harbor_and_counts_abandoned(world, db_url):
+    switch, make_engine = world
+    create_campaign(db_url, "abandon", BASE_SETTINGS, [HUMAN])
+    engine = make_engine()              # no agent logs in: a progressive campaign would not dial,
+    engine.agents.listeners.clear()     # so pretend one is ready without a phone to bridge to
+    from dialer.engine.agents import Agent, AgentState
+    ghost = engine.agents.add(Agent("ghost", "none", "abandon"))
+    engine.agents.transition(ghost, AgentState.READY)   # never bridgeable: leg_uuid is None
+    assert wait_until(lambda: lead_rows(db_url)[HUMAN][2] is not None, 30)
+    rows = attempts(db_url)
+    assert [(r[1], r[2]) for r in rows] == [("abandoned", "HUMAN")]
+    with storage.connect_db(db_url) as conn:
+        live, abandoned = conn.execute("SELECT sum(live), sum(abandoned) FROM abandon_hours").fetchone()
+        safe_harbor_at = conn.execute("SELECT safe_harbor_at FROM call_attempts").fetchone()[0]
+    assert (live, abandoned) == (1, 1) and safe_harbor_at is not None
+    account = engine.store.abandon_account(engine.runners[next(iter(engine.runners))].campaign_id)
+    assert account["window_live"] == 1 and account["window_abandoned"] == 1
+    # The safe-harbor message was played on the parked leg before the hangup.
+    assert switch.counters["app_playback"] >= 1 or switch.counters["api_uuid_kill"] >= 1
+
+
+def test_two_engines_share_a_campaign_without_dialing_a_lead_twice(world, db_url):
+    switch, make_engine = world
+    extra = [f"+121255501{n}" for n in range(50, 60)]
+    for phone in extra:
+        switch.model.script(phone, Behaviour(Outcome.BUSY, ring_seconds=0.3))
+    phones = [BUSY, UNALLOCATED, "+12125550106", "+12125550108"] + extra
+    create_campaign(db_url, "shared", BASE_SETTINGS, phones)
+    first = make_engine(engine_id="engine-a", ports=range(41200, 41300))
+    second = make_engine(engine_id="engine-b", ports=range(41300, 41400))
+    for index, engine in enumerate((first, second)):
+        engine.login_agent(f"agent-{index}", AGENT_PHONE, "shared")
+    assert wait_until(lambda: all(r[1] >= 1 for r in lead_rows(db_url).values()), 30)
+    with storage.connect_db(db_url) as conn:
+        per_lead = conn.execute("SELECT phone_e164, count(*), count(DISTINCT engine_id) FROM call_attempts"
+                                " GROUP BY 1").fetchall()
+        engines = {e for (e,) in conn.execute("SELECT DISTINCT engine_id FROM call_attempts")}
+    # Busy numbers are retried later (retry delay), never twice at once: one attempt each so far.
+    assert all(count == 1 for _, count, _ in per_lead), per_lead
+    assert engines == {"engine-a", "engine-b"}
+
+
+def test_pause_stops_new_originates_and_stop_releases_leads(world, db_url):
+    switch, make_engine = world
+    phones = [f"+121255501{n}" for n in range(60, 66)]
+    for phone in phones:
+        switch.model.script(phone, Behaviour(Outcome.BUSY, ring_seconds=0.3))
+    create_campaign(db_url, "pausing", BASE_SETTINGS, phones)
+    with storage.connect_db(db_url) as conn:
+        from dialer import campaigns
+        campaigns.set_status(conn, "pausing", "paused")
+        conn.commit()
+    engine = make_engine()
+    engine.login_agent("agent-p", AGENT_PHONE, "pausing")
+    gevent.sleep(2.5)
+    assert attempts(db_url) == []
+    with storage.connect_db(db_url) as conn:
+        from dialer import campaigns
+        campaigns.set_status(conn, "pausing", "running")
+        conn.commit()
+    assert wait_until(lambda: len(attempts(db_url)) >= 1, 10)
+    with storage.connect_db(db_url) as conn:
+        from dialer import campaigns
+        campaigns.set_status(conn, "pausing", "stopping")
+        conn.commit()
+    assert wait_until(lambda: storage.connect_db(db_url).execute(
+        "SELECT status FROM campaigns WHERE name = 'pausing'").fetchone()[0] == "stopped", 20)
+    statuses = {status for status, *_ in lead_rows(db_url).values()}
+    assert "in_progress" not in statuses
+
+
+def test_cdr_written_within_a_second_of_hangup(world, db_url):
+    switch, make_engine = world
+    create_campaign(db_url, "cdr", BASE_SETTINGS, [MACHINE])
+    engine = make_engine()
+    engine.login_agent("agent-c", AGENT_PHONE, "cdr")
+    assert wait_until(lambda: len(attempts(db_url)) == 1 and attempts(db_url)[0][7] is not None, 30)
+    with storage.connect_db(db_url) as conn:
+        ended, recorded, variables = conn.execute(
+            "SELECT ended_at, recorded_at, variables FROM cdrs").fetchone()
+    assert (recorded - ended).total_seconds() < 1.0
+    assert "billsec" in variables and "hangup_cause" in variables
