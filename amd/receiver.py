@@ -36,11 +36,11 @@ from gevent.server import DatagramServer
 
 from amd import audio
 from amd.audio import FRAME_SAMPLES, Codec
-from amd.detector import AmdResult, Cause, Decision
+from amd.detector import Decision
 from amd.errors import AudioFormatError, ReceiverError
 from amd.features import FeatureExtractor, row_features
 from amd.params import AmdParams
-from amd.session import AnalysisResult, BeepOutcome, CallAnalyzer
+from amd.session import AnalysisResult, CallAnalyzer
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +119,10 @@ class UnicastReceiver(DatagramServer):
     # -- registration (the engine's API) -------------------------------------------------
     def register(self, call_id: str, source: tuple[str, int] | int, codec: Codec = Codec.L16, rate: int = 8000,
                  params: AmdParams | None = None, on_decision: Callable | None = None,
-                 on_done: Callable | None = None) -> CallStream:
-        """Expect a call's audio from `source` ((ip, port), or a port from any address)."""
+                 on_done: Callable | None = None, beep_stage_only: bool = False) -> CallStream:
+        """Expect a call's audio from `source` ((ip, port), or a port from any address).
+        beep_stage_only: skip the decision and only listen for the beep (voicemail drop on a
+        call already known to be a machine)."""
         if rate not in (8000, 16000) or (codec is not Codec.L16 and rate != 8000):
             raise ReceiverError(f"unsupported stream {codec.value}/{rate}")
         key = (None, source) if isinstance(source, int) else (source[0], int(source[1]))
@@ -133,7 +135,8 @@ class UnicastReceiver(DatagramServer):
             raise ReceiverError(f"receiver full ({self.max_calls} calls)")
         row = self._free_rows.pop() if self._free_rows else self._extractor.add_row()
         self._extractor.reset_row(row)
-        stream = CallStream(call_id, key, codec, rate, CallAnalyzer(params or self.params), self.jitter_frames,
+        analyzer = CallAnalyzer(params or self.params, beep_stage_only=beep_stage_only)
+        stream = CallStream(call_id, key, codec, rate, analyzer, self.jitter_frames,
                             time.monotonic(), on_decision, on_done, row=row,
                             decimator=audio.Decimator(rate // 8000) if rate != 8000 else None)
         self._by_source[key] = stream
@@ -260,11 +263,7 @@ class UnicastReceiver(DatagramServer):
             stream.on_decision(stream, stream.analyzer.decision)
 
     def _no_audio(self, stream: CallStream) -> None:
-        analyzer = stream.analyzer
-        analyzer.decision = Decision(AmdResult.NOTSURE, Cause.NO_AUDIO, 0)
-        analyzer.beep_outcome = BeepOutcome.NOT_LISTENING
-        analyzer.done = True
-        analyzer.done_ms = 0
+        stream.analyzer.no_audio()
         self._decided(stream)
         self._finish(stream)
 

@@ -166,15 +166,21 @@ class CallAnalyzer:
         self.done = True
         self.done_ms = self.now_ms
 
-    def end_of_audio(self) -> None:
-        """The stream ended: NOTSURE / END_OF_AUDIO if undecided; a pending beep stage ends."""
-        if self.done:
-            return
-        if self.decision is None:
-            self.decision = Decision(AmdResult.NOTSURE, Cause.END_OF_AUDIO, self.now_ms)
+    def no_audio(self) -> None:
+        """The live stream never sent audio: NOTSURE / NO_AUDIO."""
+        if not self.done:
+            self.decision = Decision(AmdResult.NOTSURE, Cause.NO_AUDIO, 0)
             self._finish(BeepOutcome.NOT_LISTENING)
-        else:
-            self._finish(BeepOutcome.END_OF_AUDIO)
+
+    def end_of_audio(self) -> None:
+        """The stream ended: NOTSURE / END_OF_AUDIO if undecided (also in beep_stage_only mode,
+        which never decides); a pending beep stage ends."""
+        undecided = self.decision is None
+        if undecided:
+            self.decision = Decision(AmdResult.NOTSURE, Cause.END_OF_AUDIO, self.now_ms)
+        if not self.done:
+            self._finish(BeepOutcome.END_OF_AUDIO if self.beep_stage_only or not undecided
+                         else BeepOutcome.NOT_LISTENING)
 
     def result(self) -> AnalysisResult:
         if self.decision is None:

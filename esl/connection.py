@@ -37,9 +37,9 @@ from esl.protocol import Event, Frame
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 10.0
-READ_SIZE = 1 << 16
+READ_SIZE = 1 << 18
 # The event queue holds the events of one read per item (at most READ_SIZE bytes of frames),
-# so it is bounded in bytes too: 1000 reads of 64 KiB. Batching keeps the queue's cost off
+# so it is bounded in bytes too: 1000 reads of 256 KiB. Batching keeps the queue's cost off
 # each single event.
 EVENT_QUEUE_SIZE = 1000
 # How long the reader may wait for room in a full event queue before it declares the consumer
@@ -56,8 +56,9 @@ class CooperativeSlicer:
     """Yield points for a loop that may find work ready every time it looks (a socket that
     always has data, a queue that is never empty), so that it never yields on its own.
 
-    sleep(0) lets ready greenlets run but not the loop's timers and I/O polling; so after
-    BUSY_SLICE_S of uninterrupted work, a tiny real sleep lets the event loop iterate."""
+    Yielding costs a hub round trip, so the loop yields only once it has been busy for
+    BUSY_SLICE_S, and then with a tiny real sleep: sleep(0) would let ready greenlets run but
+    not the loop's timers and I/O polling."""
 
     __slots__ = ("_busy_since", "_wait_started")
 
@@ -78,8 +79,6 @@ class CooperativeSlicer:
         if time.perf_counter() - self._busy_since > BUSY_SLICE_S:
             gevent.sleep(0.0005)
             self._busy_since = time.perf_counter()
-        else:
-            gevent.sleep(0)
 
 
 class Job:

@@ -160,3 +160,5 @@ def test_beep_stage_only_listens_from_the_first_frame(captures_dir):
         if analyzer.done:
             break
     assert analyzer.beep_outcome is BeepOutcome.BEEP and 14500 <= analyzer.beep_event.end_ms <= 16100
+    result = analyzer.result()          # no AMD decision in this mode: NOTSURE, with the beep end
+    assert result.cause.value == "END_OF_AUDIO" and result.beep_end_ms == analyzer.beep_event.end_ms

@@ -32,7 +32,8 @@ import numpy as np
 
 from amd import audio
 
-CORPUS_VERSION = 5
+CORPUS_VERSION = 5          # seeds every item's generator: changing it draws a new corpus
+RENDER_VERSION = 2          # invalidates the cache without redrawing (2: sox without dither)
 RATE = audio.RATE
 
 # Voices: espeak-ng English dialects x variants; each split draws from its own half.
@@ -367,7 +368,8 @@ def _telephone(x: np.ndarray, law: str) -> np.ndarray:
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = os.path.join(tmp, "in.wav"), os.path.join(tmp, "out.wav")
         audio.write_wav(src, audio.to_int16(x))
-        subprocess.run(["sox", "-V1", src, "-e", "u-law" if law == "mulaw" else "a-law", dst,
+        # -D: no dither, so the same seed gives the same bytes (sox dithers from its own RNG)
+        subprocess.run(["sox", "-V1", "-D", src, "-e", "u-law" if law == "mulaw" else "a-law", dst,
                         "sinc", "300-3400"], check=True, capture_output=True, timeout=60)
         samples, _ = audio.read_wav(dst)
     return samples.astype(np.float64)
@@ -380,7 +382,8 @@ def render(seed: int, index: int, split: str, label: str, out_dir: Path, kind: s
     sidecar = out_dir / (name + ".json")
     if path.exists() and sidecar.exists():
         cached = json.loads(sidecar.read_text())
-        if cached.get("corpus_version") == CORPUS_VERSION and cached.get("seed") == seed:
+        if (cached.get("corpus_version"), cached.get("render_version"), cached.get("seed")) == \
+                (CORPUS_VERSION, RENDER_VERSION, seed):
             return cached
     item = build_item(seed, index, split, label, kind, ending)
     rng, meta = item["rng"], item["meta"]
@@ -403,7 +406,7 @@ def render(seed: int, index: int, split: str, label: str, out_dir: Path, kind: s
         audio.write_wav(path, samples)
     meta.update({"file": name, "index": index, "storage": storage, "codec_chain": law,
                  "drop_rate": round(drop_rate, 4), "dropped_frames": int(len(dropped)),
-                 "seed": seed, "corpus_version": CORPUS_VERSION})
+                 "seed": seed, "corpus_version": CORPUS_VERSION, "render_version": RENDER_VERSION})
     sidecar.write_text(json.dumps(meta))
     return meta
 

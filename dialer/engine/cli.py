@@ -1,6 +1,7 @@
 """`dialer run`, `dialer demo` and `dialer agent ...`: the engine's entry points."""
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 from datetime import datetime
@@ -63,6 +64,9 @@ def run(verbose: bool) -> None:
     stop = gevent.event.Event()
     gevent.signal_handler(signal.SIGINT, stop.set)
     gevent.signal_handler(signal.SIGTERM, stop.set)
+    # Start-up objects (modules, rule packs, bitsets) never die: keep them out of the cyclic
+    # collector's full passes, which would otherwise stall the hub for tens of milliseconds.
+    gc.freeze()
     click.echo(f"engine {engine.engine_id} running; Ctrl-C stops it (calls in flight finish)")
     stop.wait()
     engine.stop()

@@ -1,0 +1,252 @@
+"""What each command does, through the engine's public pieces and the project's own functions
+(dialer.campaigns, dialer.compliance.records, dialer.reporting). A handler returns the reply's
+`result` once the command has taken effect, or raises: WebApiError, or a DialerError that the
+consumer maps to an error code (errors.py)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
+
+import gevent
+import psycopg
+import redis
+
+from dialer import campaigns, reporting
+from dialer.campaigns import CampaignStatus
+from dialer.compliance.geo import normalize
+from dialer.compliance.records import PgRecords
+from dialer.engine.agents import AgentState
+from dialer.engine.store import EngineStore
+from dialer.webapi import WebApiError
+
+APPLY_WAIT_S = 3.0          # a status change reaches this engine's runner within one supervision round
+LOGOUT_WAIT_S = 5.0
+
+
+@dataclass
+class Context:
+    engine: object                       # dialer.engine.engine.Engine
+    conn: psycopg.Connection             # the consumer's own autocommit connection
+    store: EngineStore                   # the consumer's own store (same engine id, own connection)
+    redis: redis.Redis
+
+
+def parse_time(text: str, field: str) -> datetime:
+    """RFC 3339 with an offset; the schema's format check is advisory, this one is not."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise WebApiError("invalid", f"{field}: {text!r} is not an RFC 3339 date-time") from None
+    if moment.tzinfo is None:
+        raise WebApiError("invalid", f"{field}: {text!r} has no UTC offset")
+    return moment
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        gevent.sleep(step)
+    return True
+
+
+# -- campaigns ----------------------------------------------------------------------------------
+
+def campaign_create(ctx: Context, args: dict) -> dict:
+    settings = campaigns.CampaignSettings.from_dict(args["settings"])
+    return campaigns.create_campaign(ctx.conn, args["name"], settings).to_dict()
+
+
+_EXPECTED = {"start": {CampaignStatus.RUNNING}, "pause": {CampaignStatus.PAUSED},
+             "resume": {CampaignStatus.RUNNING}, "stop": {CampaignStatus.STOPPING, CampaignStatus.STOPPED}}
+
+
+def _campaign_command(verb: str):
+    def handler(ctx: Context, args: dict) -> dict:
+        campaign = campaigns.apply_command(ctx.conn, args["campaign"], verb)
+        # PostgreSQL holds the status every engine follows; this engine's runner shows it within
+        # one supervision round, and the reply says whether it did.
+        applied = wait_for(lambda: _runner_status(ctx, campaign.id) in _EXPECTED[verb], APPLY_WAIT_S)
+        return {**campaign.to_dict(), "engine_applied": applied}
+    return handler
+
+
+def _runner_status(ctx: Context, campaign_id: int) -> CampaignStatus | None:
+    runner = ctx.engine.runners.get(campaign_id)
+    if runner is None:
+        return CampaignStatus.STOPPED      # no runner: the engine does not (or no longer) run it
+    return runner.status
+
+
+def campaign_settings(ctx: Context, args: dict) -> dict:
+    return campaigns.update_settings(ctx.conn, args["campaign"], args["set"].items()).to_dict()
+
+
+def leads_add(ctx: Context, args: dict) -> dict:
+    """Leads given in the command: E.164-normalised, deduplicated within the campaign."""
+    region = args.get("region", "US")
+    added, duplicates, rejected = 0, 0, []
+    with ctx.conn.transaction():
+        campaign = campaigns.get_campaign(ctx.conn, args["campaign"])
+        list_name = args.get("list", "webapi")
+        row = ctx.conn.execute("SELECT id FROM lead_lists WHERE campaign_id = %s AND name = %s",
+                               (campaign.id, list_name)).fetchone()
+        list_id = row[0] if row else ctx.conn.execute(
+            "INSERT INTO lead_lists (campaign_id, name, source_file) VALUES (%s, %s, 'webapi') RETURNING id",
+            (campaign.id, list_name)).fetchone()[0]
+        for index, lead in enumerate(args["leads"]):
+            phone = campaigns.normalize_e164(lead["phone"], region)
+            if phone is None:
+                rejected.append({"index": index, "reason": "not a valid phone number"})
+                continue
+            inserted = ctx.conn.execute(
+                "INSERT INTO leads (campaign_id, list_id, phone_e164, phone_raw, state, zip, first_name, last_name,"
+                " line_type) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (campaign_id, phone_e164)"
+                " DO NOTHING RETURNING id",
+                (campaign.id, list_id, phone, lead["phone"], (lead.get("state") or "").upper() or None,
+                 lead.get("zip"), lead.get("first_name"), lead.get("last_name"),
+                 lead.get("line_type", "unknown"))).fetchone()
+            if inserted:
+                added += 1
+            else:
+                duplicates += 1
+    return {"campaign": campaign.name, "list": list_name, "added": added, "duplicates": duplicates,
+            "rejected": rejected}
+
+
+# -- agents -------------------------------------------------------------------------------------
+
+def local_agent(ctx: Context, agent_id: str):
+    agent = ctx.engine.agents.agents.get(agent_id)
+    if agent is None:
+        raise WebApiError("not_found", f"agent {agent_id!r} is not logged in on this engine")
+    return agent
+
+
+def agent_login(ctx: Context, args: dict) -> dict:
+    campaigns.get_campaign(ctx.conn, args["campaign"])       # CampaignNotFound before ringing a phone
+    agent = ctx.engine.agents.agents.get(args["agent_id"])
+    if agent is not None and agent.state is not AgentState.LOGGED_OUT:
+        raise WebApiError("conflict", f"agent {agent.agent_id} is already logged in ({agent.state.value})")
+    agent = ctx.engine.login_agent(args["agent_id"], args["endpoint"], args["campaign"])
+    return _agent_view(agent)
+
+
+def agent_ready(ctx: Context, args: dict) -> dict:
+    agent = local_agent(ctx, args["agent_id"])
+    ctx.engine.agents.transition(agent, AgentState.READY)
+    return _agent_view(agent)
+
+
+def agent_pause(ctx: Context, args: dict) -> dict:
+    agent = local_agent(ctx, args["agent_id"])
+    ctx.engine.agents.transition(agent, AgentState.PAUSED, reason=args["reason"])
+    return _agent_view(agent)
+
+
+def agent_logout(ctx: Context, args: dict) -> dict:
+    agent = local_agent(ctx, args["agent_id"])
+    if agent.state is AgentState.ON_CALL:
+        raise WebApiError("conflict", f"agent {agent.agent_id} is on a call: log out after the call")
+    if agent.state is AgentState.LOGGED_OUT:
+        return _agent_view(agent)
+    if agent.leg_uuid:
+        # The leg's hangup logs the agent out (Engine._agent_leg_event): wait for it.
+        node = ctx.engine.switchboard.pick_node()
+        if node is not None:
+            ctx.engine.switchboard.try_api(node, f"uuid_kill {agent.leg_uuid}")
+        if wait_for(lambda: agent.state is AgentState.LOGGED_OUT, LOGOUT_WAIT_S):
+            return _agent_view(agent)
+    ctx.engine.agents.transition(agent, AgentState.LOGGED_OUT)
+    return _agent_view(agent)
+
+
+def agent_disposition(ctx: Context, args: dict) -> dict:
+    local_agent(ctx, args["agent_id"])
+    callback_at = parse_time(args["callback_at"], "callback_at") if "callback_at" in args else None
+    then = AgentState(args.get("then", "ready"))
+    if then is AgentState.PAUSED and not args.get("reason"):
+        raise WebApiError("invalid", "then=paused needs a reason")
+    agent = ctx.engine.agents.get(args["agent_id"])
+    call_uuid = agent.call_uuid
+    ctx.engine.disposition(args["agent_id"], args["disposition"], callback_at=callback_at,
+                           callback_to_agent=args.get("callback_to_agent", False), then=then,
+                           reason=args.get("reason"))
+    return {**_agent_view(agent), "call_uuid": call_uuid, "disposition": args["disposition"],
+            "callback_at": callback_at.isoformat() if callback_at else None}
+
+
+def _agent_view(agent) -> dict:
+    return {"agent_id": agent.agent_id, "campaign": agent.campaign, "state": agent.state.value,
+            "reason": agent.pause_reason}
+
+
+# -- do-not-call --------------------------------------------------------------------------------
+
+def _entry(args: dict) -> tuple[str, str, str, str, str]:
+    return (normalize(args["number"], args.get("region", "US")), args.get("list", "internal"),
+            args.get("scope", ""), args.get("by", "webapi"), args.get("reason", ""))
+
+
+def dnc_add(ctx: Context, args: dict) -> dict:
+    phone, kind, scope, by, reason = _entry(args)
+    added = PgRecords(ctx.conn).add_dnc(phone, kind, scope=scope, added_by=by, source="webapi", reason=reason)
+    ctx.engine.publish("dnc_added", number=phone, list=kind, scope=scope, by=by)
+    return {"number": phone, "list": kind, "scope": scope, "changed": added}
+
+
+def dnc_remove(ctx: Context, args: dict) -> dict:
+    phone, kind, scope, by, reason = _entry(args)
+    removed = PgRecords(ctx.conn).remove_dnc(phone, kind, scope=scope, removed_by=by, reason=reason)
+    ctx.engine.publish("dnc_removed", number=phone, list=kind, scope=scope, by=by)
+    return {"number": phone, "list": kind, "scope": scope, "changed": removed}
+
+
+# -- callbacks and figures ----------------------------------------------------------------------
+
+def callback_schedule(ctx: Context, args: dict) -> dict:
+    """The lead is set aside (status callback) until `at`, for one agent or anyone. A lead an
+    engine is dialing now is refused: its call's disposition decides what follows."""
+    at = parse_time(args["at"], "at")
+    campaign = campaigns.get_campaign(ctx.conn, args["campaign"])
+    if "lead_id" in args:
+        where, key = "id = %s", args["lead_id"]
+    else:
+        where, key = "phone_e164 = %s", normalize(args["number"], args.get("region", "US"))
+    with ctx.conn.transaction():
+        row = ctx.conn.execute(f"SELECT id, status FROM leads WHERE campaign_id = %s AND {where} FOR UPDATE",
+                               (campaign.id, key)).fetchone()
+        if row is None:
+            raise WebApiError("not_found", f"campaign {campaign.name} has no lead {key}")
+        if row[1] == "in_progress":
+            raise WebApiError("conflict", f"lead {row[0]} is being dialed now; schedule with its disposition")
+        ctx.conn.execute("UPDATE leads SET status = 'callback', next_attempt_at = %s, callback_agent = %s,"
+                         " close_reason = NULL WHERE id = %s", (at, args.get("agent_id"), row[0]))
+    return {"campaign": campaign.name, "lead_id": row[0], "at": at.isoformat(), "agent_id": args.get("agent_id"),
+            "previous_status": row[1]}
+
+
+def stats_get(ctx: Context, args: dict) -> dict:
+    return reporting.status_snapshot(ctx.conn, ctx.redis, args.get("campaign")).to_dict()
+
+
+def report_get(ctx: Context, args: dict) -> dict:
+    since = parse_time(args["since"], "since") if "since" in args else None
+    until = parse_time(args["until"], "until") if "until" in args else None
+    return reporting.campaign_report(ctx.conn, args["campaign"], since, until).to_dict()
+
+
+def handlers() -> dict[str, Callable[[Context, dict], dict]]:
+    from dialer.webapi import dialing
+    table = {"campaign.create": campaign_create, "campaign.settings": campaign_settings, "leads.add": leads_add,
+             "agent.login": agent_login, "agent.ready": agent_ready, "agent.pause": agent_pause,
+             "agent.logout": agent_logout, "agent.disposition": agent_disposition,
+             "dnc.add": dnc_add, "dnc.remove": dnc_remove, "callback.schedule": callback_schedule,
+             "stats.get": stats_get, "report.get": report_get,
+             "lead.preview": dialing.lead_preview, "lead.skip": dialing.lead_skip,
+             "call.dial": dialing.call_dial, "call.manual": dialing.call_manual}
+    table.update({f"campaign.{verb}": _campaign_command(verb) for verb in _EXPECTED})
+    return table

@@ -1,0 +1,79 @@
+"""Command documents checked against the published JSON Schemas (draft 2020-12) in
+dialer/webapi/schemas/: envelope.json for the frame, commands/<type>.json for each type's args.
+A document that fails either is refused before anything is done with it."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+import jsonschema
+
+from dialer.webapi import WebApiError
+
+MAX_COMMAND_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Command:
+    request_id: str
+    type: str
+    args: dict
+    reply_to: str | None
+
+
+def _load(path: str) -> dict:
+    return json.loads((resources.files("dialer.webapi") / "schemas" / path).read_text(encoding="utf-8"))
+
+
+@cache
+def _validator(path: str) -> jsonschema.protocols.Validator:
+    schema = _load(path)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+@cache
+def command_types() -> tuple[str, ...]:
+    folder = resources.files("dialer.webapi") / "schemas" / "commands"
+    return tuple(sorted(f.name.removesuffix(".json") for f in folder.iterdir() if f.name.endswith(".json")))
+
+
+def _problems(validator, document) -> list[str]:
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+            for e in sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))]
+
+
+def best_request_id(raw: str | None) -> str | None:
+    """The request id of a document that may be malformed, so its error reply can be correlated."""
+    try:
+        document = json.loads(raw or "")
+    except ValueError:
+        return None
+    request_id = document.get("request_id") if isinstance(document, dict) else None
+    return request_id if isinstance(request_id, str) and 0 < len(request_id) <= 128 else None
+
+
+def parse_command(raw: str | None) -> Command:
+    """The command in a stream entry's `command` field; WebApiError (malformed, unknown_command,
+    invalid) when it is not JSON, breaks the envelope, names no known type or has bad args."""
+    if raw is None:
+        raise WebApiError("malformed", "the stream entry has no `command` field")
+    if len(raw.encode()) > MAX_COMMAND_BYTES:
+        raise WebApiError("malformed", f"command larger than {MAX_COMMAND_BYTES} bytes")
+    try:
+        document = json.loads(raw)
+    except ValueError as exc:
+        raise WebApiError("malformed", f"`command` is not JSON: {exc}") from None
+    problems = _problems(_validator("envelope.json"), document)
+    if problems:
+        raise WebApiError("malformed", "the command breaks schemas/envelope.json", problems)
+    if document["type"] not in command_types():
+        raise WebApiError("unknown_command", f"unknown command type {document['type']!r}",
+                          {"known": list(command_types())})
+    problems = _problems(_validator(f"commands/{document['type']}.json"), document["args"])
+    if problems:
+        raise WebApiError("invalid", f"args break schemas/commands/{document['type']}.json", problems)
+    return Command(document["request_id"], document["type"], document["args"], document.get("reply_to"))
