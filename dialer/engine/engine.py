@@ -165,11 +165,21 @@ class Engine:
             else:
                 if runner.status is not CampaignStatus.STOPPED:
                     runner.status = CampaignStatus(row.status)
+        now = self.clock()
+        for campaign_id, row in rows.items():
+            if row.status == CampaignStatus.RUNNING.value:
+                self.store.refresh_windows(campaign_id, self._zones_of, now)
         for campaign_id, runner in list(self.runners.items()):
             if campaign_id not in rows and not runner.calls:
                 runner.halt()
                 del self.runners[campaign_id]
         self._publish_stats()
+
+    def _zones_of(self, phone: str) -> tuple[str, ...]:
+        try:
+            return tuple(self.gate.geo.facts(phone).zones)
+        except DialerError:
+            return ()
 
     def _reconcile(self, node: str, rows: list[dict[str, str]]) -> None:
         """After a (re)connect: calls we follow that the switch no longer has ended while we

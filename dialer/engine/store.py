@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 from psycopg.rows import dict_row
@@ -48,6 +49,25 @@ class CampaignRow:
     status: str
     settings: CampaignSettings
     settings_version: int
+
+
+FEDERAL_WINDOW_END = 21  # 9 pm local, 47 CFR 64.1200(c)(1)
+
+
+def window_close(zones, now: datetime) -> datetime | None:
+    """The next 9 pm local time after `now`, in the zone where it comes first."""
+    closes = []
+    for zone in zones:
+        try:
+            tz = ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+        local = now.astimezone(tz)
+        close = local.replace(hour=FEDERAL_WINDOW_END, minute=0, second=0, microsecond=0)
+        if close <= local:
+            close += timedelta(days=1)
+        closes.append(close.astimezone(timezone.utc))
+    return min(closes) if closes else None
 
 
 def utc_hour(moment: datetime) -> datetime:
@@ -108,6 +128,28 @@ class EngineStore:
                           debt_id, line_type
                 """, {"engine": self.engine_id, "lease": CLAIM_LEASE, "campaign": campaign_id, "limit": limit})
             return [ClaimedLead(**row) for row in cur.fetchall()]
+
+    def refresh_windows(self, campaign_id: int, zones_of, now: datetime, limit: int = 5000) -> int:
+        """Fill `window_closes_at` (the end of today's federal 8 am - 9 pm window in the
+        earliest-closing zone the number may be in) for leads that have none or whose window
+        has passed, so claims take the soonest-closing first. An ordering aid only: the gate
+        decides each call at dial time."""
+        conn = self.conn()
+        rows = conn.execute(
+            "SELECT id, phone_e164, tz_hint FROM leads WHERE campaign_id = %s AND status IN ('new', 'callable')"
+            " AND (window_closes_at IS NULL OR window_closes_at < %s) LIMIT %s",
+            (campaign_id, now, limit)).fetchall()
+        ids, closes = [], []
+        for lead_id, phone, tz_hint in rows:
+            zones = (tz_hint,) if tz_hint else zones_of(phone)
+            close = window_close(zones, now)
+            if close is not None:
+                ids.append(lead_id)
+                closes.append(close)
+        if ids:
+            conn.execute("UPDATE leads SET window_closes_at = v.close FROM unnest(%s::bigint[], %s::timestamptz[])"
+                         " AS v(id, close) WHERE leads.id = v.id", (ids, closes))
+        return len(ids)
 
     def requeue(self, lead_id: int, at: datetime | None, reason: str) -> None:
         """Give a claimed lead back, callable again at `at` (now when None)."""
