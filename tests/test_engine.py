@@ -175,3 +175,34 @@ def test_cdr_written_within_a_second_of_hangup(world, db_url):
             "SELECT ended_at, recorded_at, variables FROM cdrs").fetchone()
     assert (recorded - ended).total_seconds() < 1.0
     assert "billsec" in variables and "hangup_cause" in variables
+
+
+def test_trunk_failure_fails_over_to_the_next_gateway(world, db_url):
+    switch, make_engine = world
+    settings = {**BASE_SETTINGS, "gateways": [{"name": "gw1", "max_cps": 20, "max_channels": 20},
+                                              {"name": "gw2", "max_cps": 20, "max_channels": 20}]}
+    temporary_failure = "+12125550106"          # scripted 503: NORMAL_TEMPORARY_FAILURE
+    create_campaign(db_url, "failover", settings, [temporary_failure])
+    engine = make_engine()
+    engine.login_agent("agent-f", AGENT_PHONE, "failover")
+    assert wait_until(lambda: lead_rows(db_url)[temporary_failure][0] != "in_progress"
+                      and len(attempts(db_url)) == 2, 20)
+    with storage.connect_db(db_url) as conn:
+        rows = conn.execute("SELECT gateway, hangup_cause, decision_id FROM call_attempts ORDER BY id").fetchall()
+    assert [(g, c) for g, c, _ in rows] == [("gw1", "NORMAL_TEMPORARY_FAILURE"), ("gw2", "NORMAL_TEMPORARY_FAILURE")]
+    assert rows[0][2] != rows[1][2]          # each originate had its own compliance decision
+    status, attempts_made, last_outcome, _ = lead_rows(db_url)[temporary_failure]
+    assert (status, attempts_made, last_outcome) == ("callable", 2, "failed")
+
+
+def test_hourly_cap_holds(world, db_url):
+    switch, make_engine = world
+    busy = [f"+121255501{n}" for n in range(70, 76)]
+    for phone in busy:
+        switch.model.script(phone, Behaviour(Outcome.BUSY, ring_seconds=0.2))
+    create_campaign(db_url, "capped", {**BASE_SETTINGS, "caps": {"hourly": 3}}, busy)
+    engine = make_engine()
+    engine.login_agent("agent-k", AGENT_PHONE, "capped")
+    assert wait_until(lambda: len(attempts(db_url)) >= 3, 20)
+    gevent.sleep(2.0)    # several more ticks
+    assert len(attempts(db_url)) == 3

@@ -13,6 +13,7 @@ import logging
 import random
 import time
 import uuid
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import gevent
@@ -139,11 +140,30 @@ class CampaignRunner:
         if not self.settings.schedule.is_open(self.engine.clock().astimezone(self.settings.zone)):
             return
         decision = self.pacer.decide(self.snapshot())
-        wanted = min(decision.calls_to_start, self.pool.free_channels)
+        wanted = min(decision.calls_to_start, self.pool.free_channels, self.caps_left())
         if wanted <= 0:
             return
         for lead in self.engine.store.claim_leads(self.campaign_id, wanted):
             self._dial(lead)
+
+    def caps_left(self) -> int:
+        """Attempts the campaign's daily and hourly caps still allow (campaign time zone)."""
+        caps = self.settings.caps
+        left = 1 << 30
+        if caps.daily is None and caps.hourly is None:
+            return left
+        now = self.engine.clock()
+        local = now.astimezone(self.settings.zone)
+        # Attempt rows carry the database's time; the engine's clock (pinned in tests, shifted
+        # in a demo run with --at) may differ from it by an offset.
+        offset = now - datetime.now(timezone.utc)
+        if caps.hourly is not None:
+            hour = local.replace(minute=0, second=0, microsecond=0) - offset
+            left = min(left, caps.hourly - self.engine.store.attempts_since(self.campaign_id, hour))
+        if caps.daily is not None:
+            day = local.replace(hour=0, minute=0, second=0, microsecond=0) - offset
+            left = min(left, caps.daily - self.engine.store.attempts_since(self.campaign_id, day))
+        return max(0, left)
 
     def snapshot(self) -> PacingSnapshot:
         now = time.monotonic()
@@ -188,7 +208,8 @@ class CampaignRunner:
             return pool[lead.id % len(pool)]
         return next(self._caller_ids)
 
-    def _dial(self, lead: ClaimedLead) -> None:
+    def _dial(self, lead: ClaimedLead, tried: frozenset[str] = frozenset()) -> None:
+        """Decide, record and originate one call to the lead, on a gateway not in `tried`."""
         store = self.engine.store
         caller_id = self._caller_id(lead)
         request = self.gate_request(lead, caller_id)
@@ -203,7 +224,7 @@ class CampaignRunner:
                 store.close_lead(lead.id, reason)
             self.engine.publish("compliance_block", campaign=self.name, lead_id=lead.id, reasons=decision.reasons)
             return
-        gateway = self.pool.acquire()
+        gateway = self.pool.acquire(exclude=tried)
         node = self.engine.switchboard.pick_node()
         if gateway is None or node is None:
             if gateway is not None:
@@ -217,7 +238,8 @@ class CampaignRunner:
         self.stats.originated += 1
         self.stats.started_times.append(time.monotonic())
         flow = CallFlow(call, self.flow_settings, self.engine.switchboard, self.engine.agents,
-                        self.engine.amd if self.settings.amd.enabled else None, _Recorder(self, request, decision.decision_id),
+                        self.engine.amd if self.settings.amd.enabled else None,
+                        _Recorder(self, request, decision.decision_id, lead, tried | {gateway.name}),
                         {"dialer_campaign": self.name, "dialer_lead": str(lead.id), "dialer_number": lead.phone_e164,
                          "origination_caller_id_name": self.name},
                         self.engine.dial_string(gateway, lead.phone_e164))
@@ -228,10 +250,13 @@ class CampaignRunner:
 class _Recorder:
     """The flow's window onto the store, the gate's counters and the live statistics."""
 
-    def __init__(self, runner: CampaignRunner, request: CallRequest, decision_id: str) -> None:
+    def __init__(self, runner: CampaignRunner, request: CallRequest, decision_id: str, lead: ClaimedLead,
+                 tried: frozenset[str]) -> None:
         self.runner = runner
         self.request = request
         self.decision_id = decision_id
+        self.lead = lead
+        self.tried = tried
 
     def answered(self, call: Call) -> None:
         self.runner.stats.answered += 1
@@ -255,10 +280,15 @@ class _Recorder:
         runner._pending_outcomes.append((_PACING_OUTCOME[outcome], (call.answered or call.ended or time.time()) - call.started))
         if outcome is CallOutcome.HUMAN and call.answered and call.ended:
             runner._pending_talk.append(call.ended - call.answered)
+        # A trunk failure (not the called party's answer) is tried at once on the next gateway,
+        # as a new attempt with its own compliance decision.
+        fail_over = (call.answered is None and GatewayPool.should_fail_over(call.hangup_cause)
+                     and len(self.tried) < len(runner.pool.gateways) and not runner.draining)
         try:
-            runner.engine.store.finish_attempt(call, runner.settings, hangup_event)
+            runner.engine.store.finish_attempt(call, runner.settings, hangup_event, advance_lead=not fail_over)
         except DialerError as exc:
             log.error("call %s: attempt not recorded: %s", call.uuid, exc)
+            fail_over = False
         try:
             runner.engine.gate.record_outcome(self.request, self.decision_id, _GATE_OUTCOME[outcome],
                                               runner.engine.clock())
@@ -266,3 +296,5 @@ class _Recorder:
             log.warning("call %s: compliance outcome not recorded: %s", call.uuid, exc)
         runner.engine.publish("call_ended", campaign=call.campaign, uuid=call.uuid, outcome=outcome.value,
                               amd=call.amd_result, agent=call.agent_id)
+        if fail_over:
+            runner.flows.spawn(runner._dial, replace(self.lead, attempts=self.lead.attempts + 1), self.tried)

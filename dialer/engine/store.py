@@ -202,11 +202,19 @@ class EngineStore:
                 " claimed_until = now() + %s WHERE id = %s", (CLAIM_LEASE, lead.id))
         return attempt_id
 
+    def attempts_since(self, campaign_id: int, since: datetime) -> int:
+        (count,) = self.conn().execute(
+            "SELECT count(*) FROM call_attempts WHERE campaign_id = %s AND created_at >= %s",
+            (campaign_id, since)).fetchone()
+        return count
+
     def attempt_answered(self, call: Call) -> None:
         self.conn().execute("UPDATE call_attempts SET answered_at = now() WHERE origination_uuid = %s", (call.uuid,))
 
-    def finish_attempt(self, call: Call, settings: CampaignSettings, hangup: Event | None) -> None:
-        """Close the attempt, write the CDR, move the lead on and count the abandon account."""
+    def finish_attempt(self, call: Call, settings: CampaignSettings, hangup: Event | None,
+                       *, advance_lead: bool = True) -> None:
+        """Close the attempt, write the CDR, move the lead on and count the abandon account.
+        advance_lead=False keeps the lead claimed (a failover attempt follows at once)."""
         ended = datetime.fromtimestamp(call.ended, timezone.utc) if call.ended else datetime.now(timezone.utc)
         outcome = call.outcome or CallOutcome.FAILED
         conn = self.conn()
@@ -225,7 +233,8 @@ class EngineStore:
             lead_id, attempts, campaign_id = row
             if hangup is not None:
                 self._write_cdr(conn, call, campaign_id, hangup, ended)
-            self._advance_lead(conn, lead_id, attempts, outcome, call, settings, ended)
+            if advance_lead:
+                self._advance_lead(conn, lead_id, attempts, outcome, call, settings, ended)
             if call.answered is not None:
                 live = outcome in (CallOutcome.HUMAN, CallOutcome.ABANDONED)
                 conn.execute(
