@@ -20,6 +20,7 @@ from tests.engine_world import (AGENT_PHONE, BASE_SETTINGS, PINNED, import_regis
                                 start_switch)
 
 HUMAN, MACHINE, BUSY, DNC_LISTED = "+12125550100", "+12125550101", "+12125550102", "+12125550104"
+NY = {"state": "NY", "line_type": "landline"}
 
 
 def wait_until(predicate, timeout: float, step: float = 0.05) -> bool:
@@ -109,8 +110,8 @@ def test_web_app_drives_a_campaign_from_creation_to_report(world, db_url, redis_
     created = app.ok("campaign.create", {"name": "web", "settings": BASE_SETTINGS})
     assert created["status"] == "draft" and created["settings"]["ring_timeout_s"] == 15
     added = app.ok("leads.add", {"campaign": "web", "leads": [
-        {"phone": HUMAN, "state": "NY"}, {"phone": BUSY, "state": "NY"}, {"phone": DNC_LISTED, "state": "NY"},
-        {"phone": "12345", "state": "NY"}, {"phone": HUMAN}]})
+        {"phone": HUMAN, **NY}, {"phone": BUSY, **NY}, {"phone": DNC_LISTED, **NY}, {"phone": "12345", **NY},
+        {"phone": HUMAN}]})
     assert (added["added"], added["duplicates"], [r["index"] for r in added["rejected"]]) == (3, 1, [3])
     changed = app.ok("campaign.settings", {"campaign": "web", "set": {"ring_timeout_s": 20}})
     assert changed["settings_version"] == created["settings_version"] + 1
@@ -121,15 +122,17 @@ def test_web_app_drives_a_campaign_from_creation_to_report(world, db_url, redis_
 
     # The human is bridged to the agent; after the hangup the agent is in wrap-up.
     assert wait_until(lambda: any(e.get("agent") == "a1" and e.get("state") == "wrap_up"
-                                  for e in app.events("agent_state")), 30)
+                                  for e in app.events("agent_state")), 30), [
+        (f["type"], f.get("state"), f.get("outcome")) for _i, f in redis_client.xrange("dialer:events")
+        if f["type"] != "campaign_stats"]
     disposed = app.ok("agent.disposition", {"agent_id": "a1", "disposition": "SALE"})
     assert disposed["state"] == "ready" and disposed["call_uuid"]
     assert wait_until(lambda: len(app.events("call_ended")) >= 2, 20)
-    assert any(json.loads(e["reasons"]) == ["US-DNC"] for e in app.events("compliance_block"))
+    assert [json.loads(e["reasons"]) for e in app.events("compliance_block")] == [["US-DNC-1"]]
 
     stats = app.ok("stats.get", {"campaign": "web"})
     (row,) = stats["campaigns"]
-    assert row["live"]["originated"] == 2 and row["blocks_today"] == {"US-DNC": 1}
+    assert row["live"]["originated"] == 2 and row["blocks_today"] == {"US-DNC-1": 1}
     assert row["agents"] == {"ready": 1}
     # Campaign statistics arrive on the event stream every second.
     ticks = app.events("campaign_stats")
@@ -145,7 +148,7 @@ def test_web_app_drives_a_campaign_from_creation_to_report(world, db_url, redis_
 
     report = app.ok("report.get", {"campaign": "web"})
     assert report["outcomes"]["human"] == 1 and report["dispositions"] == {"SALE": 1}
-    assert report["blocks_by_reason"] == {"US-DNC": 1}
+    assert report["blocks_by_reason"] == {"US-DNC-1": 1}
     # Every command was acknowledged after its reply: nothing is pending.
     assert redis_client.xpending("dialer:commands", "engines")["pending"] == 0
     with storage.connect_db(db_url) as conn:
@@ -219,7 +222,7 @@ def test_manual_and_preview_dial_pass_the_gate_and_bridge_the_agent(world, db_ur
 
     blocked = app.call("call.manual", {"agent_id": "m1", "campaign": "man", "number": DNC_LISTED})
     assert blocked["status"] == "error" and blocked["error"]["code"] == "blocked"
-    assert blocked["error"]["details"]["reasons"] == ["US-DNC"]
+    assert blocked["error"]["details"]["reasons"] == ["US-DNC-1"]
 
     preview = app.ok("lead.preview", {"agent_id": "m1", "campaign": "man"})
     assert preview["phone"] == HUMAN and preview["state"] == "NY"

@@ -81,11 +81,13 @@ class AgentRegistry:
         for listener in self.listeners:
             listener(agent, old)
 
-    def take_longest_ready(self, campaign: str) -> Agent | None:
-        """Reserve the agent of the campaign who has waited longest (fair, and the pacing model
-        assumes it); the caller bridges at once."""
+    def take_ready(self, campaign: str, agent_id: str | None = None) -> Agent | None:
+        """Reserve `agent_id` if given (a callback promised to that agent), else the agent of
+        the campaign who has waited longest (fair, and the pacing model assumes it); the
+        caller bridges at once."""
         ready = [a for a in self.agents.values() if a.campaign == campaign
-                 and a.state is AgentState.READY and a.leg_uuid]
+                 and a.state is AgentState.READY and a.leg_uuid
+                 and (agent_id is None or a.agent_id == agent_id)]
         if not ready:
             return None
         agent = min(ready, key=lambda a: a.state_since)

@@ -55,6 +55,7 @@ class Call:
     detail: str | None = None            # voicemail_left, notsure_hangup, no_agent, ...
     hangup_cause: HangupCause | None = None
     node: str = ""
+    reserved_agent: str | None = None    # a callback promised to this agent
 
     @property
     def ring_age(self) -> float:

@@ -232,11 +232,11 @@ class CallFlow:
         call = self.call
         call.state = CallState.WAITING_AGENT
         deadline = time.monotonic() + self.settings.agent_wait_s
-        agent = self.agents.take_longest_ready(call.campaign)
+        agent = self.agents.take_ready(call.campaign, call.reserved_agent)
         while agent is None and time.monotonic() < deadline:
             # Poll in 50 ms steps; a hangup in the meantime ends the flow.
             self._wait(0.05, lambda i: False)
-            agent = self.agents.take_longest_ready(call.campaign)
+            agent = self.agents.take_ready(call.campaign, call.reserved_agent)
         if agent is None:
             self._safe_harbor()
             return
@@ -255,7 +255,7 @@ class CallFlow:
     def _safe_harbor(self) -> None:
         call = self.call
         call.state = CallState.SAFE_HARBOR
-        call.outcome = CallOutcome.ABANDONED
+        call.outcome, call.detail = CallOutcome.ABANDONED, "safe_harbor"
         self._play(self.settings.safe_harbor_file)
         self._hangup(HangupCause.NORMAL_CLEARING)
 

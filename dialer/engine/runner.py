@@ -24,6 +24,7 @@ from dialer.compliance.model import Campaign as GateCampaign
 from dialer.compliance.model import CallRequest, LineType
 from dialer.compliance.model import Lead as GateLead
 from dialer.compliance.model import Outcome as GateOutcome
+from dialer.engine.agents import AgentState
 from dialer.engine.calls import Call
 from dialer.engine.flow import CallFlow, FlowSettings, MachineAction, NotSureAction
 from dialer.engine.gateways import Gateway, GatewayPool
@@ -143,7 +144,14 @@ class CampaignRunner:
         wanted = min(decision.calls_to_start, self.pool.free_channels, self.caps_left())
         if wanted <= 0:
             return
-        for lead in self.engine.store.claim_leads(self.campaign_id, wanted):
+        # Scheduled callbacks come before new leads; one reserved for an agent is dialed only
+        # while that agent is ready, and the call goes to that agent.
+        ready = {a.agent_id for a in self.engine.agents.agents.values()
+                 if a.campaign == self.name and a.state is AgentState.READY}
+        callbacks = self.engine.store.claim_callbacks(self.campaign_id, wanted, ready)
+        for lead in callbacks:
+            self._dial(lead)
+        for lead in self.engine.store.claim_leads(self.campaign_id, wanted - len(callbacks)):
             self._dial(lead)
 
     def caps_left(self) -> int:
@@ -232,7 +240,7 @@ class CampaignRunner:
             store.requeue(lead.id, None, "no_capacity")
             return
         call = Call(uuid=str(uuid.uuid4()), campaign=self.name, lead_id=lead.id, number=lead.phone_e164,
-                    gateway=gateway.name, caller_id=caller_id, node=node)
+                    gateway=gateway.name, caller_id=caller_id, node=node, reserved_agent=lead.callback_agent)
         call.attempt_id = store.create_attempt(call, lead, self.campaign_id, decision.decision_id)
         self.calls[call.uuid] = call
         self.stats.originated += 1

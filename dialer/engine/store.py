@@ -40,6 +40,7 @@ class ClaimedLead:
     person_id: str | None
     debt_id: str | None
     line_type: str
+    callback_agent: str | None = None     # a callback reserved for this agent
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,27 @@ class EngineStore:
                 RETURNING id, campaign_id, phone_e164, attempts, state, zip, tz_hint, person_id,
                           debt_id, line_type
                 """, {"engine": self.engine_id, "lease": CLAIM_LEASE, "campaign": campaign_id, "limit": limit})
+            return [ClaimedLead(**row) for row in cur.fetchall()]
+
+    def claim_callbacks(self, campaign_id: int, limit: int, agents_ready: set[str]) -> list[ClaimedLead]:
+        """Due callbacks: for anyone, or for an agent of `agents_ready` (ready on this engine)."""
+        if limit <= 0:
+            return []
+        with self.conn().cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                """
+                UPDATE leads SET status = 'in_progress', claimed_by = %(engine)s,
+                       claimed_until = now() + %(lease)s
+                 WHERE id IN (SELECT id FROM leads
+                               WHERE campaign_id = %(campaign)s AND status = 'callback'
+                                 AND next_attempt_at <= now()
+                                 AND (callback_agent IS NULL OR callback_agent = ANY(%(agents)s))
+                               ORDER BY next_attempt_at, id
+                               LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+                RETURNING id, campaign_id, phone_e164, attempts, state, zip, tz_hint, person_id,
+                          debt_id, line_type, callback_agent
+                """, {"engine": self.engine_id, "lease": CLAIM_LEASE, "campaign": campaign_id,
+                      "limit": limit, "agents": sorted(agents_ready)})
             return [ClaimedLead(**row) for row in cur.fetchall()]
 
     def refresh_windows(self, campaign_id: int, zones_of, now: datetime, limit: int = 5000) -> int:
@@ -227,7 +249,7 @@ class EngineStore:
                 " WHERE origination_uuid = %s RETURNING lead_id, attempt_no, campaign_id",
                 (ended, outcome.value, call.hangup_cause.name if call.hangup_cause else None, call.amd_result,
                  call.amd_cause, call.agent_id, call.detail, outcome is CallOutcome.HUMAN,
-                 outcome is CallOutcome.ABANDONED, call.uuid)).fetchone()
+                 call.detail == "safe_harbor", call.uuid)).fetchone()
             if row is None:
                 return
             lead_id, attempts, campaign_id = row

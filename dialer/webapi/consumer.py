@@ -24,6 +24,7 @@ from collections import Counter
 
 import gevent
 import gevent.lock
+import gevent.monkey
 import gevent.pool
 import psycopg
 import redis
@@ -86,6 +87,7 @@ class CommandConsumer:
         self.redis = storage.connect_redis(url, timeout_s=block_ms / 1000 + 2.0, retries=1)
         self.block_ms, self.claim_idle_ms, self.batch = block_ms, claim_idle_ms, batch
         self.request_ttl_s, self.running_lease_s, self.max_deliveries = request_ttl_s, running_lease_s, max_deliveries
+        self.cooperative = gevent.monkey.is_module_patched("socket")
         self.own_stream = ENGINE_STREAM.format(engine=self.engine_id)
         self.streams = (COMMANDS_STREAM, self.own_stream)
         self.conn: psycopg.Connection | None = None
@@ -151,8 +153,17 @@ class CommandConsumer:
                     self._ensure_groups()     # the stream was deleted: recreate the groups
 
     def read_once(self) -> int:
-        replies = self.redis.xreadgroup(GROUP, self.engine_id, {s: ">" for s in self.streams},
-                                        count=self.batch, block=self.block_ms)
+        if self.cooperative:
+            replies = self.redis.xreadgroup(GROUP, self.engine_id, {s: ">" for s in self.streams},
+                                            count=self.batch, block=self.block_ms)
+        else:
+            # Sockets not patched by gevent (a library user, the tests): a blocking read would
+            # hold the hub, so poll without BLOCK and sleep cooperatively in between.
+            replies = self.redis.xreadgroup(GROUP, self.engine_id, {s: ">" for s in self.streams},
+                                            count=self.batch)
+            if not replies:
+                gevent.sleep(self.block_ms / 1000)
+        gevent.sleep(0)          # let the handlers just spawned start
         n = 0
         for stream, entries in replies or []:
             for entry_id, fields in entries:

@@ -606,6 +606,7 @@ class CallCore:
         if handler is None or channel.is_hungup:
             log.info("%s: invalid application %s", channel.uuid, app)
             return
+        self.switch.counters[f"app_{app}"] += 1
         channel.set_var("current_application", app)
         if arg:
             channel.set_var("current_application_data", arg)
