@@ -237,3 +237,28 @@ def test_callback_goes_to_the_agent_it_was_promised_to(world, db_url):
     engine.login_agent("agent-2", AGENT_PHONE, "callbacks")
     assert wait_until(lambda: len(attempts(db_url)) == 1 and attempts(db_url)[0][4] is not None, 20)
     assert attempts(db_url)[0][4] == "agent-2"
+
+
+def test_do_not_call_disposition_puts_the_number_on_the_internal_list(world, db_url):
+    switch, make_engine = world
+    create_campaign(db_url, "optout", BASE_SETTINGS, [HUMAN])
+    engine = make_engine()
+    engine.login_agent("agent-o", AGENT_PHONE, "optout")
+    from dialer.engine.agents import AgentState
+    agent = engine.agents.get("agent-o")
+    assert wait_until(lambda: agent.state is AgentState.WRAP_UP, 30)
+    engine.disposition("agent-o", "DNC")
+    assert agent.state is AgentState.READY
+    entries, _consents = engine.gate.records.lookup(HUMAN)
+    assert any(entry.list_kind == "internal" and entry.source == "agent" for entry in entries)
+    decision = engine.gate.decide(engine.runners[next(iter(engine.runners))].gate_request(
+        lead_for(db_url, HUMAN), "+12125550199"))
+    assert not decision.allowed and any("DNC" in reason for reason in decision.reasons)
+
+
+def lead_for(db_url, phone):
+    from dialer.engine.store import ClaimedLead
+    with storage.connect_db(db_url) as conn:
+        row = conn.execute("SELECT id, campaign_id, phone_e164, attempts, state, zip, tz_hint, person_id, debt_id,"
+                           " line_type FROM leads WHERE phone_e164 = %s", (phone,)).fetchone()
+    return ClaimedLead(*row)

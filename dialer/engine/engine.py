@@ -21,6 +21,7 @@ from amd.receiver import UnicastReceiver
 from dialer import config, storage
 from dialer.campaigns import CampaignStatus
 from dialer.compliance.gate import ComplianceGate
+from dialer.compliance.records import opt_out_disposition
 from dialer.engine.agents import Agent, AgentError, AgentRegistry, AgentState
 from dialer.engine.audio_tap import ReceiverTap
 from dialer.engine.gateways import Gateway
@@ -245,9 +246,12 @@ class Engine:
         agent = self.agents.get(agent_id)
         if agent.state is not AgentState.WRAP_UP or not agent.call_uuid:
             raise AgentError(f"agent {agent_id} has no call to disposition")
-        self.store.set_disposition(agent.call_uuid, disposition, callback_at,
-                                   agent_id if callback_to_agent else None)
-        if disposition.upper() in OPT_OUT_DISPOSITIONS:
+        phone = self.store.set_disposition(agent.call_uuid, disposition, callback_at,
+                                           agent_id if callback_to_agent else None)
+        if phone and disposition.upper() in OPT_OUT_DISPOSITIONS:
+            # The person asked not to be called again: the internal list, at once.
+            opt_out_disposition(self.gate.records, phone, agent_id=agent_id, campaign_id=agent.campaign or "",
+                                disposition=disposition)
             self.publish("opt_out", agent=agent_id, uuid=agent.call_uuid, source="agent_disposition")
         self.agents.transition(agent, then, reason=reason)
 

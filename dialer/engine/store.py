@@ -304,19 +304,21 @@ class EngineStore:
              json.dumps(variables)))
 
     def set_disposition(self, origination_uuid: str, disposition: str, callback_at: datetime | None = None,
-                        callback_agent: str | None = None) -> None:
-        """An agent's disposition; a callback puts the lead back at the chosen time."""
+                        callback_agent: str | None = None) -> str | None:
+        """An agent's disposition; a callback puts the lead back at the chosen time. Returns
+        the number called (None for an unknown call)."""
         conn = self.conn()
         with conn.transaction():
             row = conn.execute(
-                "UPDATE call_attempts SET disposition = %s WHERE origination_uuid = %s RETURNING lead_id",
+                "UPDATE call_attempts SET disposition = %s WHERE origination_uuid = %s RETURNING lead_id, phone_e164",
                 (disposition, origination_uuid)).fetchone()
             if row is None:
-                return
+                return None
             conn.execute("UPDATE cdrs SET disposition = %s WHERE origination_uuid = %s", (disposition, origination_uuid))
             if callback_at is not None:
                 conn.execute("UPDATE leads SET status = 'callback', next_attempt_at = %s, callback_agent = %s"
                              " WHERE id = %s", (callback_at, callback_agent, row[0]))
+        return row[1]
 
     # -- agents -------------------------------------------------------------------------------
 
