@@ -78,7 +78,7 @@ def start_engine(db_url: str, redis_url: str, switch: FakeSwitch, registry_dir: 
                  ports=range(41000, 41200)) -> Engine:
     cfg = EngineConfig(engine_id=engine_id, database_url=db_url, redis_url=redis_url,
                        nodes=[FreeswitchNode("127.0.0.1", switch.port, "ClueCon")],
-                       amd_listen=("127.0.0.1", 0), unicast_ports=ports)
+                       amd_listen=("127.0.0.1", 0), unicast_ports=ports, hook_listen=("127.0.0.1", 0))
     gate = live_gate(db_url, redis_url, registry_dir)
     return Engine(cfg, gate, clock=pinned_clock()).start()
 

@@ -262,3 +262,46 @@ def lead_for(db_url, phone):
         row = conn.execute("SELECT id, campaign_id, phone_e164, attempts, state, zip, tz_hint, person_id, debt_id,"
                            " line_type FROM leads WHERE phone_e164 = %s", (phone,)).fetchone()
     return ClaimedLead(*row)
+
+
+def test_ivr_opt_out_through_the_dialplan_socket_hook(world, db_url):
+    switch, make_engine = world
+    engine = make_engine()
+    host, port = engine.hooks.address
+    caller = "+12125550181"
+    from esl.connection import connect
+    conn = connect("127.0.0.1", switch.port, timeout=5)
+    conn.authenticate("ClueCon")
+    conn.subscribe(["BACKGROUND_JOB"])
+    # What the opt-out IVR extension does (dialplans/inbound.xml): set the contract's variables,
+    # then hand the call to the engine with `socket host:port async full`.
+    job = conn.bgapi("originate {dialer_action=optout,dialer_optout_number=%s,dialer_optout_digits=9,"
+                     "dialer_optout_source=inbound,dialer_optout_confirm_file=ivr/optout_done.wav}"
+                     "sofia/internal/7700@127.0.0.1 &socket(%s:%d async full)" % (caller, host, port))
+    job.wait(10)
+    assert wait_until(lambda: engine.hooks.handler.optouts == 1, 10)
+    entries, consents = engine.gate.records.lookup(caller)
+    assert [(e.list_kind, e.source) for e in entries] == [("internal", "ivr")]
+    assert wait_until(lambda: switch.counters["app_playback"] == 1, 10)   # the confirmation
+    conn.close()
+
+
+def test_inbound_call_through_the_socket_hook_reaches_a_ready_agent(world, db_url):
+    switch, make_engine = world
+    create_campaign(db_url, "inbound", BASE_SETTINGS, [])
+    engine = make_engine()
+    engine.login_agent("agent-i", AGENT_PHONE, "inbound")
+    from dialer.engine.agents import AgentState
+    from esl.connection import connect
+    host, port = engine.hooks.address
+    conn = connect("127.0.0.1", switch.port, timeout=5)
+    conn.authenticate("ClueCon")
+    conn.subscribe(["BACKGROUND_JOB"])
+    caller = "+12125550182"
+    switch.model.script(caller, Behaviour(Outcome.ANSWER, party=Party.HUMAN, stay_seconds=2.0))
+    conn.bgapi("originate {dialer_action=inbound,dialer_campaign=inbound,dialer_caller=%s}"
+               "sofia/gateway/pstn/%s &socket(%s:%d async full)" % (caller, caller, host, port)).wait(10)
+    agent = engine.agents.get("agent-i")
+    assert wait_until(lambda: engine.hooks.handler.inbound_bridged == 1, 10)
+    assert wait_until(lambda: agent.state is AgentState.WRAP_UP, 10)    # the caller hung up after 2 s
+    conn.close()

@@ -25,6 +25,7 @@ from dialer.compliance.records import opt_out_disposition
 from dialer.engine.agents import Agent, AgentError, AgentRegistry, AgentState
 from dialer.engine.audio_tap import ReceiverTap
 from dialer.engine.gateways import Gateway
+from dialer.engine.hooks import start_hook_server
 from dialer.engine.runner import CampaignRunner
 from dialer.engine.store import EngineStore
 from dialer.engine.switchboard import Switchboard
@@ -52,6 +53,7 @@ class EngineConfig:
     amd_listen: tuple[str, int] = ("127.0.0.1", 0)
     unicast_ports: range = range(20000, 30000)
     gateway_endpoint: str = "sofia/gateway/{gateway}/{number}"
+    hook_listen: tuple[str, int] | None = ("127.0.0.1", 8084)   # the dialplan's `socket` target
 
     @classmethod
     def from_env(cls, nodes: list[config.FreeswitchNode]) -> "EngineConfig":
@@ -61,9 +63,11 @@ class EngineConfig:
         except ValueError:
             raise ConfigError(f"DIALER_UNICAST_PORTS must be LOW-HIGH, not {ports!r}") from None
         host, _, port = os.environ.get("DIALER_AMD_LISTEN", "127.0.0.1:0").rpartition(":")
+        hook_host, _, hook_port = os.environ.get("DIALER_HOOK_LISTEN", "127.0.0.1:8084").rpartition(":")
         return cls(engine_id=os.environ.get("DIALER_ENGINE_ID") or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
                    database_url=config.database_url(), redis_url=config.redis_url(), nodes=nodes,
-                   amd_listen=(host or "127.0.0.1", int(port or 0)), unicast_ports=range(low, high + 1))
+                   amd_listen=(host or "127.0.0.1", int(port or 0)), unicast_ports=range(low, high + 1),
+                   hook_listen=(hook_host or "127.0.0.1", int(hook_port or 8084)))
 
 
 class Engine:
@@ -87,11 +91,14 @@ class Engine:
         self.publish_failures = 0
         self._supervisor: gevent.Greenlet | None = None
         self._halted = False
+        self.hooks = None                 # the outbound socket server for dialplan hooks
 
     # -- life cycle ---------------------------------------------------------------------------
 
     def start(self, connect_timeout: float = 10.0) -> "Engine":
         self.receiver.start()
+        if self.cfg.hook_listen is not None:
+            self.hooks = start_hook_server(self, *self.cfg.hook_listen)
         self.switchboard.start()
         if not self.switchboard.wait_connected(connect_timeout):
             log.warning("engine %s: not every FreeSWITCH node is connected yet", self.engine_id)
@@ -125,6 +132,8 @@ class Engine:
         self.logout_all_agents(timeout=5.0)
         # Event handlers write to the store: it closes only after the last one has run.
         self.switchboard.stop()
+        if self.hooks is not None:
+            self.hooks.stop()
         self.receiver.stop()
         self.store.close()
 

@@ -224,6 +224,14 @@ class EngineStore:
                 " claimed_until = now() + %s WHERE id = %s", (CLAIM_LEASE, lead.id))
         return attempt_id
 
+    def campaign_of_number(self, phone: str) -> str | None:
+        """The running campaign that most recently called this number (a returned call)."""
+        row = self.conn().execute(
+            "SELECT c.name FROM call_attempts a JOIN campaigns c ON c.id = a.campaign_id"
+            " WHERE a.phone_e164 = %s AND c.status = 'running' ORDER BY a.created_at DESC LIMIT 1",
+            (phone,)).fetchone()
+        return row[0] if row else None
+
     def attempts_since(self, campaign_id: int, since: datetime) -> int:
         (count,) = self.conn().execute(
             "SELECT count(*) FROM call_attempts WHERE campaign_id = %s AND created_at >= %s",

@@ -179,7 +179,10 @@ def _dial(ctx: Context, runner, lead: ClaimedLead, agent) -> dict:
     runner.stats.originated += 1
     runner.stats.started_times.append(time.monotonic())
     flow = AgentCallFlow(call, runner.flow_settings, engine.switchboard, engine.agents, None,
-                         _Recorder(runner, request, decision.decision_id),
+                         # Every gateway counted as tried: a trunk failure is not redialed by the
+                         # runner's own flow, which would not bridge to this agent.
+                         _Recorder(runner, request, decision.decision_id, lead,
+                                   frozenset(g.name for g in runner.pool.gateways)),
                          {"dialer_campaign": runner.name, "dialer_lead": str(lead.id), "dialer_number": lead.phone_e164,
                           "dialer_agent_call": agent.agent_id, "origination_caller_id_name": runner.name},
                          engine.dial_string(gateway, lead.phone_e164), agent=agent)
