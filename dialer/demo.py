@@ -28,13 +28,25 @@ from dialer.compliance.service import LazyConnection, data_dir, live_gate
 from dialer.engine.engine import Engine, EngineConfig
 from dialer.engine.simagents import AgentSimulator
 from dialer.errors import DialerError
+from dialer.reporting import campaign_report, render_report
 
-# Area codes in each US calling-time zone (and two territories), so that at most hours of the
-# day some leads are inside their calling window and others wait for theirs.
-DEMO_AREAS = {"212": "America/New_York", "312": "America/Chicago", "303": "America/Denver",
-              "213": "America/Los_Angeles", "907": "America/Anchorage", "808": "Pacific/Honolulu",
-              "787": "America/Puerto_Rico", "671": "Pacific/Guam"}
-STATE_OF = {"212": "NY", "312": "IL", "303": "CO", "213": "CA", "907": "AK", "808": "HI", "787": "PR", "671": "GU"}
+# Area codes by calling-time zone, each inside one state and one zone (no split area codes), so
+# that whatever the time of day most demo leads can be in zones inside their calling window and
+# some in zones outside it.
+DEMO_AREAS = [
+    ("212", "America/New_York", "NY"), ("617", "America/New_York", "MA"), ("404", "America/New_York", "GA"),
+    ("202", "America/New_York", "DC"), ("215", "America/New_York", "PA"), ("704", "America/New_York", "NC"),
+    ("313", "America/Detroit", "MI"), ("305", "America/New_York", "FL"),
+    ("312", "America/Chicago", "IL"), ("214", "America/Chicago", "TX"), ("713", "America/Chicago", "TX"),
+    ("504", "America/Chicago", "LA"), ("612", "America/Chicago", "MN"), ("615", "America/Chicago", "TN"),
+    ("303", "America/Denver", "CO"), ("801", "America/Denver", "UT"), ("505", "America/Denver", "NM"),
+    ("602", "America/Phoenix", "AZ"), ("406", "America/Denver", "MT"),
+    ("213", "America/Los_Angeles", "CA"), ("415", "America/Los_Angeles", "CA"), ("206", "America/Los_Angeles", "WA"),
+    ("503", "America/Los_Angeles", "OR"), ("702", "America/Los_Angeles", "NV"), ("619", "America/Los_Angeles", "CA"),
+    ("907", "America/Anchorage", "AK"), ("808", "Pacific/Honolulu", "HI"),
+    ("787", "America/Puerto_Rico", "PR"), ("671", "Pacific/Guam", "GU"),
+]
+NUMBERS_PER_AREA = 88            # NXX-555-0112 .. 0199, the fictional range (0100-0111 are scripted)
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -45,27 +57,35 @@ class DemoLead:
     line_type: str
 
 
-def demo_leads(rng: random.Random) -> tuple[list[DemoLead], list[str]]:
-    """The leads, and the numbers on the federal do-not-call snapshot (about 5%)."""
-    leads, registry = [], []
-    for npa in DEMO_AREAS:
-        for line in range(12, 100):
-            phone = f"+1{npa}55501{line:02d}"
-            # About one in ten has no line-type data: treated as wireless, so an autodialed call
-            # needs consent the lead does not have (the gate blocks it, 47 CFR 64.1200(a)(1)(iii)).
-            leads.append(DemoLead(phone, STATE_OF[npa], "unknown" if rng.random() < 0.10 else "landline"))
-            if rng.random() < 0.05:
-                registry.append(phone)
-        registry.append(f"+1{npa}5550111")   # every area code has a dated snapshot
-    return leads, registry
+def is_open(zone: str, at: datetime) -> bool:
+    """Inside the federal 8 am - 9 pm window with a margin of half an hour at each end."""
+    local = at.astimezone(ZoneInfo(zone))
+    return 8.5 <= local.hour + local.minute / 60 < 20.5
 
 
 def open_areas(at: datetime) -> list[str]:
-    """Area codes whose local time is inside the federal 8 am - 9 pm window, with a margin."""
-    def local_hour(zone: str) -> float:
-        local = at.astimezone(ZoneInfo(zone))
-        return local.hour + local.minute / 60
-    return [npa for npa, zone in DEMO_AREAS.items() if 8.5 <= local_hour(zone) < 20.5]
+    return [npa for npa, zone, _state in DEMO_AREAS if is_open(zone, at)]
+
+
+def demo_leads(rng: random.Random, at: datetime, count: int) -> tuple[list[DemoLead], list[str]]:
+    """About `count` leads, nine in ten in area codes inside their calling window at `at`, and the
+    numbers on the federal do-not-call snapshot (about 5%, plus one per area code so every area
+    code has a dated snapshot)."""
+    open_, closed = ([a for a in DEMO_AREAS if is_open(a[1], at) == flag] for flag in (True, False))
+    wanted_open = min(len(open_), max(1, round(0.9 * count / NUMBERS_PER_AREA)))
+    wanted_closed = min(len(closed), max(1, round(0.1 * count / NUMBERS_PER_AREA)))
+    areas = rng.sample(open_, wanted_open) + rng.sample(closed, wanted_closed)
+    leads, registry = [], []
+    for npa, _zone, state in areas:
+        for line in range(12, 12 + NUMBERS_PER_AREA):
+            phone = f"+1{npa}55501{line:02d}"
+            # About one in ten has no line-type data: treated as wireless, so an autodialed call
+            # needs consent the lead does not have (the gate blocks it, 47 CFR 64.1200(a)(1)(iii)).
+            leads.append(DemoLead(phone, state, "unknown" if rng.random() < 0.10 else "landline"))
+            if rng.random() < 0.05:
+                registry.append(phone)
+        registry.append(f"+1{npa}5550111")
+    return leads, registry
 
 
 def demo_settings(agents: int) -> dict:
@@ -85,8 +105,9 @@ def demo_settings(agents: int) -> dict:
     }
 
 
-def setup(db_url: str, name: str, agents: int, rng: random.Random, registry_dir: Path, as_of: date) -> int:
-    leads, registry = demo_leads(rng)
+def setup(db_url: str, name: str, agents: int, rng: random.Random, registry_dir: Path, as_of: date,
+          at: datetime, lead_count: int) -> tuple[int, int]:
+    leads, registry = demo_leads(rng, at, lead_count)
     registry_file = registry_dir / "demo-federal.txt"
     registry_dir.mkdir(parents=True, exist_ok=True)
     registry_file.write_text("".join(p.removeprefix("+1") + "\n" for p in registry))
@@ -104,7 +125,7 @@ def setup(db_url: str, name: str, agents: int, rng: random.Random, registry_dir:
         conn.commit()
         campaigns.set_status(conn, name, "running")
         conn.commit()
-    return created.id
+    return created.id, len(leads)
 
 
 def retire_old_demos(db_url: str, console: Console) -> None:
@@ -115,37 +136,6 @@ def retire_old_demos(db_url: str, console: Console) -> None:
             " WHERE name LIKE 'demo-%%' AND status <> 'stopped' RETURNING name")]
     if names:
         console.print(f"stopped earlier demo campaigns: {', '.join(names)}")
-
-
-def summary_table(db_url: str, campaign_id: int) -> Table:
-    with storage.connect_db(db_url) as conn:
-        outcomes = conn.execute("SELECT outcome, count(*) FROM call_attempts WHERE campaign_id = %s"
-                                " GROUP BY 1 ORDER BY 2 DESC", (campaign_id,)).fetchall()
-        amd = conn.execute("SELECT amd_result, count(*) FROM call_attempts WHERE campaign_id = %s"
-                           " AND amd_result IS NOT NULL GROUP BY 1 ORDER BY 2 DESC", (campaign_id,)).fetchall()
-        live, abandoned = conn.execute("SELECT COALESCE(sum(live), 0), COALESCE(sum(abandoned), 0)"
-                                       " FROM abandon_hours WHERE campaign_id = %s", (campaign_id,)).fetchone()
-        leads = conn.execute("SELECT status, COALESCE(split_part(close_reason, ':', 1), ''), count(*) FROM leads"
-                             " WHERE campaign_id = %s GROUP BY 1, 2 ORDER BY 3 DESC", (campaign_id,)).fetchall()
-        blocked = conn.execute("SELECT last_outcome, count(*) FROM leads WHERE campaign_id = %s"
-                               " AND last_outcome LIKE 'blocked:%%' GROUP BY 1 ORDER BY 2 DESC LIMIT 8",
-                               (campaign_id,)).fetchall()
-        cdrs = conn.execute("SELECT count(*) FROM cdrs WHERE campaign_id = %s", (campaign_id,)).fetchone()[0]
-    table = Table(title="demo campaign: what happened", show_lines=False)
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for outcome, count in outcomes:
-        table.add_row(f"attempts: {outcome}", str(count))
-    for result, count in amd:
-        table.add_row(f"AMD: {result}", str(count))
-    rate = f"{100 * abandoned / live:.2f}% ({abandoned}/{live})" if live else "no live answers yet"
-    table.add_row("abandon rate (abandoned / live answers)", rate)
-    table.add_row("CDRs written", str(cdrs))
-    for status, reason, count in leads:
-        table.add_row(f"leads {status}{' (' + reason + ')' if reason else ''}", str(count))
-    for reason, count in blocked:
-        table.add_row(f"requeued by the gate: {reason.removeprefix('blocked:')}", str(count))
-    return table
 
 
 def live_table(engine: Engine, started: float, seconds: float) -> Table:
@@ -173,8 +163,9 @@ def live_table(engine: Engine, started: float, seconds: float) -> Table:
     return table
 
 
-def run_demo(*, seconds: float, agents: int, seed: int, at: datetime | None, console: Console) -> dict:
-    """Run the demo; returns the figures it printed."""
+def run_demo(*, duration: float, agents: int, leads: int, seed: int, at: datetime | None,
+             console: Console) -> dict:
+    """Run the demo, print the live view and the report on `console`; return the summary."""
     from esl.fakeswitch import CalledPartyModel, FakeSwitch
     from esl.fakeswitch.voices import available, build_voices
 
@@ -185,12 +176,10 @@ def run_demo(*, seconds: float, agents: int, seed: int, at: datetime | None, con
     if at is None and not open_areas(now):
         # 11:00-12:00 UTC no US zone is inside calling hours: say so and show the next hour.
         at = (now + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
-        console.print(f"[yellow]No demo time zone is inside calling hours now; the compliance clock is set to "
+        console.print(f"[yellow]No US time zone is inside calling hours now; the compliance clock is set to "
                       f"{at.isoformat()} (the gate judges calling hours by it). Use --at to choose.[/]")
     if at is not None:
         clock_offset = at - now
-    console.print(f"leads inside calling hours now: area codes {', '.join(open_areas(now + clock_offset)) or 'none'}")
-
     nodes = config.freeswitch_nodes()
     switch = None
     if nodes is None:
@@ -198,31 +187,36 @@ def run_demo(*, seconds: float, agents: int, seed: int, at: datetime | None, con
         if not files:
             console.print("[yellow]espeak-ng/sox missing: far ends use synthetic audio, AMD will be poor[/]")
         model = CalledPartyModel(seed=seed, answer_probability=0.45, machine_probability=0.25,
-                                 ring_median=4.0, ring_max=20.0, stay_mean=15.0)
+                                 ring_median=4.0, ring_max=20.0, stay_mean=20.0)
         switch = FakeSwitch(port=0, model=model, audio_files=files).start()
         nodes = config.parse_freeswitch_urls(switch.url)
         console.print(f"simulated FreeSWITCH on {switch.url.split('@')[1]}")
 
     retire_old_demos(db_url, console)
     name = f"demo-{int(now.timestamp())}"
-    campaign_id = setup(db_url, name, agents, rng, data_dir() / "demo", (now + clock_offset).date() - timedelta(days=1))
-    console.print(f"campaign {name}: {8 * 88} leads in 8 zones, {agents} agents, predictive pacing, target 3%")
+    campaign_id, lead_count = setup(db_url, name, agents, rng, data_dir() / "demo",
+                                    (now + clock_offset).date() - timedelta(days=1), now + clock_offset, leads)
+    console.print(f"campaign {name}: {lead_count} leads, area codes inside calling hours now: "
+                  f"{', '.join(open_areas(now + clock_offset)) or 'none'}; {agents} agents, predictive pacing, "
+                  f"abandon target 3%")
     cfg = EngineConfig.from_env(nodes)
     engine = Engine(cfg, live_gate(db_url, redis_url, data_dir() / "demo"),
                     clock=lambda: datetime.now(timezone.utc) + clock_offset).start()
     simulator = AgentSimulator(engine, wrap_mean_s=4.0, seed=seed).start()
+    started = time.monotonic()
     try:
         agent_phone = "sofia/internal/7700@127.0.0.1" if switch is not None else "user/{agent}"
         for index in range(agents):
             engine.login_agent(f"demo-agent-{index + 1}", agent_phone.format(agent=1000 + index), name)
-        started = time.monotonic()
+        started = time.monotonic()      # campaign time starts once the agents are in
         from rich.live import Live
-        with Live(live_table(engine, started, seconds), console=console, refresh_per_second=2) as live:
-            while time.monotonic() - started < seconds:
+        with Live(live_table(engine, started, duration), console=console, refresh_per_second=2) as live:
+            while time.monotonic() - started < duration:
                 gevent.sleep(0.5)
-                live.update(live_table(engine, started, seconds))
+                live.update(live_table(engine, started, duration))
         console.print("stopping: calls in flight finish, unclaimed leads go back")
     finally:
+        campaign_seconds = time.monotonic() - started
         simulator.stop()
         engine.stop(drain_timeout=60)
         if switch is not None:
@@ -230,8 +224,15 @@ def run_demo(*, seconds: float, agents: int, seed: int, at: datetime | None, con
         with storage.connect_db(db_url) as conn:
             conn.execute("UPDATE campaigns SET status = 'stopped', status_changed_at = now() WHERE id = %s",
                          (campaign_id,))
-    console.print(summary_table(db_url, campaign_id))
-    return {"campaign": name, "campaign_id": campaign_id}
+    with storage.connect_db(db_url) as conn:
+        report = campaign_report(conn, name)
+    console.print(render_report(report))
+    figures = report.to_dict()
+    total = figures["abandon_total"]
+    return {"duration_s": round(campaign_seconds, 1), "calls": figures["attempts"], "live_answers": total["live"],
+            "abandoned": total["abandoned"], "abandon_rate": total["rate"], "machines": total["machines"],
+            "compliance_blocks": figures["compliance"]["blocked"], "blocks_by_reason": figures["blocks_by_reason"],
+            "cdrs": figures["cdrs"], "agents": agents}
 
 
 def check_ready() -> None:

@@ -129,6 +129,8 @@ class EngineMetrics:
     def refresh(self, engine) -> None:
         """Bring the metrics up to the engine's figures now."""
         for runner in list(engine.runners.values()):
+            for counter in (self.calls, self.answers, self.abandons):
+                counter.labels(runner.name)       # present at 0 from the start, so rate() works
             self._count_runner(runner)
             calls = list(runner.calls.values())
             ringing = sum(1 for c in calls if c.answered is None)
@@ -142,9 +144,7 @@ class EngineMetrics:
         for agent in list(engine.agents.agents.values()):
             key = (agent.campaign or "", agent.state.value)
             by_state[key] = by_state.get(key, 0) + 1
-        for labels in list(self.agents._metrics):
-            if labels not in by_state:
-                self.agents.labels(*labels).set(0)
+        self.agents.clear()          # states nobody is in any more disappear (no yield until refilled)
         for labels, n in by_state.items():
             self.agents.labels(*labels).set(n)
         for name, client in engine.switchboard.clients.items():

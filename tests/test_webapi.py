@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from dialer import storage
+from dialer.webapi import WebApiError
 from dialer.webapi import consumer as webapi
 from dialer.webapi.handlers import handlers
 from dialer.webapi.schema import _load, _validator, command_types
@@ -275,3 +276,52 @@ def test_redis_acl_users_for_the_engine_and_the_web_app(world, redis_url, redis_
         web.close()
     finally:
         redis_client.acl_deluser(engine_user, web_user)
+
+
+def test_agent_command_read_by_another_engine_is_forwarded_to_the_agents_engine(world, db_url, redis_url,
+                                                                                 redis_client, tmp_path):
+    switch, make = world
+    holder, _api = make()
+    app = WebApp(redis_client)
+    app.ok("campaign.create", {"name": "fwd", "settings": BASE_SETTINGS})
+    holder.login_agent("f1", AGENT_PHONE, "fwd")
+    # A second engine (not consuming on its own here) reads the agent's command first.
+    other = start_engine(db_url, redis_url, switch, tmp_path, engine_id="engine-2", ports=range(41200, 41400))
+    reader = webapi.CommandConsumer(other)
+    try:
+        reader._ensure_groups()
+        request = app.send("agent.pause", {"agent_id": "f1", "reason": "coaching"})
+        entries = []
+        assert wait_until(lambda: entries.extend(
+            reader.redis.xreadgroup("engines", "engine-2", {"dialer:commands": ">"}, count=1) or []) or entries, 5)
+        (_stream, [(entry_id, fields)]), = entries
+        reader.handle("dialer:commands", entry_id, fields)
+        assert reader.counts["forwarded"] == 1
+        reply = app.reply(request)
+        assert reply["status"] == "ok" and reply["engine"] == holder.engine_id
+        assert reply["result"]["state"] == "paused" and holder.agents.get("f1").pause_reason == "coaching"
+        assert "f1" not in other.agents.agents
+        # Logging the same agent in again anywhere is refused: one phone leg per agent.
+        from dialer.webapi.handlers import Context
+        with pytest.raises(WebApiError) as refused:
+            handlers()["agent.login"](Context(other, reader._db(), reader.store, reader.redis),
+                                      {"agent_id": "f1", "endpoint": AGENT_PHONE, "campaign": "fwd"})
+        assert refused.value.code == "conflict" and holder.engine_id in refused.value.message
+    finally:
+        reader.stop()
+        other.stop(drain_timeout=1)
+
+
+def test_a_command_that_cannot_take_effect_stays_pending_then_gets_an_error(world, redis_client):
+    _switch, make = world
+    # This engine's consumer reaches no PostgreSQL (nothing listens on port 9).
+    engine, api = make(database_url="postgresql://postgres@127.0.0.1:9/dialer", claim_idle_ms=300,
+                       max_deliveries=2)
+    app = WebApp(redis_client)
+    request = app.send("campaign.start", {"campaign": "acme"})
+    assert wait_until(lambda: api.consumer.counts["retry_later"] >= 1, 15)
+    pending = redis_client.xpending("dialer:commands", "engines")["pending"]
+    assert pending == 1 and not app.replies(request)       # not acknowledged, not answered
+    reply = app.reply(request, timeout=20)
+    assert reply["error"]["code"] == "unavailable" and "PostgreSQL" in reply["error"]["message"]
+    assert wait_until(lambda: redis_client.xpending("dialer:commands", "engines")["pending"] == 0, 5)

@@ -189,7 +189,9 @@ def _goal_checks(runs: list[dict], target: float) -> list[str]:
                 notes.append(f"vs {baseline}: more talk at equal or lower abandon "
                              f"({best['policy']})")
             elif fair:
-                notes.append(f"vs {baseline}: LESS talk at its abandon rate {b_abandon:.2%}")
+                broke = " (it broke the 3% rule)" if b_abandon > target else ""
+                notes.append(f"vs {baseline}: LESS talk than its {b_talk:.1f} min/h at "
+                             f"{b_abandon:.2%} abandon{broke}")
             else:
                 more = s["talk_minutes_per_agent_hour"] > b_talk
                 notes.append(f"vs {baseline} ({b_abandon:.2%} abandon, {b_talk:.1f} min/h): "

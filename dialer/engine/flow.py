@@ -57,7 +57,7 @@ class FlowSettings:
     notsure_action: NotSureAction = NotSureAction.AGENT
     safe_harbor_file: str = "ivr/safe_harbor.wav"
     voicemail_file: str = "ivr/voicemail_message.wav"
-    amd_timeout_s: float = 6.0         # AMD has decided long before this
+    amd_timeout_s: float = 10.0        # a safety net: the detector's own limits end it sooner
     beep_timeout_s: float = 30.0
     playback_timeout_s: float = 60.0
 
@@ -199,7 +199,7 @@ class CallFlow:
         call.state = CallState.ANALYZING
         verdict = self._analyze()
         if verdict is None:
-            call.amd_result, call.amd_cause = "NOTSURE", "NO_AUDIO"
+            call.amd_result, call.amd_cause = "NOTSURE", "ENGINE_TIMEOUT" if self.amd else "AMD_OFF"
         else:
             call.amd_result, call.amd_cause, call.amd_decision_ms = verdict.result, verdict.cause, verdict.decision_ms
         if call.amd_result == "HUMAN" or (call.amd_result == "NOTSURE"
@@ -244,9 +244,12 @@ class CallFlow:
         call.agent_id = agent.agent_id
         reply = self.switchboard.try_api(call.node, f"uuid_bridge {call.uuid} {agent.leg_uuid}")
         if reply is None or not reply.startswith("+OK"):
-            log.warning("call %s: bridge to agent %s failed: %s", call.uuid, agent.agent_id, reply)
+            log.info("call %s: bridge to agent %s failed: %s", call.uuid, agent.agent_id, (reply or "").strip())
             self.agents.transition(agent, AgentState.READY)
             call.agent_id = None
+            # Most often the called person has just hung up: then the hangup ends the flow here
+            # (counted as abandoned while waiting); otherwise the safe-harbor message plays.
+            self._wait(0.5, lambda i: False)
             self._safe_harbor()
             return
         call.state = CallState.BRIDGED

@@ -33,7 +33,6 @@ from dialer import storage
 from dialer.campaigns import CampaignError, CampaignNotFound, SettingsError
 from dialer.compliance.model import ComplianceError
 from dialer.engine.agents import AgentError
-from dialer.engine.engine import AGENTS_HASH
 from dialer.engine.store import EngineStore
 from dialer.errors import DialerError, StorageError
 from dialer.reporting import ReportError
@@ -76,7 +75,7 @@ def error_of(exc: DialerError) -> WebApiError:
 
 
 class CommandConsumer:
-    def __init__(self, engine, *, redis_url: str | None = None, block_ms: int = 1000, claim_idle_ms: int = 60_000,
+    def __init__(self, engine, *, redis_url: str | None = None, database_url: str | None = None, block_ms: int = 1000, claim_idle_ms: int = 60_000,
                  request_ttl_s: int = 86_400, running_lease_s: int = 120, batch: int = 16, concurrency: int = 16,
                  max_deliveries: int = 5) -> None:
         self.engine = engine
@@ -91,7 +90,8 @@ class CommandConsumer:
         self.own_stream = ENGINE_STREAM.format(engine=self.engine_id)
         self.streams = (COMMANDS_STREAM, self.own_stream)
         self.conn: psycopg.Connection | None = None
-        self.store = EngineStore(engine.cfg.database_url, self.engine_id)
+        self.database_url = database_url or engine.cfg.database_url
+        self.store = EngineStore(self.database_url, self.engine_id)
         self.handlers = handlers()
         self.pool = gevent.pool.Pool(concurrency)          # bounded: a full pool stops reading
         self._locks: dict[str, list] = {}
@@ -130,7 +130,7 @@ class CommandConsumer:
 
     def _db(self) -> psycopg.Connection:
         if self.conn is None or self.conn.closed or self.conn.broken:
-            self.conn = storage.connect_db(self.engine.cfg.database_url, autocommit=True)
+            self.conn = storage.connect_db(self.database_url, autocommit=True)
         return self.conn
 
     # -- reading ------------------------------------------------------------------------------
@@ -258,6 +258,7 @@ class CommandConsumer:
         agent = self.engine.agents.agents.get(command.args["agent_id"])
         if agent is not None and agent.state.value != "logged_out":
             return False
+        from dialer.engine.engine import AGENTS_HASH     # here: engine.py starts this module
         entry = self.redis.hget(AGENTS_HASH, command.args["agent_id"])
         try:
             live = json.loads(entry) if entry else {}

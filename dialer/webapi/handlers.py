@@ -4,6 +4,7 @@
 consumer maps to an error code (errors.py)."""
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -131,6 +132,14 @@ def agent_login(ctx: Context, args: dict) -> dict:
     agent = ctx.engine.agents.agents.get(args["agent_id"])
     if agent is not None and agent.state is not AgentState.LOGGED_OUT:
         raise WebApiError("conflict", f"agent {agent.agent_id} is already logged in ({agent.state.value})")
+    from dialer.engine.engine import AGENTS_HASH        # here: engine.py starts the web API
+    try:
+        elsewhere = json.loads(ctx.redis.hget(AGENTS_HASH, args["agent_id"]) or "{}")
+    except ValueError:
+        elsewhere = {}
+    if isinstance(elsewhere, dict) and elsewhere.get("state", "logged_out") != "logged_out" \
+            and elsewhere.get("engine") != ctx.engine.engine_id:
+        raise WebApiError("conflict", f"agent {args['agent_id']} is logged in on engine {elsewhere.get('engine')}")
     agent = ctx.engine.login_agent(args["agent_id"], args["endpoint"], args["campaign"])
     return _agent_view(agent)
 
