@@ -2,6 +2,7 @@
 campaign with leads, and an engine with a pinned calling-hours clock."""
 from __future__ import annotations
 
+import os
 import time
 import wave
 from datetime import date, datetime, timedelta, timezone
@@ -22,9 +23,14 @@ PINNED = datetime(2026, 11, 24, 20, 0, tzinfo=timezone.utc)
 AGENT_PHONE = "sofia/internal/7700@127.0.0.1"
 
 
+# Every engine of a test, in this process or a child, runs the same pinned clock: PINNED at
+# CLOCK_START (a child gets it through DIALER_TEST_CLOCK_START), then real time passing.
+CLOCK_START = float(os.environ.get("DIALER_TEST_CLOCK_START") or time.time())
+CLOCK_OFFSET = PINNED - datetime.fromtimestamp(CLOCK_START, timezone.utc)
+
+
 def pinned_clock():
-    started = time.monotonic()
-    return lambda: PINNED + timedelta(seconds=time.monotonic() - started)
+    return lambda: datetime.now(timezone.utc) + CLOCK_OFFSET
 
 
 def import_registry(db_url: str, directory: Path, numbers: list[str], as_of: date) -> None:

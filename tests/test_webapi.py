@@ -14,7 +14,7 @@ import redis
 from dialer import storage
 from dialer.webapi import WebApiError
 from dialer.webapi import consumer as webapi
-from dialer.webapi.handlers import handlers
+from dialer.webapi.handlers import Context, handlers
 from dialer.webapi.schema import _load, _validator, command_types
 from esl.fakeswitch import Behaviour, Outcome, Party
 from tests.engine_world import (AGENT_PHONE, BASE_SETTINGS, PINNED, import_registry, start_engine,
@@ -77,7 +77,7 @@ class WebApp:
 @pytest.fixture
 def world(db_url, redis_url, tmp_path):
     switch = start_switch()
-    switch.model.script(HUMAN, Behaviour(Outcome.ANSWER, ring_seconds=0.3, party=Party.HUMAN, stay_seconds=2.0))
+    switch.model.script(HUMAN, Behaviour(Outcome.ANSWER, ring_seconds=0.3, party=Party.HUMAN, stay_seconds=4.0))
     switch.model.script(MACHINE, Behaviour(Outcome.ANSWER, ring_seconds=0.3, party=Party.MACHINE, stay_seconds=30.0))
     import_registry(db_url, tmp_path, [DNC_LISTED], PINNED.date() - timedelta(days=3))
     started = []
@@ -302,7 +302,6 @@ def test_agent_command_read_by_another_engine_is_forwarded_to_the_agents_engine(
         assert reply["result"]["state"] == "paused" and holder.agents.get("f1").pause_reason == "coaching"
         assert "f1" not in other.agents.agents
         # Logging the same agent in again anywhere is refused: one phone leg per agent.
-        from dialer.webapi.handlers import Context
         with pytest.raises(WebApiError) as refused:
             handlers()["agent.login"](Context(other, reader._db(), reader.store, reader.redis),
                                       {"agent_id": "f1", "endpoint": AGENT_PHONE, "campaign": "fwd"})

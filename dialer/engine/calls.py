@@ -50,6 +50,7 @@ class Call:
     amd_result: str | None = None
     amd_cause: str | None = None
     amd_decision_ms: int | None = None
+    amd_decided: float | None = None     # wall time of the AMD decision
     agent_id: str | None = None
     outcome: CallOutcome | None = None
     detail: str | None = None            # voicemail_left, notsure_hangup, no_agent, ...

@@ -157,7 +157,12 @@ class Engine:
         was_ok, self.clock_ok = self.clock_ok, abs(skew) <= MAX_CLOCK_SKEW_S
         if was_ok and not self.clock_ok:
             log.error("engine %s: clock differs from the database's by %.1fs: no calls", self.engine_id, skew)
-        self.store.recover_expired_leases()
+        self.store.renew_leases()
+        for orphan_uuid, node in self.store.recover_expired_leases():
+            # A dead engine's call may still be up: hang it up before its lead can be redialed.
+            for name in ([node] if node in self.switchboard.clients else list(self.switchboard.clients)):
+                if self.switchboard.clients[name].connected:
+                    self.switchboard.try_api(name, f"uuid_kill {orphan_uuid}")
         rows = {row.id: row for row in self.store.campaigns()}
         for campaign_id, row in rows.items():
             runner = self.runners.get(campaign_id)

@@ -197,9 +197,13 @@ class CallFlow:
     def _answered(self) -> None:
         call = self.call
         call.state = CallState.ANALYZING
+        if self.amd is None:           # AMD off for the campaign: every answer goes to an agent
+            self._connect_live()
+            return
         verdict = self._analyze()
+        call.amd_decided = time.time()
         if verdict is None:
-            call.amd_result, call.amd_cause = "NOTSURE", "ENGINE_TIMEOUT" if self.amd else "AMD_OFF"
+            call.amd_result, call.amd_cause = "NOTSURE", "ENGINE_TIMEOUT"
         else:
             call.amd_result, call.amd_cause, call.amd_decision_ms = verdict.result, verdict.cause, verdict.decision_ms
         if call.amd_result == "HUMAN" or (call.amd_result == "NOTSURE"
@@ -219,8 +223,6 @@ class CallFlow:
             self._hangup(HangupCause.NORMAL_CLEARING)
 
     def _analyze(self) -> AmdVerdict | None:
-        if self.amd is None:
-            return None
         call = self.call
         fs_ip, fs_port, our_ip, our_port = self.amd.open(call.uuid, self.on_amd, self.on_beep, campaign=call.campaign)
         self.switchboard.client(call.node).connection().unicast(

@@ -8,6 +8,7 @@ CHANNEL_HANGUP_COMPLETE. Abandons are counted per campaign and hour (abandon_hou
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -20,7 +21,9 @@ from dialer.campaigns import CallOutcome, CampaignSettings, LeadStatus
 from dialer.engine.calls import INVALID_NUMBER_CAUSES, Call
 from esl.protocol import Event
 
-CLAIM_LEASE = timedelta(minutes=5)
+# A claimed lead's lease; the owner renews it every second while it lives, so an engine that
+# dies loses its leads within this time and no live call is ever taken over.
+CLAIM_LEASE = timedelta(seconds=float(os.environ.get("DIALER_CLAIM_LEASE_S", "60")))
 # The CDR keeps the switch's timing and identity variables of the call, not all ~200 of them.
 CDR_VARIABLES = ("duration", "billsec", "answersec", "waitsec", "progresssec", "progress_mediasec",
                  "billmsec", "answermsec", "waitmsec", "start_epoch", "answer_epoch", "end_epoch",
@@ -195,18 +198,27 @@ class EngineStore:
             (self.engine_id,))
         return cur.rowcount
 
-    def recover_expired_leases(self) -> int:
-        """Leads whose claim lease ran out (an engine died) become callable again; an attempt
-        left open by the dead engine is closed as failed."""
+    def renew_leases(self) -> int:
+        """Keep our claims alive: called every second by the supervisor."""
+        cur = self.conn().execute(
+            "UPDATE leads SET claimed_until = now() + %s WHERE claimed_by = %s AND status = 'in_progress'",
+            (CLAIM_LEASE, self.engine_id))
+        return cur.rowcount
+
+    def recover_expired_leases(self) -> list[tuple[str, str | None]]:
+        """Leads whose claim lease ran out (their engine died) become callable again. Attempts
+        the dead engine left open are closed as failed (engine_lost); their (origination_uuid,
+        node) are returned so that the caller hangs those channels up before anyone redials."""
         with self.conn().transaction():
-            self.conn().execute(
+            orphans = self.conn().execute(
                 "UPDATE call_attempts SET ended_at = now(), outcome = COALESCE(outcome, 'failed'),"
                 " detail = COALESCE(detail, 'engine_lost') WHERE ended_at IS NULL AND lead_id IN"
-                " (SELECT id FROM leads WHERE status = 'in_progress' AND claimed_until < now())")
-            cur = self.conn().execute(
+                " (SELECT id FROM leads WHERE status = 'in_progress' AND claimed_until < now())"
+                " RETURNING origination_uuid::text, node").fetchall()
+            self.conn().execute(
                 "UPDATE leads SET status = 'callable', claimed_by = NULL, claimed_until = NULL"
                 " WHERE status = 'in_progress' AND claimed_until < now()")
-            return cur.rowcount
+        return [(u, n) for u, n in orphans]
 
     # -- attempts and CDRs --------------------------------------------------------------------
 
@@ -251,12 +263,14 @@ class EngineStore:
         with conn.transaction():
             row = conn.execute(
                 "UPDATE call_attempts SET ended_at = %s, outcome = %s, hangup_cause = %s, amd_result = %s,"
-                " amd_cause = %s, agent_id = %s, detail = %s,"
+                " amd_cause = %s, agent_id = %s, detail = %s, amd_decided_at = %s,"
                 " bridged_at = CASE WHEN %s THEN COALESCE(bridged_at, answered_at) ELSE bridged_at END,"
                 " safe_harbor_at = CASE WHEN %s THEN now() ELSE safe_harbor_at END"
                 " WHERE origination_uuid = %s RETURNING lead_id, attempt_no, campaign_id",
                 (ended, outcome.value, call.hangup_cause.name if call.hangup_cause else None, call.amd_result,
-                 call.amd_cause, call.agent_id, call.detail, outcome is CallOutcome.HUMAN,
+                 call.amd_cause, call.agent_id, call.detail,
+                 datetime.fromtimestamp(call.amd_decided, timezone.utc) if call.amd_decided else None,
+                 outcome is CallOutcome.HUMAN,
                  call.detail == "safe_harbor", call.uuid)).fetchone()
             if row is None:
                 return

@@ -163,12 +163,12 @@ class CommandConsumer:
                                             count=self.batch)
             if not replies:
                 gevent.sleep(self.block_ms / 1000)
-        gevent.sleep(0)          # let the handlers just spawned start
         n = 0
         for stream, entries in replies or []:
             for entry_id, fields in entries:
                 self.pool.spawn(self.handle_safely, stream, entry_id, fields or {})
                 n += 1
+        gevent.sleep(0)          # let the handlers just spawned start
         return n
 
     def claim_stale(self) -> int:
@@ -213,6 +213,12 @@ class CommandConsumer:
                 self.redis.xack(stream, GROUP, entry_id)
             # else: running elsewhere; left pending, retried after claim_idle_ms
             return
+        if deliveries > self.max_deliveries:
+            # Every earlier delivery ended without a reply (the engine died or the handler failed
+            # unexpectedly): answer, so one poisonous command does not come back forever.
+            self._finish(stream, entry_id, command, None,
+                         {"code": "failed", "message": f"not completed in {deliveries - 1} deliveries"})
+            return
         if stream == COMMANDS_STREAM and command.type in AGENT_COMMANDS and self._forward(command, raw):
             self.redis.xack(stream, GROUP, entry_id)
             return
@@ -230,8 +236,14 @@ class CommandConsumer:
             result, error = None, {"code": "unavailable", "message": f"gave up after {deliveries} attempts: {exc}"}
         except DialerError as exc:
             result, error = None, error_of(exc).to_dict()
+        self._finish(stream, entry_id, command, result, error)
+
+    def _finish(self, stream: str, entry_id: str, command: Command, result: dict | None, error: dict | None) -> None:
+        """Reply, keep the reply for repeats, then acknowledge: in this order, so a crash in
+        between leads to a repeat answered from the stored reply, never to a lost reply."""
         reply = self._reply(command, command.request_id, result, error=error)
-        self.redis.set(key, json.dumps({"state": "done", "reply": reply}), ex=self.request_ttl_s)
+        self.redis.set(REQUEST_KEY.format(request_id=command.request_id),
+                       json.dumps({"state": "done", "reply": reply}), ex=self.request_ttl_s)
         self.redis.xack(stream, GROUP, entry_id)
 
     def _execute(self, command: Command) -> dict:

@@ -17,7 +17,7 @@ import psycopg
 
 from dialer import campaigns
 from dialer.compliance.geo import normalize
-from dialer.engine.agents import AgentState
+from dialer.engine.agents import AgentError, AgentState
 from dialer.engine.calls import Call, CallState
 from dialer.campaigns import CallOutcome
 from dialer.engine.flow import CallFlow
@@ -155,16 +155,23 @@ def _dial(ctx: Context, runner, lead: ClaimedLead, agent) -> dict:
         raise WebApiError("blocked", f"the compliance gate refused the call: {', '.join(decision.reasons)}",
                           {"reasons": list(decision.reasons), "decision_id": decision.decision_id,
                            "next_allowed_at": campaigns.iso_utc(decision.next_allowed_at)})
+    try:
+        # Reserved (on_call) before anything is dialed: no predictive call takes the agent.
+        if agent.state is AgentState.PAUSED:
+            engine.agents.transition(agent, AgentState.READY)
+        engine.agents.transition(agent, AgentState.ON_CALL)
+    except AgentError as exc:
+        # A predictive call was bridged to the agent in between.
+        ctx.store.requeue(lead.id, None, "agent_unavailable")
+        raise WebApiError("conflict", f"agent {agent.agent_id} was taken by another call: {exc}") from exc
     gateway = runner.pool.acquire() if engine.may_dial() else None
     node = engine.switchboard.pick_node() if gateway is not None else None
     if gateway is None or node is None:
         if gateway is not None:
             runner.pool.release(gateway)
+        engine.agents.transition(agent, AgentState.READY)
         ctx.store.requeue(lead.id, None, "no_capacity")
         raise WebApiError("unavailable", "no gateway channel, FreeSWITCH node or clock agreement to dial now")
-    if agent.state is AgentState.PAUSED:
-        engine.agents.transition(agent, AgentState.READY)
-    engine.agents.transition(agent, AgentState.ON_CALL)      # reserved: no predictive call takes them
     call = Call(uuid=str(uuid.uuid4()), campaign=runner.name, lead_id=lead.id, number=lead.phone_e164,
                 gateway=gateway.name, caller_id=caller_id, node=node)
     agent.call_uuid, call.agent_id = call.uuid, agent.agent_id
