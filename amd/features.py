@@ -85,7 +85,7 @@ class FeatureExtractor:
 
     def compute_one(self, frame: np.ndarray) -> FrameFeatures:
         """Features of one frame for a single-row extractor."""
-        return row_features(self.compute(np.asarray(frame).reshape(1, -1)), 0)
+        return all_rows(self.compute(np.asarray(frame).reshape(1, -1)))[0]
 
 
 def features_for_signal(samples: np.ndarray, vad_mode: int = 2) -> list[FrameFeatures]:
@@ -98,14 +98,14 @@ def features_for_signal(samples: np.ndarray, vad_mode: int = 2) -> list[FrameFea
     padded = np.concatenate([np.zeros(WINDOW - FRAME_SAMPLES, dtype=np.float32), x.reshape(-1)])
     window = np.lib.stride_tricks.sliding_window_view(padded, WINDOW)[::FRAME_SAMPLES][:n]
     vad = webrtcvad.Vad(vad_mode)
-    f = _features(frames, x, window, [vad] * n)
-    return [row_features(f, i) for i in range(n)]
+    return all_rows(_features(frames, x, window, [vad] * n))
 
 
-def row_features(f: dict[str, np.ndarray], i: int) -> FrameFeatures:
-    return FrameFeatures(float(f["level_db"][i]), float(f["mean_abs"][i]), bool(f["vad"][i]),
-                         float(f["f1_hz"][i]), float(f["f2_hz"][i]), float(f["purity1"][i]),
-                         float(f["purity2"][i]), float(f["ratio2"][i]))
+def all_rows(f: dict[str, np.ndarray]) -> list[FrameFeatures]:
+    """Every row of a compute() result as FrameFeatures (one list conversion per array)."""
+    return [FrameFeatures(*values) for values in zip(
+        f["level_db"].tolist(), f["mean_abs"].tolist(), f["vad"].tolist(), f["f1_hz"].tolist(),
+        f["f2_hz"].tolist(), f["purity1"].tolist(), f["purity2"].tolist(), f["ratio2"].tolist())]
 
 
 def _features(frames: np.ndarray, x: np.ndarray, window: np.ndarray, vads) -> dict[str, np.ndarray]:

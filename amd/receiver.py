@@ -38,7 +38,7 @@ from amd import audio
 from amd.audio import FRAME_SAMPLES, Codec
 from amd.detector import Decision
 from amd.errors import AudioFormatError, ReceiverError
-from amd.features import FeatureExtractor, row_features
+from amd.features import FeatureExtractor, all_rows
 from amd.params import AmdParams
 from amd.session import AnalysisResult, CallAnalyzer
 
@@ -247,11 +247,11 @@ class UnicastReceiver(DatagramServer):
             active.append(stream)
         if not active:
             return
-        feats = self._extractor.compute(np.stack(frames), np.array([s.row for s in active]))
-        for i, stream in enumerate(active):
+        feats = all_rows(self._extractor.compute(np.stack(frames), np.array([s.row for s in active])))
+        for stream, features in zip(active, feats):
             analyzer = stream.analyzer
             had_decision = analyzer.decision is not None
-            analyzer.feed_features(row_features(feats, i))
+            analyzer.feed_features(features)
             if not had_decision and analyzer.decision is not None:
                 self._decided(stream)
             if analyzer.done:

@@ -30,7 +30,7 @@ import numpy as np
 
 from amd import audio
 from amd.detector import AmdResult
-from amd.features import FeatureExtractor, features_for_signal, row_features
+from amd.features import FeatureExtractor, all_rows, features_for_signal
 from amd.params import AmdParams
 from amd.session import CallAnalyzer
 
@@ -245,16 +245,15 @@ def throughput(paths, seconds: float = 10.0, streams: int = 200) -> dict:
     analyzers = [CallAnalyzer() for _ in range(rows)]
     t0 = time.process_time()
     for t in range(n_frames):
-        feats = extractor.compute(block[t])
-        for r in range(rows):
+        for r, features in enumerate(all_rows(extractor.compute(block[t]))):
             a = analyzers[r]
             if a.done:
                 a = analyzers[r] = CallAnalyzer()
-            a.feed_features(row_features(feats, r))
+            a.feed_features(features)
     cpu = time.process_time() - t0
     audio_s = rows * seconds
     per_audio_s_ms = cpu * 1000 / audio_s
-    return {"streams": rows, "seconds": seconds, "cpu_s": cpu,
+    return {"streams": rows, "seconds": seconds, "cpu_s": cpu, "load_average_1min": os.getloadavg()[0],
             "cpu_ms_per_audio_s": per_audio_s_ms, "streams_per_core": 1000.0 / per_audio_s_ms}
 
 

@@ -1,11 +1,14 @@
 """Gateways (SIP trunks) and the limits the engine keeps per gateway: a calls-per-second token
-bucket, a channel cap, and failover to the next gateway on causes that point at the trunk."""
+bucket (in Redis, shared by every engine, when the engine has Redis), a channel cap per engine,
+and failover to the next gateway on causes that point at the trunk."""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 
-from dialer.errors import ConfigError
+import redis
+
+from dialer.errors import ConfigError, StorageError
 from esl.causes import GATEWAY_FAILOVER_CAUSES, HangupCause
 
 
@@ -62,13 +65,55 @@ class Gateway:
         return self.endpoint.format(gateway=self.name, number=number)
 
 
+# A token bucket kept in Redis, so that every engine dialing through a gateway draws on one
+# calls-per-second budget. The script runs atomically on the server with the server's clock
+# (TIME), so engines' clocks do not matter.
+_SHARED_BUCKET = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or burst
+local ts = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local taken = 0
+if tokens >= 1 then tokens = tokens - 1; taken = 1 end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], 60000)
+return taken
+"""
+
+
+class SharedTokenBucket:
+    """The calls-per-second budget of one gateway, shared by every engine through Redis.
+    take() raises StorageError when Redis cannot answer: the caller places no call."""
+
+    def __init__(self, client, gateway: str, rate: float, burst: float | None = None) -> None:
+        if rate <= 0:
+            raise ConfigError("calls per second must be positive")
+        self.client = client
+        self.key = f"dialer:cps:{gateway}"
+        self.rate = rate
+        self.burst = burst if burst is not None else max(1.0, rate)
+        self._script = client.register_script(_SHARED_BUCKET)
+
+    def take(self, now: float | None = None) -> bool:
+        try:
+            return bool(self._script(keys=[self.key], args=[self.rate, self.burst]))
+        except redis.RedisError as exc:
+            raise StorageError(f"shared calls-per-second budget unavailable: {exc}") from exc
+
+
 class GatewayPool:
     """The campaign's gateways in priority order."""
 
-    def __init__(self, gateways: list[Gateway]) -> None:
+    def __init__(self, gateways: list[Gateway], redis_client=None) -> None:
         if not gateways:
             raise ConfigError("a campaign needs at least one gateway")
         self.gateways = gateways
+        if redis_client is not None:
+            for gateway in gateways:
+                gateway.bucket = SharedTokenBucket(redis_client, gateway.name, gateway.calls_per_second)
 
     def acquire(self, exclude: frozenset[str] = frozenset(), now: float | None = None) -> Gateway | None:
         """The first gateway with a free channel and a calls-per-second token, reserved."""

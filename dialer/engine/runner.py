@@ -29,7 +29,7 @@ from dialer.engine.calls import Call
 from dialer.engine.flow import CallFlow, FlowSettings, MachineAction, NotSureAction
 from dialer.engine.gateways import Gateway, GatewayPool
 from dialer.engine.store import CampaignRow, ClaimedLead
-from dialer.errors import DialerError
+from dialer.errors import DialerError, StorageError
 from pacing.model import (AbandonAccount, CallOutcome as PacingOutcome, Limits, OutcomeStats,
                           PacingSnapshot)
 from pacing.policies import make_pacer
@@ -70,7 +70,8 @@ class CampaignRunner:
         self.status = CampaignStatus(row.status)
         self.pacer = make_pacer(self.settings.pacing_config())
         self.pool = GatewayPool([Gateway(g.name, max_channels=g.max_channels or 100,
-                                         calls_per_second=g.max_cps or 10.0) for g in self.settings.gateways])
+                                         calls_per_second=g.max_cps or 10.0) for g in self.settings.gateways],
+                                redis_client=engine.redis)
         self.calls: dict[str, Call] = {}
         self.flows = gevent.pool.Group()      # one greenlet per call in flight, until its CDR is written
         self.stats = CampaignStats()
@@ -232,12 +233,22 @@ class CampaignRunner:
                 store.close_lead(lead.id, reason)
             self.engine.publish("compliance_block", campaign=self.name, lead_id=lead.id, reasons=decision.reasons)
             return
-        gateway = self.pool.acquire(exclude=tried)
+        try:
+            gateway = self.pool.acquire(exclude=tried)
+        except StorageError as exc:         # the shared calls-per-second budget is unreachable
+            log.warning("campaign %s: %s", self.name, exc)
+            gateway = None
         node = self.engine.switchboard.pick_node()
         if gateway is None or node is None:
             if gateway is not None:
                 self.pool.release(gateway)
             store.requeue(lead.id, None, "no_capacity")
+            # The decision counted this call in the frequency caps: it was never placed.
+            try:
+                self.engine.gate.record_outcome(request, decision.decision_id, GateOutcome.NO_CONNECT,
+                                                self.engine.clock())
+            except DialerError as exc:
+                log.warning("campaign %s: compliance counters not corrected: %s", self.name, exc)
             return
         call = Call(uuid=str(uuid.uuid4()), campaign=self.name, lead_id=lead.id, number=lead.phone_e164,
                     gateway=gateway.name, caller_id=caller_id, node=node, reserved_agent=lead.callback_agent)
