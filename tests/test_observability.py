@@ -48,7 +48,7 @@ def engine_with_ops(db_url, redis_url, tmp_path):
     switch.model.script(MACHINE, Behaviour(Outcome.ANSWER, ring_seconds=0.3, party=Party.MACHINE, stay_seconds=30.0))
     import_registry(db_url, tmp_path, [DNC_LISTED], PINNED.date() - timedelta(days=3))
     create_campaign(db_url, "obs", BASE_SETTINGS, [HUMAN, MACHINE, DNC_LISTED])
-    engine = start_engine(db_url, redis_url, switch, tmp_path)
+    engine = start_engine(db_url, redis_url, switch, tmp_path, metrics=False)
     ops = observability.start(engine, ("127.0.0.1", 0))
     yield switch, engine, ops
     ops.stop()

@@ -83,7 +83,7 @@ def world(db_url, redis_url, tmp_path):
     started = []
 
     def make(url: str | None = None, **options):
-        engine = start_engine(db_url, url or redis_url, switch, tmp_path)
+        engine = start_engine(db_url, url or redis_url, switch, tmp_path, web_api=False)
         api = webapi.start(engine, **{"block_ms": 50, **options})
         started.append((engine, api))
         return engine, api
@@ -286,7 +286,8 @@ def test_agent_command_read_by_another_engine_is_forwarded_to_the_agents_engine(
     app.ok("campaign.create", {"name": "fwd", "settings": BASE_SETTINGS})
     holder.login_agent("f1", AGENT_PHONE, "fwd")
     # A second engine (not consuming on its own here) reads the agent's command first.
-    other = start_engine(db_url, redis_url, switch, tmp_path, engine_id="engine-2", ports=range(41200, 41400))
+    other = start_engine(db_url, redis_url, switch, tmp_path, engine_id="engine-2", ports=range(41200, 41400),
+                         web_api=False)
     reader = webapi.CommandConsumer(other)
     try:
         reader._ensure_groups()

@@ -5,7 +5,7 @@ datagram per call every 20 ms, the corpus' audio looped) into one UnicastReceive
 process runs the whole path (datagram decode, jitter buffers, playout clock, batched features,
 one CallAnalyzer per call; analyzers that finish are replaced by fresh registrations so every
 call stays analysed). Reported: receiver CPU per stream-second and real-time streams per core,
-datagrams received against sent, frames filled with silence.
+frames filled with silence in the calls analysed last (sender or receiver falling behind).
 
     python -m benchmarks.amd.receiver_bench --corpus benchmarks/corpus --streams 200 --seconds 10
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import resource
 import socket
 import sys
@@ -93,6 +94,7 @@ def run(corpus: Path, streams: int, seconds: float) -> dict:
         "analyses_finished": finished["calls"],
         "concealed_frames_last_calls": int(sum(s.concealed for s in stats)),
         "unknown_datagrams": rx.unknown_datagrams,
+        "load_average_1min": os.getloadavg()[0],
     }
 
 

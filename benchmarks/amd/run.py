@@ -385,7 +385,8 @@ def markdown(result) -> str:
         row("beep stage alone: false beeps on tone negatives (count)", lambda r: r["beep_alone"]["false_beeps_on_negatives"],
             only_ours=True),
         f"| detector CPU per audio second per stream (batched, {tp['streams']} streams) | {tp['cpu_ms_per_audio_s']:.2f} ms | | | | |",
-        f"| real-time streams per core (detector on decoded frames) | {tp['streams_per_core']:.0f} | | | >= {g['streams_per_core_min']} | "
+        f"| real-time streams per core (detector on decoded frames; median of 3: {tp['trials_streams_per_core']}, "
+        f"load average {tp['load_average_1min']:.1f}) | {tp['streams_per_core']:.0f} | | | >= {g['streams_per_core_min']} | "
         f"{'yes' if tp['streams_per_core'] >= g['streams_per_core_min'] else '**no**'} |",
         f"| single stream, file analysis: CPU per audio second | {result['single_stream_cpu_ms_per_audio_s']:.2f} ms | | | | |",
     ]
@@ -441,7 +442,10 @@ def main(argv=None) -> int:
         "runs": {name: metrics(items, manifest, name) for name in variants},
         "slices": {name: slices(items, manifest, name) for name in ("ours", "app_amd")},
     }
-    result["throughput"] = throughput([corpus / f for f in files], seconds=10.0, streams=200)
+    # the machine is shared: three measurements, the median reported, all three kept
+    trials = [throughput([corpus / f for f in files], seconds=10.0, streams=200) for _ in range(3)]
+    result["throughput"] = dict(sorted(trials, key=lambda t: t["streams_per_core"])[1])
+    result["throughput"]["trials_streams_per_core"] = [round(t["streams_per_core"]) for t in trials]
     single_cpu = sum(it["feature_cpu_s"] + it["runs"]["ours"]["cpu_s"] for it in items)
     result["single_stream_cpu_ms_per_audio_s"] = 1000 * single_cpu / max(sum(it["audio_s"] for it in items), 1e-9)
     out_dir = Path(args.out)

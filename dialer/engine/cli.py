@@ -23,8 +23,12 @@ SERVICES_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "services.sh
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = logging.INFO if verbose else logging.WARNING
+    if os.environ.get("DIALER_LOG_FORMAT") == "json":
+        from dialer import observability
+        observability.configure_logging(level)   # JSON lines, phone numbers masked
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 @click.command("demo")

@@ -18,7 +18,7 @@ import gevent
 import redis
 
 from amd.receiver import UnicastReceiver
-from dialer import config, storage
+from dialer import config, observability, storage
 from dialer.campaigns import CampaignStatus
 from dialer.compliance.gate import ComplianceGate
 from dialer.compliance.records import opt_out_disposition
@@ -30,6 +30,7 @@ from dialer.engine.runner import CampaignRunner
 from dialer.engine.store import EngineStore
 from dialer.engine.switchboard import Switchboard
 from dialer.errors import ConfigError, DialerError
+from dialer.webapi import consumer as webapi
 from esl.errors import ESLError, JobFailed
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class EngineConfig:
     unicast_ports: range = range(20000, 30000)
     gateway_endpoint: str = "sofia/gateway/{gateway}/{number}"
     hook_listen: tuple[str, int] | None = ("127.0.0.1", 8084)   # the dialplan's `socket` target
+    metrics_listen: tuple[str, int] | None = ("127.0.0.1", 9464)  # /metrics, /healthz, /readyz
+    web_api: bool = True                                           # consume the web app's commands
 
     @classmethod
     def from_env(cls, nodes: list[config.FreeswitchNode]) -> "EngineConfig":
@@ -67,7 +70,9 @@ class EngineConfig:
         return cls(engine_id=os.environ.get("DIALER_ENGINE_ID") or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
                    database_url=config.database_url(), redis_url=config.redis_url(), nodes=nodes,
                    amd_listen=(host or "127.0.0.1", int(port or 0)), unicast_ports=range(low, high + 1),
-                   hook_listen=(hook_host or "127.0.0.1", int(hook_port or 8084)))
+                   hook_listen=(hook_host or "127.0.0.1", int(hook_port or 8084)),
+                   metrics_listen=observability.parse_listen(
+                       os.environ.get("DIALER_METRICS_LISTEN", observability.DEFAULT_LISTEN)))
 
 
 class Engine:
@@ -92,6 +97,8 @@ class Engine:
         self._supervisor: gevent.Greenlet | None = None
         self._halted = False
         self.hooks = None                 # the outbound socket server for dialplan hooks
+        self.webapi = None                # the Redis command consumer
+        self.ops = None                   # the metrics and health endpoint
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -104,10 +111,18 @@ class Engine:
             log.warning("engine %s: not every FreeSWITCH node is connected yet", self.engine_id)
         self._supervise_once()
         self._supervisor = gevent.spawn(self._supervise)
+        # The web app's commands (Redis streams) and the operational surface (metrics, health).
+        self.webapi = webapi.start(self) if self.cfg.web_api else None
+        self.ops = observability.start(self, self.cfg.metrics_listen) if self.cfg.metrics_listen else None
         return self
 
     def stop(self, drain_timeout: float = 30.0) -> None:
         """Stop originating, let calls in flight end, give claimed leads back, disconnect."""
+        # No new commands first: one not yet taken stays pending for another engine.
+        if self.webapi is not None:
+            self.webapi.stop()
+        if self.ops is not None:
+            self.ops.stop()
         for runner in self.runners.values():
             runner.draining = True
         deadline = time.monotonic() + drain_timeout

@@ -7,12 +7,14 @@ CHANNEL_HANGUP_COMPLETE. Abandons are counted per campaign and hour (abandon_hou
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import gevent.lock
 import psycopg
 from psycopg.rows import dict_row
 
@@ -78,11 +80,23 @@ def utc_hour(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
 
 
+def _serialized(method):
+    """One statement or transaction at a time on the store's connection: a psycopg connection
+    holds its lock per statement, not across a `transaction()` block, so without this another
+    greenlet's statement could land inside (and be rolled back with) someone else's transaction."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
 class EngineStore:
     def __init__(self, url: str | None, engine_id: str) -> None:
         self.url = url
         self.engine_id = engine_id
         self._conn: psycopg.Connection | None = None
+        self._lock = gevent.lock.RLock()
 
     def conn(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -93,6 +107,7 @@ class EngineStore:
         if self._conn is not None:
             self._conn.close()
 
+    @_serialized
     def db_clock_skew(self) -> float:
         """Seconds our clock is ahead of the database's (calling hours and leases depend on it)."""
         before = datetime.now(timezone.utc)
@@ -102,18 +117,21 @@ class EngineStore:
 
     # -- campaigns ----------------------------------------------------------------------------
 
+    @_serialized
     def campaigns(self, statuses: tuple[str, ...] = ("running", "paused", "stopping")) -> list[CampaignRow]:
         rows = self.conn().execute(
             "SELECT id, name, status, settings, settings_version FROM campaigns WHERE status = ANY(%s)"
             " ORDER BY id", (list(statuses),)).fetchall()
         return [CampaignRow(r[0], r[1], r[2], CampaignSettings.from_dict(r[3]), r[4]) for r in rows]
 
+    @_serialized
     def set_campaign_status(self, campaign_id: int, status: str) -> None:
         self.conn().execute("UPDATE campaigns SET status = %s, status_changed_at = now(), updated_at = now()"
                             " WHERE id = %s", (status, campaign_id))
 
     # -- leads --------------------------------------------------------------------------------
 
+    @_serialized
     def claim_leads(self, campaign_id: int, limit: int) -> list[ClaimedLead]:
         """Up to `limit` callable leads, soonest-closing calling window first, leased to us."""
         if limit <= 0:
@@ -133,6 +151,7 @@ class EngineStore:
                 """, {"engine": self.engine_id, "lease": CLAIM_LEASE, "campaign": campaign_id, "limit": limit})
             return [ClaimedLead(**row) for row in cur.fetchall()]
 
+    @_serialized
     def claim_callbacks(self, campaign_id: int, limit: int, agents_ready: set[str]) -> list[ClaimedLead]:
         """Due callbacks: for anyone, or for an agent of `agents_ready` (ready on this engine)."""
         if limit <= 0:
@@ -154,6 +173,7 @@ class EngineStore:
                       "limit": limit, "agents": sorted(agents_ready)})
             return [ClaimedLead(**row) for row in cur.fetchall()]
 
+    @_serialized
     def refresh_windows(self, campaign_id: int, zones_of, now: datetime, limit: int = 5000) -> int:
         """Fill `window_closes_at` (the end of today's federal 8 am - 9 pm window in the
         earliest-closing zone the number may be in) for leads that have none or whose window
@@ -176,6 +196,7 @@ class EngineStore:
                          " AS v(id, close) WHERE leads.id = v.id", (ids, closes))
         return len(ids)
 
+    @_serialized
     def requeue(self, lead_id: int, at: datetime | None, reason: str) -> None:
         """Give a claimed lead back, callable again at `at` (now when None)."""
         self.conn().execute(
@@ -183,11 +204,13 @@ class EngineStore:
             " claimed_until = NULL, last_outcome = %s WHERE id = %s AND claimed_by = %s",
             (at, reason, lead_id, self.engine_id))
 
+    @_serialized
     def close_lead(self, lead_id: int, reason: str) -> None:
         self.conn().execute(
             "UPDATE leads SET status = 'closed', close_reason = %s, claimed_by = NULL, claimed_until = NULL"
             " WHERE id = %s", (reason, lead_id))
 
+    @_serialized
     def release_claims(self) -> int:
         """Leads we claimed but did not dial go back to the pool (stop, shutdown)."""
         cur = self.conn().execute(
@@ -198,6 +221,7 @@ class EngineStore:
             (self.engine_id,))
         return cur.rowcount
 
+    @_serialized
     def renew_leases(self) -> int:
         """Keep our claims alive: called every second by the supervisor."""
         cur = self.conn().execute(
@@ -205,6 +229,7 @@ class EngineStore:
             (CLAIM_LEASE, self.engine_id))
         return cur.rowcount
 
+    @_serialized
     def recover_expired_leases(self) -> list[tuple[str, str | None]]:
         """Leads whose claim lease ran out (their engine died) become callable again. Attempts
         the dead engine left open are closed as failed (engine_lost); their (origination_uuid,
@@ -222,6 +247,7 @@ class EngineStore:
 
     # -- attempts and CDRs --------------------------------------------------------------------
 
+    @_serialized
     def create_attempt(self, call: Call, lead: ClaimedLead, campaign_id: int, decision_id: str) -> int:
         """The attempt row, with our origination_uuid, before the originate is sent."""
         with self.conn().transaction():
@@ -236,6 +262,7 @@ class EngineStore:
                 " claimed_until = now() + %s WHERE id = %s", (CLAIM_LEASE, lead.id))
         return attempt_id
 
+    @_serialized
     def campaign_of_number(self, phone: str) -> str | None:
         """The running campaign that most recently called this number (a returned call)."""
         row = self.conn().execute(
@@ -244,15 +271,18 @@ class EngineStore:
             (phone,)).fetchone()
         return row[0] if row else None
 
+    @_serialized
     def attempts_since(self, campaign_id: int, since: datetime) -> int:
         (count,) = self.conn().execute(
             "SELECT count(*) FROM call_attempts WHERE campaign_id = %s AND created_at >= %s",
             (campaign_id, since)).fetchone()
         return count
 
+    @_serialized
     def attempt_answered(self, call: Call) -> None:
         self.conn().execute("UPDATE call_attempts SET answered_at = now() WHERE origination_uuid = %s", (call.uuid,))
 
+    @_serialized
     def finish_attempt(self, call: Call, settings: CampaignSettings, hangup: Event | None,
                        *, advance_lead: bool = True) -> None:
         """Close the attempt, write the CDR, move the lead on and count the abandon account.
@@ -325,6 +355,7 @@ class EngineStore:
              int(billmsec) if billmsec and billmsec.isdigit() else 0, call.amd_result, call.agent_id,
              json.dumps(variables)))
 
+    @_serialized
     def set_disposition(self, origination_uuid: str, disposition: str, callback_at: datetime | None = None,
                         callback_agent: str | None = None) -> str | None:
         """An agent's disposition; a callback puts the lead back at the chosen time. Returns
@@ -344,6 +375,7 @@ class EngineStore:
 
     # -- agents -------------------------------------------------------------------------------
 
+    @_serialized
     def record_agent_state(self, agent, engine_id: str) -> None:
         campaign_id = None
         conn = self.conn()
@@ -364,6 +396,7 @@ class EngineStore:
 
     # -- abandon account ----------------------------------------------------------------------
 
+    @_serialized
     def abandon_account(self, campaign_id: int, now: datetime | None = None) -> dict[str, int]:
         """Live answers and abandons over the last 30 days, today (UTC hours) and this hour."""
         now = now or datetime.now(timezone.utc)
