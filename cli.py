@@ -54,6 +54,7 @@ _COMMANDS = [
     ("esl.cli", "esl"),
     ("dialer.engine.cli", "run"),
     ("dialer.engine.cli", "demo"),
+    ("dialer.agent_cli", "agent"),
     ("dialer.campaign_cli", "campaign"),
     ("dialer.campaign_cli", "leads_group"),
     ("dialer.fsconf.cli", "freeswitch"),

@@ -74,7 +74,7 @@ class Decision:
 class DetectorParams:
     """Our detector's parameters (per campaign). Defaults were chosen on the corpus' tune split."""
 
-    vad_mode: int = 2
+    vad_mode: int = 2                     # webrtcvad aggressiveness (live: one value per receiver)
     voice_margin_db: float = 6.0          # speech is at least this far above the noise floor
     voice_below_peak_db: float = 12.0     # ... and at most this far below the loudest speech
     loud_margin_db: float = 16.0          # non-speech this far above the floor is not silence

@@ -32,7 +32,7 @@ SILENT_DB = -85.0                                   # below this a frame is digi
 
 @dataclass(slots=True)
 class FrameFeatures:
-    """Features of one frame of one call (a row of BatchFeatures)."""
+    """Features of one frame of one call (one row of FeatureExtractor.compute())."""
 
     level_db: float
     mean_abs: float    # mean |sample| (app_amd's silence measure)

@@ -1,0 +1,142 @@
+"""`dialer agent login|ready|pause|logout|disposition|list`: the operator's agent commands.
+
+Agents live in the engine that holds their phone leg, so these commands go to the engines the
+way the web app's do: a command on the Redis stream `dialer:commands` (docs/redis-api.md), and
+the reply read back from a reply stream of this command's own, matched on the request id.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import click
+import redis
+from rich.console import Console
+from rich.table import Table
+
+from dialer import storage
+from dialer.errors import DialerError
+
+COMMANDS = "dialer:commands"
+AGENTS_HASH = "dialer:agents"
+
+
+def send_command(kind: str, args: dict, timeout_s: float) -> dict:
+    """Send one command and wait for its reply; ClickException on error or timeout."""
+    client = storage.connect_redis()
+    request_id = f"cli-{uuid.uuid4().hex}"
+    reply_stream = f"dialer:replies:cli-{uuid.uuid4().hex[:12]}"
+    try:
+        client.xadd(COMMANDS, {"command": json.dumps({"request_id": request_id, "type": kind, "args": args,
+                                                      "reply_to": reply_stream})},
+                    maxlen=100_000, approximate=True)
+        deadline = time.monotonic() + timeout_s
+        last = "0"
+        while time.monotonic() < deadline:
+            for _stream, entries in client.xread({reply_stream: last}, block=500) or []:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    if fields.get("request_id") == request_id:
+                        return fields
+    except redis.RedisError as exc:
+        raise click.ClickException(f"cannot reach Redis: {exc}") from exc
+    finally:
+        try:
+            client.delete(reply_stream)
+        except redis.RedisError:
+            pass
+    raise click.ClickException(f"no engine answered {kind} within {timeout_s:.0f}s (is `dialer run` running?)")
+
+
+def _run(kind: str, args: dict, timeout_s: float, as_json: bool) -> None:
+    reply = send_command(kind, args, timeout_s)
+    if as_json:
+        click.echo(json.dumps(reply))
+    if reply.get("status") != "ok":
+        error = json.loads(reply.get("error") or "{}")
+        raise click.ClickException(f"{kind} refused ({error.get('code')}): {error.get('message')}")
+    if not as_json:
+        click.echo(f"{kind}: ok ({reply.get('engine')}) {reply.get('result', '')}")
+
+
+@click.group()
+def agent() -> None:
+    """Agents: log in (the engine calls their phone and keeps the leg up), ready, pause, log out,
+    disposition the call just ended."""
+
+
+_timeout = click.option("--timeout", "timeout_s", default=40.0, show_default=True, help="seconds to wait")
+_json = click.option("--json", "as_json", is_flag=True)
+
+
+@agent.command("login")
+@click.argument("agent_id")
+@click.option("--endpoint", required=True, help="FreeSWITCH dial string of the agent's phone, e.g. user/1001")
+@click.option("--campaign", required=True)
+@_timeout
+@_json
+def login(agent_id, endpoint, campaign, timeout_s, as_json) -> None:
+    """Log AGENT_ID in to CAMPAIGN: the engine calls the phone; answering makes the agent ready."""
+    _run("agent.login", {"agent_id": agent_id, "endpoint": endpoint, "campaign": campaign}, timeout_s, as_json)
+
+
+@agent.command("ready")
+@click.argument("agent_id")
+@_timeout
+@_json
+def ready(agent_id, timeout_s, as_json) -> None:
+    _run("agent.ready", {"agent_id": agent_id}, timeout_s, as_json)
+
+
+@agent.command("pause")
+@click.argument("agent_id")
+@click.option("--reason", required=True, help="why (break, lunch, coaching...): kept in the state log")
+@_timeout
+@_json
+def pause(agent_id, reason, timeout_s, as_json) -> None:
+    _run("agent.pause", {"agent_id": agent_id, "reason": reason}, timeout_s, as_json)
+
+
+@agent.command("logout")
+@click.argument("agent_id")
+@_timeout
+@_json
+def logout(agent_id, timeout_s, as_json) -> None:
+    _run("agent.logout", {"agent_id": agent_id}, timeout_s, as_json)
+
+
+@agent.command("disposition")
+@click.argument("agent_id")
+@click.argument("disposition")
+@click.option("--callback-at", default=None, help="ISO 8601: call the lead back then")
+@click.option("--to-me", is_flag=True, help="the callback goes to this agent")
+@_timeout
+@_json
+def disposition(agent_id, disposition, callback_at, to_me, timeout_s, as_json) -> None:
+    """Disposition the call AGENT_ID just had (DNC puts the number on the internal list)."""
+    args = {"agent_id": agent_id, "disposition": disposition}
+    if callback_at:
+        args.update(callback_at=callback_at, callback_to_agent=to_me)
+    _run("agent.disposition", args, timeout_s, as_json)
+
+
+@agent.command("list")
+@_json
+def list_agents(as_json) -> None:
+    """Agents and their live state, as the engines publish it."""
+    try:
+        rows = {k: json.loads(v) for k, v in storage.connect_redis().hgetall(AGENTS_HASH).items()}
+    except (redis.RedisError, DialerError) as exc:
+        raise click.ClickException(f"cannot reach Redis: {exc}") from exc
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    table = Table(title="agents")
+    for column in ("agent", "state", "campaign", "since", "engine", "reason"):
+        table.add_column(column)
+    for agent_id, row in sorted(rows.items()):
+        since = time.strftime("%H:%M:%S", time.localtime(row.get("since", 0)))
+        table.add_row(agent_id, row.get("state", ""), row.get("campaign") or "", since, row.get("engine", ""),
+                      row.get("reason") or "")
+    Console().print(table)
