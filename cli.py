@@ -51,6 +51,7 @@ _COMMANDS = [
     ("esl.fakeswitch.cli", "fake_switch"),
     ("dialer.compliance.cli", "dnc"),
     ("dialer.compliance.cli", "compliance"),
+    ("dialer.compliance.cli", "scrub"),
     ("esl.cli", "esl"),
     ("dialer.engine.cli", "run"),
     ("dialer.engine.cli", "demo"),

@@ -31,12 +31,15 @@ from gevent import monkey
 
 monkey.patch_all()   # before psycopg is imported: it picks its wait function at import time
 
+import collections  # noqa: E402
 import gc  # noqa: E402
 import cProfile  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
+import logging  # noqa: E402
 import os  # noqa: E402
 import pstats  # noqa: E402
+import re  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -300,6 +303,25 @@ class CallTimer:
                 for name, v in sorted(self.durations.items())}
 
 
+class WarningCounter(logging.Handler):
+    """The engine's warnings and errors during the measurement window, counted by message shape
+    (uuids and numbers blanked) instead of printed."""
+
+    SHAPE = re.compile(r"[0-9a-f]{8}-[0-9a-f-]{27}|\d+")
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.recording = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.recording:
+            self.counts[f"{record.levelname} {record.name}: " + self.SHAPE.sub("N", record.getMessage())[:100]] += 1
+
+
+WARNINGS = WarningCounter()
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -342,6 +364,7 @@ def run_step(world: World, workdir: Path, *, cps: int, channels: int, amd: bool,
     gc.freeze()    # as `dialer run` does after start-up
     runner = None
     samples: list[tuple[float, int, int, int]] = []
+    WARNINGS.counts.clear()
     monitor = HubMonitor()
     try:
         while runner is None and time.monotonic() - started < 10:
@@ -361,12 +384,12 @@ def run_step(world: World, workdir: Path, *, cps: int, channels: int, amd: bool,
                 cpu_before, monitor_reset_at = cpu_snapshot(pids), now
                 originated_before = runner.stats.originated
                 monitor.reset()
-                timer.recording = True
+                timer.recording = WARNINGS.recording = True
             answered = sum(1 for c in runner.calls.values() if c.answered is not None)
             samples.append((now, runner.stats.originated, len(runner.calls), answered))
             gevent.sleep(0.5)
         window = time.monotonic() - monitor_reset_at
-        timer.recording = False
+        timer.recording = WARNINGS.recording = False
         cpu_after = cpu_snapshot(pids)
         originated = runner.stats.originated - originated_before
         stalls, walls = list(monitor.stalls), list(monitor.walls)
@@ -391,6 +414,7 @@ def run_step(world: World, workdir: Path, *, cps: int, channels: int, amd: bool,
             "cpu_percent": {k: round(100 * v / window, 1) for k, v in used.items()},
             "engine_calls": timer.summary(window),
             "compliance_blocks": dict(runner.stats.blocks),
+            "engine_warnings": dict(WARNINGS.counts.most_common(10)),
             "postgres_backends": len(pg_pids),
         }
         if profile is not None:
@@ -423,8 +447,8 @@ def profile_engine(seconds: float, top: int = 25) -> list[dict]:
 
 def render(steps: list[dict]) -> str:
     header = ("| AMD | target cps | originates/s | concurrent (mean / max) | hub stall p50 / p99 / max ms |"
-              " CPU % engine / switch / postgres / redis | failed attempts (cause: n) |")
-    lines = [header, "|" + "---|" * 7]
+              " CPU % engine / switch / postgres / redis | tick / dial / hangup ms | failed attempts (cause: n) |")
+    lines = [header, "|" + "---|" * 8]
     for s in steps:
         cpu = s["cpu_percent"]
         fails = {k.removeprefix("failed/"): v for k, v in s["attempts"]["by_outcome_and_cause"].items()
@@ -434,9 +458,12 @@ def render(steps: list[dict]) -> str:
         if blocks:
             top += f", compliance blocks: {blocks}"
         h = s["hub_stall_ms"]
+        timed = s["engine_calls"]
+        latency = " / ".join(str(timed.get(k, {}).get("mean_ms", "-"))
+                             for k in ("runner._tick", "runner._dial", "store.finish_attempt"))
         lines.append(f"| {'on' if s['amd'] else 'off'} | {s['cps_target']} | {s['originates_per_s']} |"
                      f" {s['concurrent_mean']:.0f} / {s['concurrent_max']} | {h['p50']} / {h['p99']} / {h['max']} |"
-                     f" {cpu['engine']} / {cpu['switch']} / {cpu['postgres']} / {cpu.get('redis', 'n/a')} | {top} |")
+                     f" {cpu['engine']} / {cpu['switch']} / {cpu['postgres']} / {cpu.get('redis', 'n/a')} | {latency} | {top} |")
     return "\n".join(lines)
 
 
@@ -455,6 +482,8 @@ def render(steps: list[dict]) -> str:
 @click.option("--out", type=click.Path(path_type=Path), default=RESULTS, show_default=True)
 def main(top_cps, steps, concurrent, duration, warmup, message_s, stay_mean, amd_steps, profile_s, quick, out):
     """Ramp the engine's originate rate against the simulated switch in its own process."""
+    logging.basicConfig(level=logging.CRITICAL)       # the engine's log lines are counted, not printed
+    logging.getLogger().addHandler(WARNINGS)
     rates = [min(int(r), top_cps) for r in steps.split(",") if r.strip()]
     amd_rates = [min(int(r), top_cps) for r in amd_steps.split(",") if r.strip()]
     if quick:

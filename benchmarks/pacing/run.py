@@ -93,7 +93,6 @@ def _jobs(args: argparse.Namespace) -> list[dict]:
                     scenario = asdict(Scenario(agents=agents, contact_rate=contact,
                                                talk_mean_s=talk, days=days_for[agents],
                                                seed=seed))
-                    scenario["accounting"] = Scenario.accounting  # keep the enum for Scenario()
                     key = _scenario_key(agents, contact, talk, seed)
                     for policy in args.policies:
                         jobs.append({"key": key, "policy": policy, "scenario": scenario,
@@ -201,7 +200,7 @@ def _goal_checks(runs: list[dict], target: float) -> list[str]:
     return out
 
 
-def _plots(runs: list[dict], out_dir: Path) -> list[str]:
+def _plots(runs: list[dict], out_dir: Path, prefix: str) -> list[str]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -229,9 +228,9 @@ def _plots(runs: list[dict], out_dir: Path) -> list[str]:
         return None
 
     for name, series, ylabel in (
-            ("pacing_abandon_daily.png", "daily_abandon_rate",
+            (f"{prefix}_abandon_daily.png", "daily_abandon_rate",
              "abandoned / live answers (0 shown as 0.01%)"),
-            ("pacing_occupancy_daily.png", "daily_occupancy", "occupancy")):
+            (f"{prefix}_occupancy_daily.png", "daily_occupancy", "occupancy")):
         fig, axes = grid(ylabel + " per simulated day")
         for ax, sc in zip(axes, scenarios):
             for policy in policies:
@@ -264,9 +263,9 @@ def _plots(runs: list[dict], out_dir: Path) -> list[str]:
         ax.set_title(f"{sc[0]} agents, contact {sc[1]:.0%}, talk {sc[2]:g} s", fontsize=9)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out_dir / "pacing_wait.png", dpi=90)
+    fig.savefig(out_dir / f"{prefix}_wait.png", dpi=90)
     plt.close(fig)
-    written.append("pacing_wait.png")
+    written.append(f"{prefix}_wait.png")
 
     fig, axes = grid("operating points: abandon (30 d, 0 shown as 0.01%) vs talk / ceiling")
     for ax, sc in zip(axes, scenarios):
@@ -282,9 +281,9 @@ def _plots(runs: list[dict], out_dir: Path) -> list[str]:
         ax.set_ylabel("talk / ceiling", fontsize=8)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out_dir / "pacing_operating_points.png", dpi=90)
+    fig.savefig(out_dir / f"{prefix}_operating_points.png", dpi=90)
     plt.close(fig)
-    written.append("pacing_operating_points.png")
+    written.append(f"{prefix}_operating_points.png")
     return written
 
 
@@ -358,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         other = _load(Path(extra))
         known = {(r["key"], r["policy"]) for r in data["runs"]}
         data["runs"] += [r for r in other["runs"] if (r["key"], r["policy"]) not in known]
-        data["commands"] = data.get("commands", []) + other.get("commands", [])
+        data["commands"] = list(dict.fromkeys(data.get("commands", [])
+                                              + other.get("commands", [])))
     done = {(r["key"], r["policy"]) for r in data["runs"]}
     jobs = [] if args.render else [j for j in _jobs(args)
                                    if (j["key"], j["policy"]) not in done]
@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     checks = _goal_checks(data["runs"], args.target)
     data["goal_checks"] = checks
     out.write_text(json.dumps(data, indent=1, default=str))
-    plots = _plots(data["runs"], out.parent)
+    plots = _plots(data["runs"], out.parent, out.stem)
     print(table)
     print("\n".join(checks))
     if not args.no_doc:
