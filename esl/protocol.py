@@ -50,9 +50,7 @@ _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 
 def url_decode(value: str) -> str:
     """Decode %XX escapes only, as esl_url_decode does ('+' stays '+'); bad UTF-8 is replaced."""
-    if "%" not in value:
-        return value
-    return unquote(value, encoding="utf-8", errors="replace")
+    return percent_decode(value) if "%" in value else value
 
 
 def url_encode(value: str) -> str:
@@ -84,13 +82,31 @@ def _parse_header_lines(text: str, decode: bool) -> dict[str, str]:
     return headers
 
 
+# The escapes switch_url_encode writes for ASCII characters (SWITCH_URL_UNSAFE plus control
+# characters events carry). Replacing these with str.replace is several times faster than
+# urllib's unquote; unquote still decodes whatever remains (UTF-8 sequences, lower-case hex).
+_ASCII_ESCAPES = tuple((f"%{ord(c):02X}", c) for c in ' :@+;=&?#[]"<>{}|^`\\\r\n\t,/!$\'()*~')
+
+
+def percent_decode(text: str) -> str:
+    """%XX decoding exactly as unquote(text, errors="replace"), faster on FreeSWITCH's output."""
+    if "%25" in text:            # "%2541" must give "%41", not "A": leave such text to unquote
+        return unquote(text, encoding="utf-8", errors="replace")
+    for escape, char in _ASCII_ESCAPES:
+        if escape in text:
+            text = text.replace(escape, char)
+    if "%" in text:
+        text = unquote(text, encoding="utf-8", errors="replace")
+    return text
+
+
 def _decode_values(headers: dict[str, str]) -> None:
     """URL-decode, in place, every value that has an escape, each value on its own.
 
-    unquote() costs microseconds per call and a channel event has dozens of encoded values,
-    so they are joined with NUL and decoded in one call. NUL cannot occur in an encoded value
-    (FreeSWITCH strings are C strings), and a decoded %00 would end the value in libesl too;
-    a value with %00 falls back to one call per value so that the split stays exact.
+    A channel event has dozens of encoded values, so they are joined with NUL and decoded in
+    one pass. NUL cannot occur in an encoded value (FreeSWITCH strings are C strings), and a
+    decoded %00 would end the value in libesl too; a value with %00 falls back to one call per
+    value so that the split stays exact.
     """
     names = [name for name, value in headers.items() if "%" in value]
     if not names:
@@ -98,9 +114,9 @@ def _decode_values(headers: dict[str, str]) -> None:
     joined = "\0".join(headers[name] for name in names)
     if "%00" in joined:
         for name in names:
-            headers[name] = unquote(headers[name], encoding="utf-8", errors="replace")
+            headers[name] = percent_decode(headers[name])
         return
-    for name, value in zip(names, unquote(joined, encoding="utf-8", errors="replace").split("\0")):
+    for name, value in zip(names, percent_decode(joined).split("\0")):
         headers[name] = value
 
 

@@ -251,3 +251,12 @@ def test_cli_decode_random_garbage_does_not_crash():
     result = run_decode(bytes(rng.randrange(256) for _ in range(2000)))
     assert result.returncode in (0, 1)
     assert b"Traceback" not in result.stderr
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(["%20", "%3A", "%25", "%41", "%C3%A9", "%c3%a9", "%0A", "%2", "%", "%ZZ",
+                                 "a", "+", " ", "é", "%FF", "%E2%82", "%2541", "%00", "%7C"]), max_size=14))
+def test_percent_decode_equals_unquote(pieces):
+    from urllib.parse import unquote
+    text = "".join(pieces)
+    assert protocol.percent_decode(text) == unquote(text, encoding="utf-8", errors="replace")
