@@ -40,6 +40,7 @@ import logging  # noqa: E402
 import os  # noqa: E402
 import pstats  # noqa: E402
 import re  # noqa: E402
+import shlex  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -329,6 +330,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def quantiles_ms(values: list[float]) -> dict[str, float]:
+    return {"p50": round(percentile(values, 0.5) * 1000, 2), "p99": round(percentile(values, 0.99) * 1000, 2),
+            "max": round(max(values, default=float("nan")) * 1000, 2)}
+
+
 def cpu_snapshot(pids: dict[str, list[int]]) -> dict[str, dict[int, float]]:
     return {name: {pid: s for pid in group if (s := cpu_seconds(pid)) is not None} for name, group in pids.items()}
 
@@ -405,12 +411,8 @@ def run_step(world: World, workdir: Path, *, cps: int, channels: int, amd: bool,
             "concurrent_mean": round(statistics.fmean(s[2] for s in in_window), 0) if in_window else 0,
             "concurrent_max": max((s[2] for s in in_window), default=0),
             "answered_in_flight_mean": round(statistics.fmean(s[3] for s in in_window), 0) if in_window else 0,
-            "hub_stall_ms": {"p50": round(percentile(stalls, 0.5) * 1000, 2),
-                             "p99": round(percentile(stalls, 0.99) * 1000, 2),
-                             "max": round(max(stalls, default=float("nan")) * 1000, 2)},
-            "hub_wall_lag_ms": {"p50": round(percentile(walls, 0.5) * 1000, 2),
-                                "p99": round(percentile(walls, 0.99) * 1000, 2),
-                                "max": round(max(walls, default=float("nan")) * 1000, 2)},
+            "hub_stall_ms": quantiles_ms(stalls),
+            "hub_wall_lag_ms": quantiles_ms(walls),
             "cpu_percent": {k: round(100 * v / window, 1) for k, v in used.items()},
             "engine_calls": timer.summary(window),
             "compliance_blocks": dict(runner.stats.blocks),
@@ -478,7 +480,8 @@ def render(steps: list[dict]) -> str:
 @click.option("--stay-mean", default=600.0, show_default=True, help="mean seconds a called party stays")
 @click.option("--amd-steps", default="25,50,100", show_default=True, help="rates run again with AMD on ('' for none)")
 @click.option("--profile-s", default=10.0, show_default=True, help="cProfile window at the top step, AMD off (0: none)")
-@click.option("--quick", is_flag=True, help="one 20 s step at --cps/4 each way, no profile (about a minute)")
+@click.option("--quick", is_flag=True, help="one 20 s step at --cps/4 each way, no profile (about a minute);"
+              " writes engine_load_quick.json unless --out is given")
 @click.option("--out", type=click.Path(path_type=Path), default=RESULTS, show_default=True)
 def main(top_cps, steps, concurrent, duration, warmup, message_s, stay_mean, amd_steps, profile_s, quick, out):
     """Ramp the engine's originate rate against the simulated switch in its own process."""
@@ -488,6 +491,10 @@ def main(top_cps, steps, concurrent, duration, warmup, message_s, stay_mean, amd
     amd_rates = [min(int(r), top_cps) for r in amd_steps.split(",") if r.strip()]
     if quick:
         rates, amd_rates, duration, warmup, profile_s = [max(1, top_cps // 4)], [max(1, top_cps // 4)], 20.0, 10.0, 0.0
+        if out == RESULTS:      # a smoke run never replaces the full ramp's figures
+            out = RESULTS.with_name("engine_load_quick.json")
+    if warmup >= duration:
+        raise click.BadParameter("must be shorter than --duration", param_hint="--warmup")
     channels = int(concurrent * 1.25)
     started = time.monotonic()
     results: list[dict] = []
@@ -511,7 +518,7 @@ def main(top_cps, steps, concurrent, duration, warmup, message_s, stay_mean, amd
                               f" CPU {step['cpu_percent']}")
         finally:
             world.close()
-    command = "    .venv/bin/python -m benchmarks.engine_load " + " ".join(sys.argv[1:])
+    command = ".venv/bin/python -m benchmarks.engine_load " + shlex.join(sys.argv[1:])
     doc = {
         "benchmark": "engine_load", "command": command.strip(),
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
