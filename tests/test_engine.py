@@ -305,3 +305,19 @@ def test_inbound_call_through_the_socket_hook_reaches_a_ready_agent(world, db_ur
     assert wait_until(lambda: engine.hooks.handler.inbound_bridged == 1, 10)
     assert wait_until(lambda: agent.state is AgentState.WRAP_UP, 10)    # the caller hung up after 2 s
     conn.close()
+
+
+def test_agentless_campaign_plays_its_message_and_abandons_nobody(world, db_url):
+    switch, make_engine = world
+    patient = "+12125550183"
+    switch.model.script(patient, Behaviour(Outcome.ANSWER, ring_seconds=0.3, party=Party.HUMAN, stay_seconds=30.0))
+    settings = {**BASE_SETTINGS, "dial_mode": "agentless", "call_purpose": "informational", "voice": "prerecorded",
+                "pacing": {"mode": "agentless"}, "safe_harbor_message": "ivr/school-closed.wav"}
+    create_campaign(db_url, "robo", settings, [patient])
+    make_engine()
+    assert wait_until(lambda: len(attempts(db_url)) == 1 and attempts(db_url)[0][7] is not None, 30)
+    (row,) = attempts(db_url)
+    assert (row[1], row[2], row[5]) == ("human", "HUMAN", "message_delivered")
+    assert switch.counters["app_playback"] == 1
+    with storage.connect_db(db_url) as conn:
+        assert conn.execute("SELECT sum(live), sum(abandoned) FROM abandon_hours").fetchone() == (1, 0)

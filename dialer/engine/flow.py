@@ -60,6 +60,7 @@ class FlowSettings:
     amd_timeout_s: float = 10.0        # a safety net: the detector's own limits end it sooner
     beep_timeout_s: float = 30.0
     playback_timeout_s: float = 60.0
+    agentless: bool = False            # a recorded-message campaign: no agent, the message plays
 
 
 class AmdVerdict(Protocol):
@@ -232,6 +233,12 @@ class CallFlow:
 
     def _connect_live(self) -> None:
         call = self.call
+        if self.settings.agentless:
+            # The campaign's recorded message is the call; nobody waits for an agent.
+            self._play(self.settings.safe_harbor_file)
+            call.outcome, call.detail = CallOutcome.HUMAN, "message_delivered"
+            self._hangup(HangupCause.NORMAL_CLEARING)
+            return
         call.state = CallState.WAITING_AGENT
         deadline = time.monotonic() + self.settings.agent_wait_s
         agent = self.agents.take_ready(call.campaign, call.reserved_agent)

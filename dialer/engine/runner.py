@@ -21,7 +21,7 @@ import gevent.pool
 
 from dialer.campaigns import CallOutcome, CallerIdRotation, CampaignStatus
 from dialer.compliance.model import Campaign as GateCampaign
-from dialer.compliance.model import CallRequest, LineType
+from dialer.compliance.model import CallRequest, DialMode, LineType
 from dialer.compliance.model import Lead as GateLead
 from dialer.compliance.model import Outcome as GateOutcome
 from dialer.engine.agents import AgentState
@@ -37,6 +37,7 @@ from pacing.policies import make_pacer
 log = logging.getLogger(__name__)
 
 TICK_S = 0.5
+DIAL_CONCURRENCY = 16        # leads of one tick decided and originated at once
 
 _GATE_OUTCOME = {CallOutcome.HUMAN: GateOutcome.CONVERSATION, CallOutcome.ABANDONED: GateOutcome.ABANDONED,
                  CallOutcome.MACHINE: GateOutcome.MACHINE, CallOutcome.BUSY: GateOutcome.NO_CONNECT,
@@ -87,6 +88,7 @@ class CampaignRunner:
             machine_action=MachineAction(self.settings.amd.action.value),
             notsure_action=NotSureAction.AGENT,
             safe_harbor_file=self.settings.safe_harbor_message or "ivr/safe_harbor.wav",
+            agentless=self.settings.dial_mode is DialMode.AGENTLESS,
             voicemail_file=self.settings.amd.voicemail_message or "ivr/voicemail_message.wav")
 
     @property
@@ -149,11 +151,14 @@ class CampaignRunner:
         # while that agent is ready, and the call goes to that agent.
         ready = {a.agent_id for a in self.engine.agents.agents.values()
                  if a.campaign == self.name and a.state is AgentState.READY}
-        callbacks = self.engine.store.claim_callbacks(self.campaign_id, wanted, ready)
-        for lead in callbacks:
-            self._dial(lead)
-        for lead in self.engine.store.claim_leads(self.campaign_id, wanted - len(callbacks)):
-            self._dial(lead)
+        leads = self.engine.store.claim_callbacks(self.campaign_id, wanted, ready)
+        leads += self.engine.store.claim_leads(self.campaign_id, wanted - len(leads))
+        # Each lead gets its own decision just before its own originate, several at a time so
+        # that one slow database round trip does not hold up the tick's other calls.
+        pool = gevent.pool.Pool(DIAL_CONCURRENCY)
+        for lead in leads:
+            pool.spawn(self._dial_or_requeue, lead)
+        pool.join()
 
     def caps_left(self) -> int:
         """Attempts the campaign's daily and hourly caps still allow (campaign time zone)."""
@@ -216,6 +221,18 @@ class CampaignRunner:
         if pool and rotation is CallerIdRotation.PER_LEAD:
             return pool[lead.id % len(pool)]
         return next(self._caller_ids)
+
+    def _dial_or_requeue(self, lead: ClaimedLead, tried: frozenset[str] = frozenset()) -> None:
+        try:
+            self._dial(lead, tried)
+        except DialerError as exc:
+            # A store or switch failure before the call started: the lead goes back (and if
+            # even that fails, its claim lease runs out and any engine takes it again).
+            log.warning("campaign %s: lead %s not dialed: %s", self.name, lead.id, exc)
+            try:
+                self.engine.store.requeue(lead.id, None, "engine_error")
+            except DialerError:
+                pass
 
     def _dial(self, lead: ClaimedLead, tried: frozenset[str] = frozenset()) -> None:
         """Decide, record and originate one call to the lead, on a gateway not in `tried`."""
@@ -316,4 +333,4 @@ class _Recorder:
         runner.engine.publish("call_ended", campaign=call.campaign, uuid=call.uuid, outcome=outcome.value,
                               amd=call.amd_result, agent=call.agent_id)
         if fail_over:
-            runner.flows.spawn(runner._dial, replace(self.lead, attempts=self.lead.attempts + 1), self.tried)
+            runner.flows.spawn(runner._dial_or_requeue, replace(self.lead, attempts=self.lead.attempts + 1), self.tried)

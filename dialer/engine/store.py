@@ -224,9 +224,12 @@ class EngineStore:
     @_serialized
     def renew_leases(self) -> int:
         """Keep our claims alive: called every second by the supervisor."""
+        # Only leads with a call in progress: one whose dial failed half-way lets its lease run
+        # out, so it is never held forever.
         cur = self.conn().execute(
-            "UPDATE leads SET claimed_until = now() + %s WHERE claimed_by = %s AND status = 'in_progress'",
-            (CLAIM_LEASE, self.engine_id))
+            "UPDATE leads SET claimed_until = now() + %s WHERE claimed_by = %s AND status = 'in_progress'"
+            " AND EXISTS (SELECT 1 FROM call_attempts a WHERE a.lead_id = leads.id AND a.ended_at IS NULL"
+            " AND a.engine_id = %s)", (CLAIM_LEASE, self.engine_id, self.engine_id))
         return cur.rowcount
 
     @_serialized
