@@ -321,3 +321,43 @@ def test_agentless_campaign_plays_its_message_and_abandons_nobody(world, db_url)
     assert switch.counters["app_playback"] == 1
     with storage.connect_db(db_url) as conn:
         assert conn.execute("SELECT sum(live), sum(abandoned) FROM abandon_hours").fetchone() == (1, 0)
+
+
+def test_call_ends_are_spooled_while_postgresql_is_down_and_replayed(world, db_url, tmp_path, monkeypatch):
+    switch, make_engine = world
+    create_campaign(db_url, "spool", BASE_SETTINGS, [BUSY])
+    engine = make_engine()
+    engine.spool = type(engine.spool)(tmp_path / "spool.jsonl")
+    from dialer.errors import StorageError
+    real_finish = engine.store.finish_attempt
+    outage = {"on": True}
+
+    def finish_attempt(*args, **kwargs):
+        if outage["on"]:
+            raise StorageError("PostgreSQL: connection refused (simulated outage)")
+        return real_finish(*args, **kwargs)
+
+    monkeypatch.setattr(engine.store, "finish_attempt", finish_attempt)
+    engine.login_agent("agent-s", AGENT_PHONE, "spool")
+    assert wait_until(lambda: engine.spool.written == 1, 20)
+    assert attempts(db_url)[0][7] is None           # not ended in the database yet
+    outage["on"] = False
+    assert wait_until(lambda: engine.spool.replayed == 1, 5)
+    (row,) = attempts(db_url)
+    assert row[1] == "busy" and row[3] == "USER_BUSY" and row[7] is not None
+    assert not engine.spool.pending()
+
+
+def test_operators_are_warned_as_the_abandon_rate_nears_the_limit(world, db_url):
+    switch, make_engine = world
+    create_campaign(db_url, "warn", BASE_SETTINGS, [])
+    engine = make_engine()
+    runner = next(iter(engine.runners.values()))
+    quiet = {"window_live": 100, "window_abandoned": 2, "day_live": 10, "day_abandoned": 1}   # 2%; day too small
+    engine._warn_abandon(runner, quiet)
+    near = {"window_live": 100, "window_abandoned": 2, "day_live": 40, "day_abandoned": 1}    # day 2.5%
+    engine._warn_abandon(runner, near)
+    engine._warn_abandon(runner, near)        # once a minute, not every second
+    events = [fields for _id, fields in engine.redis.xrange("dialer:events")
+              if fields.get("type") == "abandon_warning"]
+    assert len(events) == 1 and events[0]["campaign"] == "warn" and float(events[0]["rate"]) == 0.025

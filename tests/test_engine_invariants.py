@@ -125,6 +125,7 @@ def test_invariants_hold_when_an_engine_is_killed_and_another_takes_over(scene, 
     env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "DIALER_CLAIM_LEASE_S": "3",
            "DIALER_TEST_CLOCK_START": repr(CLOCK_START)}
     monkeypatch.setattr("dialer.engine.store.CLAIM_LEASE", timedelta(seconds=3))
+    monkeypatch.setattr("dialer.engine.store.ENGINE_DEAD_AFTER", timedelta(seconds=3))
     victim = subprocess.Popen([sys.executable, "-m", "tests.engine_proc", db_url, redis_url, str(switch.port),
                                str(registry), "engine-victim", "agent-v", "invariants"],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
@@ -150,7 +151,9 @@ def test_invariants_hold_when_an_engine_is_killed_and_another_takes_over(scene, 
     with storage.connect_db(db_url) as conn:
         engines = {e for (e,) in conn.execute("SELECT DISTINCT engine_id FROM call_attempts")}
         lost = conn.execute("SELECT count(*) FROM call_attempts WHERE detail = 'engine_lost'").fetchone()[0]
+        stuck = conn.execute("SELECT state FROM agents WHERE agent_id = 'agent-v'").fetchone()[0]
     assert engines == {"engine-victim", "engine-successor"}
+    assert stuck == "logged_out"             # the dead engine's agent is not left stuck
     figures = check_invariants(db_url, CLOCK_OFFSET)
     assert figures["attempts"] >= 30
     assert lost >= 1          # the victim's calls in flight were closed as engine_lost

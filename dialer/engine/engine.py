@@ -11,6 +11,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -26,6 +27,7 @@ from dialer.engine.agents import Agent, AgentError, AgentRegistry, AgentState
 from dialer.engine.audio_tap import ReceiverTap
 from dialer.engine.gateways import Gateway
 from dialer.engine.hooks import start_hook_server
+from dialer.engine.spool import EndSpool
 from dialer.engine.runner import CampaignRunner
 from dialer.engine.store import EngineStore
 from dialer.engine.switchboard import Switchboard
@@ -41,6 +43,8 @@ EVENTS_MAXLEN = 100_000
 AGENTS_HASH = "dialer:agents"
 CAMPAIGN_HASH = "dialer:campaign:{campaign}:{engine}"   # live counters, expire after 30 s
 SUPERVISE_S = 1.0
+ABANDON_WARN_RATE = 0.025        # warn operators from 2.5%: the limit is 3% (47 CFR 64.1200(a)(7))
+ABANDON_WARN_MIN_LIVE = 20       # below this many live answers a rate says little
 # Dispositions by which the called person asked not to be called again.
 OPT_OUT_DISPOSITIONS = frozenset({"DNC", "OPT_OUT", "DO_NOT_CALL"})
 
@@ -57,6 +61,7 @@ class EngineConfig:
     hook_listen: tuple[str, int] | None = ("127.0.0.1", 8084)   # the dialplan's `socket` target
     metrics_listen: tuple[str, int] | None = ("127.0.0.1", 9464)  # /metrics, /healthz, /readyz
     web_api: bool = True                                           # consume the web app's commands
+    spool_dir: Path = Path(os.environ.get("DIALER_SPOOL_DIR", Path(__file__).resolve().parents[2] / ".data" / "spool"))
 
     @classmethod
     def from_env(cls, nodes: list[config.FreeswitchNode]) -> "EngineConfig":
@@ -92,6 +97,8 @@ class Engine:
         self.amd = ReceiverTap(self.receiver, cfg.nodes[0].host, cfg.unicast_ports)
         self.redis = storage.connect_redis(cfg.redis_url, timeout_s=1.0, retries=1)
         self.runners: dict[int, CampaignRunner] = {}
+        self.spool = EndSpool(cfg.spool_dir / f"{cfg.engine_id}.jsonl")
+        self._abandon_warned: dict[int, float] = {}
         self.clock_ok = True
         self.publish_failures = 0
         self._supervisor: gevent.Greenlet | None = None
@@ -169,10 +176,17 @@ class Engine:
 
     def _supervise_once(self) -> None:
         skew = self.store.db_clock_skew()
+        if self.spool.pending():
+            self.spool.replay(self.store, self._settings_of)
         was_ok, self.clock_ok = self.clock_ok, abs(skew) <= MAX_CLOCK_SKEW_S
         if was_ok and not self.clock_ok:
             log.error("engine %s: clock differs from the database's by %.1fs: no calls", self.engine_id, skew)
+        self.store.heartbeat(socket.gethostname())
         self.store.renew_leases()
+        for agent_id in self.store.log_out_agents_of_dead_engines():
+            log.warning("agent %s logged out: its engine stopped answering", agent_id)
+            self._publish_agent(agent_id, {"state": "logged_out", "campaign": None, "since": round(time.time(), 3),
+                                           "engine": None, "reason": "engine_lost"})
         for orphan_uuid, node in self.store.recover_expired_leases():
             # A dead engine's call may still be up: hang it up before its lead can be redialed.
             for name in ([node] if node in self.switchboard.clients else list(self.switchboard.clients)):
@@ -204,6 +218,30 @@ class Engine:
                 runner.halt()
                 del self.runners[campaign_id]
         self._publish_stats()
+
+    def _settings_of(self, campaign_id: int):
+        runner = self.runners.get(campaign_id)
+        if runner is not None:
+            return runner.settings
+        rows = {row.id: row for row in self.store.campaigns(("draft", "running", "paused", "stopping", "stopped"))}
+        return rows[campaign_id].settings
+
+    def _warn_abandon(self, runner: CampaignRunner, account: dict[str, int]) -> None:
+        """Tell operators (event, log; `dialer status` shows it too) when a campaign's abandon
+        rate nears the 3% limit, at most once a minute per campaign."""
+        live, abandoned = account["window_live"], account["window_abandoned"]
+        day_live, day_abandoned = account["day_live"], account["day_abandoned"]
+        rates = [a / n for a, n in ((abandoned, live), (day_abandoned, day_live)) if n >= ABANDON_WARN_MIN_LIVE]
+        if not rates or max(rates) < ABANDON_WARN_RATE:
+            return
+        now = time.monotonic()
+        if now - self._abandon_warned.get(runner.campaign_id, -1e9) < 60:
+            return
+        self._abandon_warned[runner.campaign_id] = now
+        log.warning("campaign %s: abandon rate %.2f%% nears the 3%% limit (30 days %d/%d, today %d/%d)",
+                    runner.name, 100 * max(rates), abandoned, live, day_abandoned, day_live)
+        self.publish("abandon_warning", campaign=runner.name, rate=round(max(rates), 4),
+                     window_live=live, window_abandoned=abandoned, day_live=day_live, day_abandoned=day_abandoned)
 
     def _zones_of(self, phone: str) -> tuple[str, ...]:
         try:
@@ -291,14 +329,17 @@ class Engine:
             self.store.record_agent_state(agent, self.engine_id)
         except DialerError as exc:
             log.warning("agent %s: state not recorded: %s", agent.agent_id, exc)
-        live = {"state": agent.state.value, "campaign": agent.campaign, "since": round(time.time(), 3),
-                "engine": self.engine_id, "reason": agent.pause_reason}
+        self._publish_agent(agent.agent_id, {"state": agent.state.value, "campaign": agent.campaign,
+                                             "since": round(time.time(), 3), "engine": self.engine_id,
+                                             "reason": agent.pause_reason}, previous=old.value)
+
+    def _publish_agent(self, agent_id: str, live: dict, previous: str | None = None) -> None:
         try:
-            self.redis.hset(AGENTS_HASH, agent.agent_id, json.dumps(live))
+            self.redis.hset(AGENTS_HASH, agent_id, json.dumps(live))
         except redis.RedisError:
             self.publish_failures += 1
-        self.publish("agent_state", agent=agent.agent_id, campaign=agent.campaign, state=agent.state.value,
-                     previous=old.value, reason=agent.pause_reason)
+        self.publish("agent_state", agent=agent_id, campaign=live["campaign"], state=live["state"],
+                     previous=previous, reason=live["reason"])
 
     # -- dialing ------------------------------------------------------------------------------
 
@@ -318,6 +359,8 @@ class Engine:
 
     def _publish_stats(self) -> None:
         for runner in self.runners.values():
+            if runner.last_account is not None:
+                self._warn_abandon(runner, runner.last_account)
             stats = runner.stats
             fields = {"status": runner.status.value, "originated": stats.originated, "answered": stats.answered,
                       "ringing": sum(1 for c in runner.calls.values() if c.answered is None),

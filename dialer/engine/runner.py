@@ -83,6 +83,7 @@ class CampaignRunner:
         self._greenlet: gevent.Greenlet | None = None
         self.draining = False             # the engine is shutting down: no new originates
         self._halted = False
+        self.last_account: dict[str, int] | None = None   # the abandon account of the last tick
         self.flow_settings = FlowSettings(
             ring_timeout_s=self.settings.ring_timeout_s,
             machine_action=MachineAction(self.settings.amd.action.value),
@@ -182,6 +183,7 @@ class CampaignRunner:
     def snapshot(self) -> PacingSnapshot:
         now = time.monotonic()
         account = self.engine.store.abandon_account(self.campaign_id)
+        self.last_account = account
         outcomes, self._pending_outcomes = self._pending_outcomes, []
         talk, self._pending_talk = self._pending_talk, []
         ringing = [c.ring_age for c in self.calls.values() if c.answered is None]
@@ -322,8 +324,11 @@ class _Recorder:
                      and len(self.tried) < len(runner.pool.gateways) and not runner.draining)
         try:
             runner.engine.store.finish_attempt(call, runner.settings, hangup_event, advance_lead=not fail_over)
-        except DialerError as exc:
-            log.error("call %s: attempt not recorded: %s", call.uuid, exc)
+        except StorageError as exc:
+            # PostgreSQL is down: the end of the call waits in the local spool (no new call is
+            # placed meanwhile: the next decision and attempt row cannot be written either).
+            log.error("call %s: attempt spooled, PostgreSQL unavailable: %s", call.uuid, exc)
+            runner.engine.spool.write(call, runner.campaign_id, hangup_event, advance_lead=True)
             fail_over = False
         try:
             runner.engine.gate.record_outcome(self.request, self.decision_id, _GATE_OUTCOME[outcome],

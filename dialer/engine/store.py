@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 from dialer import storage
 from dialer.campaigns import CallOutcome, CampaignSettings, LeadStatus
 from dialer.engine.calls import INVALID_NUMBER_CAUSES, Call
+from dialer.errors import StorageError
 from esl.protocol import Event
 
 # A claimed lead's lease; the owner renews it every second while it lives, so an engine that
@@ -80,6 +81,10 @@ def utc_hour(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
 
 
+# An engine whose heartbeat is older than this is dead: its agents are logged out.
+ENGINE_DEAD_AFTER = timedelta(seconds=float(os.environ.get("DIALER_ENGINE_DEAD_AFTER_S", "30")))
+
+
 def _serialized(method):
     """One statement or transaction at a time on the store's connection: a psycopg connection
     holds its lock per statement, not across a `transaction()` block, so without this another
@@ -87,7 +92,12 @@ def _serialized(method):
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         with self._lock:
-            return method(self, *args, **kwargs)
+            try:
+                return method(self, *args, **kwargs)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                # The server went away or the connection broke: a typed error the engine acts
+                # on (no new call; call ends spooled), and a fresh connection next time.
+                raise StorageError(f"PostgreSQL: {exc}") from exc
     return wrapper
 
 
@@ -231,6 +241,27 @@ class EngineStore:
             " AND EXISTS (SELECT 1 FROM call_attempts a WHERE a.lead_id = leads.id AND a.ended_at IS NULL"
             " AND a.engine_id = %s)", (CLAIM_LEASE, self.engine_id, self.engine_id))
         return cur.rowcount
+
+    @_serialized
+    def heartbeat(self, hostname: str) -> None:
+        self.conn().execute(
+            "INSERT INTO engine_nodes (node_id, hostname) VALUES (%s, %s) ON CONFLICT (node_id)"
+            " DO UPDATE SET heartbeat_at = now(), hostname = EXCLUDED.hostname", (self.engine_id, hostname))
+
+    @_serialized
+    def log_out_agents_of_dead_engines(self) -> list[str]:
+        """Agents held by an engine whose heartbeat stopped are logged out (their phone legs
+        went with it, or are hung up by the switch's own timers): none is left stuck."""
+        conn = self.conn()
+        with conn.transaction():
+            rows = conn.execute(
+                "UPDATE agents SET state = 'logged_out', state_since = now(), leg_uuid = NULL"
+                " WHERE state <> 'logged_out' AND engine_id IN (SELECT node_id FROM engine_nodes"
+                " WHERE heartbeat_at < now() - %s) RETURNING agent_id", (ENGINE_DEAD_AFTER,)).fetchall()
+            for (agent_id,) in rows:
+                conn.execute("INSERT INTO agent_state_log (agent_id, state, reason) VALUES (%s, 'logged_out',"
+                             " 'engine_lost')", (agent_id,))
+        return [agent_id for (agent_id,) in rows]
 
     @_serialized
     def recover_expired_leases(self) -> list[tuple[str, str | None]]:
