@@ -16,7 +16,6 @@ on one bounded inbox, so every wait is one timed get() and a hangup interrupts a
 """
 from __future__ import annotations
 
-import enum
 import logging
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import gevent
 import gevent.queue
 
 from dialer.engine.agents import Agent, AgentRegistry, AgentState
+from amd.actions import MachineAction, NotSureAction
 from dialer.campaigns import CallOutcome
 from dialer.engine.calls import Call, CallState, outcome_of_failure
 from dialer.engine.switchboard import Switchboard
@@ -38,23 +38,12 @@ log = logging.getLogger(__name__)
 INBOX_SIZE = 1000
 
 
-class MachineAction(enum.Enum):
-    HANGUP = "hangup"
-    VOICEMAIL_DROP = "voicemail_drop"
-    AGENT = "agent"
-
-
-class NotSureAction(enum.Enum):
-    AGENT = "agent"
-    HANGUP = "hangup"
-
-
 @dataclass(frozen=True)
 class FlowSettings:
     ring_timeout_s: int = 25
     agent_wait_s: float = 1.2          # the part of the 2 s left after AMD's post-greeting silence
     machine_action: MachineAction = MachineAction.HANGUP
-    notsure_action: NotSureAction = NotSureAction.AGENT
+    notsure_action: NotSureAction = NotSureAction.AS_HUMAN
     safe_harbor_file: str = "ivr/safe_harbor.wav"
     voicemail_file: str = "ivr/voicemail_message.wav"
     amd_timeout_s: float = 10.0        # a safety net: the detector's own limits end it sooner
@@ -207,20 +196,21 @@ class CallFlow:
             call.amd_result, call.amd_cause = "NOTSURE", "ENGINE_TIMEOUT"
         else:
             call.amd_result, call.amd_cause, call.amd_decision_ms = verdict.result, verdict.cause, verdict.decision_ms
-        if call.amd_result == "HUMAN" or (call.amd_result == "NOTSURE"
-                                          and self.settings.notsure_action is NotSureAction.AGENT):
-            self._connect_live()
-        elif call.amd_result == "MACHINE":
-            if self.settings.machine_action is MachineAction.VOICEMAIL_DROP:
-                self._voicemail_drop()
-            elif self.settings.machine_action is MachineAction.AGENT:
-                self._connect_live()
-            else:
-                call.outcome = CallOutcome.MACHINE
+        result = call.amd_result
+        if result == "NOTSURE":
+            # The campaign's choice (amd.actions): by default a person, since hanging up on a
+            # live person is the costly error.
+            if self.settings.notsure_action is NotSureAction.HANGUP:
+                call.outcome, call.detail = CallOutcome.MACHINE, "notsure_hangup"   # retried as a machine
                 self._hangup(HangupCause.NORMAL_CLEARING)
+                return
+            result = "MACHINE" if self.settings.notsure_action is NotSureAction.AS_MACHINE else "HUMAN"
+        if result == "HUMAN" or self.settings.machine_action is MachineAction.AGENT:
+            self._connect_live()
+        elif self.settings.machine_action is MachineAction.VOICEMAIL_DROP:
+            self._voicemail_drop()
         else:
-            # NOTSURE with a campaign that does not pass it to agents: retried like a machine.
-            call.outcome, call.detail = CallOutcome.MACHINE, "notsure_hangup"
+            call.outcome = CallOutcome.MACHINE
             self._hangup(HangupCause.NORMAL_CLEARING)
 
     def _analyze(self) -> AmdVerdict | None:

@@ -26,7 +26,8 @@ from dialer.compliance.model import Lead as GateLead
 from dialer.compliance.model import Outcome as GateOutcome
 from dialer.engine.agents import AgentState
 from dialer.engine.calls import Call
-from dialer.engine.flow import CallFlow, FlowSettings, MachineAction, NotSureAction
+from amd.actions import MachineAction, NotSureAction
+from dialer.engine.flow import CallFlow, FlowSettings
 from dialer.engine.gateways import Gateway, GatewayPool
 from dialer.engine.store import CampaignRow, ClaimedLead
 from dialer.errors import DialerError, StorageError
@@ -87,7 +88,7 @@ class CampaignRunner:
         self.flow_settings = FlowSettings(
             ring_timeout_s=self.settings.ring_timeout_s,
             machine_action=MachineAction(self.settings.amd.action.value),
-            notsure_action=NotSureAction.AGENT,
+            notsure_action=NotSureAction.AS_HUMAN,
             safe_harbor_file=self.settings.safe_harbor_message or "ivr/safe_harbor.wav",
             agentless=self.settings.dial_mode is DialMode.AGENTLESS,
             voicemail_file=self.settings.amd.voicemail_message or "ivr/voicemail_message.wav")
