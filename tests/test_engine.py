@@ -361,3 +361,30 @@ def test_operators_are_warned_as_the_abandon_rate_nears_the_limit(world, db_url)
     events = [fields for _id, fields in engine.redis.xrange("dialer:events")
               if fields.get("type") == "abandon_warning"]
     assert len(events) == 1 and events[0]["campaign"] == "warn" and float(events[0]["rate"]) == 0.025
+
+
+def test_one_engine_owns_a_campaign_and_another_takes_over_when_it_goes(world, db_url, monkeypatch):
+    switch, make_engine = world
+    monkeypatch.setattr("dialer.engine.store.OWNER_LEASE", timedelta(seconds=2))
+    create_campaign(db_url, "owned", BASE_SETTINGS, [])
+    first = make_engine(engine_id="engine-a", ports=range(41200, 41300))
+    second = make_engine(engine_id="engine-b", ports=range(41300, 41400))
+    gevent.sleep(1.5)
+    owners = [engine.engine_id for engine in (first, second) if engine.owned]
+    assert owners == ["engine-a"]
+    first.stop(drain_timeout=1)                # the owner goes; its lease runs out
+    assert wait_until(lambda: bool(second.owned), 6)
+    with storage.connect_db(db_url) as conn:
+        assert conn.execute("SELECT owner_engine FROM campaigns WHERE name = 'owned'").fetchone()[0] == "engine-b"
+
+
+def test_no_call_while_the_clock_is_off_the_databases(world, db_url, monkeypatch):
+    switch, make_engine = world
+    create_campaign(db_url, "skewed", BASE_SETTINGS, [BUSY])
+    engine = make_engine()
+    monkeypatch.setattr(engine.store, "db_clock_skew", lambda: 3.5)
+    gevent.sleep(1.5)                          # a supervision pass notices
+    assert not engine.clock_ok and not engine.may_dial()
+    engine.login_agent("agent-k", AGENT_PHONE, "skewed")
+    gevent.sleep(1.5)
+    assert attempts(db_url) == []

@@ -99,6 +99,7 @@ class Engine:
         self.runners: dict[int, CampaignRunner] = {}
         self.spool = EndSpool(cfg.spool_dir / f"{cfg.engine_id}.jsonl")
         self._abandon_warned: dict[int, float] = {}
+        self.owned: set[int] = set()      # campaigns whose ownership lease this engine holds
         self.clock_ok = True
         self.publish_failures = 0
         self._supervisor: gevent.Greenlet | None = None
@@ -210,8 +211,9 @@ class Engine:
                 if runner.status is not CampaignStatus.STOPPED:
                     runner.status = CampaignStatus(row.status)
         now = self.clock()
-        for campaign_id, row in rows.items():
-            if row.status == CampaignStatus.RUNNING.value:
+        self.owned = {campaign_id for campaign_id in rows if self.store.hold_campaign(campaign_id)}
+        for campaign_id in self.owned:
+            if rows[campaign_id].status == CampaignStatus.RUNNING.value:
                 self.store.refresh_windows(campaign_id, self._zones_of, now)
         for campaign_id, runner in list(self.runners.items()):
             if campaign_id not in rows and not runner.calls:
@@ -359,7 +361,7 @@ class Engine:
 
     def _publish_stats(self) -> None:
         for runner in self.runners.values():
-            if runner.last_account is not None:
+            if runner.last_account is not None and runner.campaign_id in self.owned:
                 self._warn_abandon(runner, runner.last_account)
             stats = runner.stats
             fields = {"status": runner.status.value, "originated": stats.originated, "answered": stats.answered,

@@ -138,8 +138,11 @@ class CampaignRunner:
         if self.status is CampaignStatus.STOPPING:
             if not self.calls:
                 self.engine.store.release_claims()
-                self.engine.store.set_campaign_status(self.campaign_id, CampaignStatus.STOPPED.value)
-                self.status = CampaignStatus.STOPPED
+                # The owner ends the stop, once no engine has a call of the campaign left.
+                if (self.campaign_id in self.engine.owned
+                        and self.engine.store.open_attempts(self.campaign_id) == 0):
+                    self.engine.store.set_campaign_status(self.campaign_id, CampaignStatus.STOPPED.value)
+                    self.status = CampaignStatus.STOPPED
             return
         if self.status is not CampaignStatus.RUNNING or self.draining or not self.engine.may_dial():
             return

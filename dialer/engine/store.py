@@ -81,6 +81,8 @@ def utc_hour(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
 
 
+# A campaign's ownership lease, renewed every second by its owner.
+OWNER_LEASE = timedelta(seconds=float(os.environ.get("DIALER_OWNER_LEASE_S", "15")))
 # An engine whose heartbeat is older than this is dead: its agents are logged out.
 ENGINE_DEAD_AFTER = timedelta(seconds=float(os.environ.get("DIALER_ENGINE_DEAD_AFTER_S", "30")))
 
@@ -241,6 +243,24 @@ class EngineStore:
             " AND EXISTS (SELECT 1 FROM call_attempts a WHERE a.lead_id = leads.id AND a.ended_at IS NULL"
             " AND a.engine_id = %s)", (CLAIM_LEASE, self.engine_id, self.engine_id))
         return cur.rowcount
+
+    @_serialized
+    def hold_campaign(self, campaign_id: int) -> bool:
+        """Take or renew the campaign's ownership lease; True while this engine owns it. The
+        owner does the campaign's once-only duties (window ordering, abandon warnings, the end
+        of a stop); any engine may dial its leads."""
+        row = self.conn().execute(
+            "UPDATE campaigns SET owner_engine = %s, owner_until = now() + %s WHERE id = %s"
+            " AND (owner_engine = %s OR owner_until IS NULL OR owner_until < now()) RETURNING id",
+            (self.engine_id, OWNER_LEASE, campaign_id, self.engine_id)).fetchone()
+        return row is not None
+
+    @_serialized
+    def open_attempts(self, campaign_id: int) -> int:
+        """Calls of the campaign still in progress, on any engine."""
+        (count,) = self.conn().execute(
+            "SELECT count(*) FROM call_attempts WHERE campaign_id = %s AND ended_at IS NULL", (campaign_id,)).fetchone()
+        return count
 
     @_serialized
     def heartbeat(self, hostname: str) -> None:
