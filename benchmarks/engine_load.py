@@ -57,7 +57,6 @@ import gevent  # noqa: E402
 import numpy as np  # noqa: E402
 import psycopg  # noqa: E402
 from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
 
 from dialer import campaigns, config, storage  # noqa: E402
 from dialer.compliance.registry import RegistryStore  # noqa: E402

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 import wave
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import numpy as np

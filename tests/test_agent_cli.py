@@ -6,7 +6,6 @@ import os
 import sys
 from datetime import timedelta
 
-import gevent
 from gevent import subprocess
 
 from dialer.engine.agents import AgentState

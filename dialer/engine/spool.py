@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dialer.campaigns import CallOutcome
 from dialer.engine.calls import Call, CallState
-from dialer.errors import DialerError, StorageError
+from dialer.errors import StorageError
 from esl.causes import HangupCause
 from esl.protocol import Event
 
