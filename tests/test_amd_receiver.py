@@ -8,6 +8,7 @@ so timing checks allow for the frames the receiver reports it filled or dropped.
 from __future__ import annotations
 
 import socket
+import time
 
 import gevent
 import numpy as np
@@ -55,11 +56,13 @@ def sender():
 
 
 def send_paced(sock, address, payloads, period=TICK):
-    """Send with the stream's cadence (one datagram per tick); gevent-friendly sleeps."""
-    start = gevent.get_hub().loop.now()
+    """Send with the stream's cadence (one datagram per tick); gevent-friendly sleeps. The
+    clock is time.monotonic(): the loop's cached now() stays stale across sleep(0), which once
+    behind would send the rest of the capture in one burst."""
+    start = time.monotonic()
     for i, payload in enumerate(payloads):
         sock.sendto(payload, address)
-        delay = start + (i + 1) * period - gevent.get_hub().loop.now()
+        delay = start + (i + 1) * period - time.monotonic()
         gevent.sleep(max(delay, 0))
 
 
@@ -102,11 +105,11 @@ def test_loss_is_filled_and_reordering_is_survived(receiver, sender, captures_di
     schedule = []
     for p in payloads:
         schedule.append(p if p in kept else None)
-    start = gevent.get_hub().loop.now()
+    start = time.monotonic()
     for i, p in enumerate(schedule):
         if p is not None:
             sender.sendto(p, receiver.address)
-        gevent.sleep(max(start + (i + 1) * TICK - gevent.get_hub().loop.now(), 0))
+        gevent.sleep(max(start + (i + 1) * TICK - time.monotonic(), 0))
     result = stream.wait_final(timeout=10)
     assert stream.stats.concealed >= 1
     assert result.result is AmdResult.MACHINE
@@ -130,11 +133,11 @@ def test_demultiplexes_calls_by_source(receiver):
         stranger.bind(("127.0.0.1", 0))
         stranger.sendto(b"\x00" * 320, receiver.address)
         stranger.close()
-        start = gevent.get_hub().loop.now()
+        start = time.monotonic()
         for i, (fa, fb) in enumerate(zip(frames_a, frames_b)):
             a.sendto(fa, receiver.address)
             b.sendto(fb, receiver.address)
-            gevent.sleep(max(start + (i + 1) * TICK - gevent.get_hub().loop.now(), 0))
+            gevent.sleep(max(start + (i + 1) * TICK - time.monotonic(), 0))
         ra, rb = stream_a.wait_final(timeout=5), stream_b.wait_final(timeout=5)
         shift = 20 * (stream_a.stats.concealed + stream_a.stats.overflow_dropped)
         assert ra.result is AmdResult.MACHINE and ra.cause is Cause.BEEP and abs(ra.beep_end_ms - 1000) <= 40 + shift
