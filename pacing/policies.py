@@ -25,6 +25,8 @@ abandon. (47 CFR 64.1200(a)(7): abandoned within 2 s of the greeting, 3% per 30 
 """
 from __future__ import annotations
 
+import abc
+
 import collections
 import math
 from dataclasses import dataclass
@@ -45,7 +47,7 @@ RESOLUTION_BINS = 48    # 1-s bins of call age
 MAX_NEW_CALLS = 400
 
 
-class Pacer:
+class Pacer(abc.ABC):
     """Base: applies channel, lines-per-agent and calls-per-second limits to what a mode wants."""
 
     mode: PacingMode
@@ -59,8 +61,9 @@ class Pacer:
         self._refill(snapshot)
         return self._decide(snapshot)
 
+    @abc.abstractmethod
     def _decide(self, snapshot: PacingSnapshot) -> PacingDecision:
-        raise NotImplementedError
+        """The mode's own decision (each pacer class defines it)."""
 
     def _refill(self, snapshot: PacingSnapshot) -> None:
         if self._last_now is not None and snapshot.now_s < self._last_now:
