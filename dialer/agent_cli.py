@@ -17,18 +17,17 @@ from rich.table import Table
 
 from dialer import storage
 from dialer.errors import DialerError
+from dialer.rediskeys import AGENTS_HASH, COMMANDS_STREAM, REPLIES_STREAM
 
-COMMANDS = "dialer:commands"
-AGENTS_HASH = "dialer:agents"
 
 
 def send_command(kind: str, args: dict, timeout_s: float) -> dict:
     """Send one command and wait for its reply; ClickException on error or timeout."""
     client = storage.connect_redis()
     request_id = f"cli-{uuid.uuid4().hex}"
-    reply_stream = f"dialer:replies:cli-{uuid.uuid4().hex[:12]}"
+    reply_stream = f"{REPLIES_STREAM}:cli-{uuid.uuid4().hex[:12]}"
     try:
-        client.xadd(COMMANDS, {"command": json.dumps({"request_id": request_id, "type": kind, "args": args,
+        client.xadd(COMMANDS_STREAM, {"command": json.dumps({"request_id": request_id, "type": kind, "args": args,
                                                       "reply_to": reply_stream})},
                     maxlen=100_000, approximate=True)
         deadline = time.monotonic() + timeout_s

@@ -37,16 +37,13 @@ from rich.text import Text
 
 from dialer.campaigns import CampaignNotFound, CampaignSettings, CallOutcome
 from dialer.errors import DialerError, StorageError
+from dialer.rediskeys import AGENTS_HASH, CAMPAIGN_HASH_PREFIX
 
 ABANDON_LIMIT = 0.03             # 47 CFR 64.1200(a)(7); 16 CFR 310.4(b)(4)(i)
 ABANDON_WARN = 0.025             # operators are warned from here on (issue 6, item 5)
 WINDOW_HOURS = 30 * 24
 HOUR = timedelta(hours=1)
 DEFAULT_MIN_LIVE_PER_HOUR = 20   # an hour's rate is shown only with at least this many live answers
-# Redis names written by the engine (dialer/engine/engine.py: CAMPAIGN_HASH, AGENTS_HASH); kept
-# here so a status call does not import the engine, and checked equal by tests/test_reporting.py.
-CAMPAIGN_HASH_PREFIX = "dialer:campaign:"
-AGENTS_HASH = "dialer:agents"
 AGENT_STATES = ("ready", "on_call", "wrap_up", "paused", "logged_out")
 OUTCOMES = tuple(o.value for o in CallOutcome)
 IN_PROGRESS = "in_progress"      # an attempt without an outcome yet

@@ -33,15 +33,13 @@ from dialer.engine.store import EngineStore
 from dialer.engine.switchboard import Switchboard
 from dialer.errors import ConfigError, DialerError
 from dialer.webapi import consumer as webapi
+from dialer.rediskeys import AGENTS_HASH, CAMPAIGN_HASH, EVENTS_STREAM
 from esl.errors import ESLError, JobFailed
 
 log = logging.getLogger(__name__)
 
 MAX_CLOCK_SKEW_S = 2.0
-EVENTS_STREAM = "dialer:events"
 EVENTS_MAXLEN = 100_000
-AGENTS_HASH = "dialer:agents"
-CAMPAIGN_HASH = "dialer:campaign:{campaign}:{engine}"   # live counters, expire after 30 s
 SUPERVISE_S = 1.0
 ABANDON_WARN_RATE = 0.025        # warn operators from 2.5%: the limit is 3% (47 CFR 64.1200(a)(7))
 ABANDON_WARN_MIN_LIVE = 20       # below this many live answers a rate says little

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import redis
 
 from dialer.errors import ConfigError, StorageError
+from dialer.rediskeys import CPS_BUCKET
 from esl.causes import GATEWAY_FAILOVER_CAUSES, HangupCause
 
 
@@ -92,7 +93,7 @@ class SharedTokenBucket:
         if rate <= 0:
             raise ConfigError("calls per second must be positive")
         self.client = client
-        self.key = f"dialer:cps:{gateway}"
+        self.key = CPS_BUCKET.format(gateway=gateway)
         self.rate = rate
         self.burst = burst if burst is not None else max(1.0, rate)
         self._script = client.register_script(_SHARED_BUCKET)

@@ -39,16 +39,13 @@ from dialer.reporting import ReportError
 from dialer.webapi import WebApiError
 from dialer.webapi.handlers import Context, handlers
 from dialer.webapi.schema import Command, best_request_id, parse_command
+from dialer.rediskeys import COMMANDS_STREAM, ENGINE_STREAM, REPLIES_STREAM, REQUEST_KEY
 from esl.errors import ESLError
 
 log = logging.getLogger(__name__)
 
-COMMANDS_STREAM = "dialer:commands"
-ENGINE_STREAM = "dialer:commands:engine:{engine}"
 GROUP = "engines"
-REPLIES_STREAM = "dialer:replies"
 REPLIES_MAXLEN = 10_000
-REQUEST_KEY = "dialer:request:{request_id}"
 STATS_INTERVAL_S = 1.0
 # Commands about one agent run on the engine that holds the agent's phone leg.
 AGENT_COMMANDS = frozenset({"agent.ready", "agent.pause", "agent.logout", "agent.disposition", "lead.preview",
