@@ -12,6 +12,8 @@ caller; a greeting keeps talking. So:
   `human_silence_short_ms` (at most `short_speech_ms` of speech: "Hello?") or
   `human_silence_long_ms` (longer answers, where a greeting's sentence pause is likelier);
 - MACHINE / LONG_SPEECH when the speech heard reaches `machine_speech_ms`;
+- MACHINE / MUSIC when, after speech, loud sound that is not speech lasts `music_ms` (music
+  before the beep: a person waiting for the caller is quiet);
 - MACHINE / BEEP, MACHINE / FAX_TONE, NOTSURE / SIT_TONE from the tone detector (amd.beep);
 - SILENT_ANSWER (HUMAN by default, configurable) when nothing is said for `initial_silence_ms`
   (machines here start their greeting within 3 s; a person who answers and waits does not);
@@ -47,6 +49,7 @@ class Cause(enum.Enum):
     SPEECH_THEN_SILENCE = "SPEECH_THEN_SILENCE"   # HUMAN: short speech, then the party waits
     SILENT_ANSWER = "SILENT_ANSWER"               # nothing said within initial_silence_ms
     LONG_SPEECH = "LONG_SPEECH"                   # MACHINE: speech went on too long for a person
+    MUSIC = "MUSIC"                               # MACHINE: loud sound that is not speech after the greeting
     BEEP = "BEEP"                                 # MACHINE: a voicemail beep
     FAX_TONE = "FAX_TONE"                         # MACHINE: fax calling tone (CNG 1100 Hz)
     SIT_TONE = "SIT_TONE"                         # NOTSURE: special information tones (intercept)
@@ -87,6 +90,9 @@ class DetectorParams:
     # long talk only counts as a greeting when it stands this far above the noise floor on
     # average: a TV or a room full of voices behind a silent person is not a greeting
     machine_min_snr_db: float = 12.0
+    # after speech, this much loud sound that is not the party's speech (music before a beep)
+    # is a recording: a person waiting for the caller is quiet
+    music_ms: int = 400
     initial_silence_ms: int = 3600
     initial_silence_result: AmdResult = AmdResult.HUMAN
     max_analysis_ms: int = 10000
@@ -124,6 +130,7 @@ class DialerDetector:
         self.speech_ms = 0
         self.silence_ms = 0
         self.voice = False                 # last frame was speech (for the beep stage's fallback)
+        self.loud_ms = 0                   # loud non-speech since the last speech or quiet frame
         self.decided: Decision | None = None
 
     def _track_floor(self, level_db: float, candidate: bool) -> None:
@@ -170,6 +177,7 @@ class DialerDetector:
         loud = not voice and self.floor_db is not None and f.level_db >= self.floor_db + p.loud_margin_db
         if self.decided is not None:
             return None
+        self.loud_ms = self.loud_ms + FRAME_MS if (loud and not tonal and self.speech_heard) else 0
         self._recent.append(voice)
         if not self.in_speech:
             if voice and sum(self._recent) >= p.onset_frames:
@@ -192,6 +200,8 @@ class DialerDetector:
         decision = None
         if self.speech_ms >= p.machine_speech_ms and self.talk_snr_db >= p.machine_min_snr_db:
             decision = Decision(AmdResult.MACHINE, Cause.LONG_SPEECH, now)
+        elif self.loud_ms >= p.music_ms:
+            decision = Decision(AmdResult.MACHINE, Cause.MUSIC, now)
         elif self.speech_heard and not self.in_speech and not in_tone:
             needed = p.human_silence_short_ms if self.speech_ms <= p.short_speech_ms else p.human_silence_long_ms
             if self.silence_ms >= needed:

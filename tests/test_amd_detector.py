@@ -61,6 +61,23 @@ def test_long_greeting_is_machine_at_threshold():
     assert d.decision_ms == at_frame(200 + p.machine_speech_ms)
 
 
+def test_music_after_the_greeting_is_machine():
+    p = DetectorParams()
+    d = DialerDetector(p)
+    out = None
+    # a greeting, a short pause, then music well above the noise floor that is not speech
+    for voice, level, ms in [(False, -60.0, 400), (True, -25.0, 1500), (False, -60.0, 300), (False, -38.0, 2000)]:
+        for _ in range(ms // 20):
+            out = out or d.feed(frame(voice, level_db=level))
+    assert out.result is AmdResult.MACHINE and out.cause is Cause.MUSIC
+    assert out.decision_ms == at_frame(400 + 1500 + 300 + p.music_ms)
+
+
+def test_quiet_pause_after_speech_is_not_music():
+    d = run(DialerDetector(), [(False, 400), (True, 1500), (False, 3000)])
+    assert d.result is AmdResult.HUMAN
+
+
 def test_silent_answer_and_its_configurable_result():
     d = run(DialerDetector(), [(False, 10000)])
     assert (d.result, d.cause, d.decision_ms) == (AmdResult.HUMAN, Cause.SILENT_ANSWER, DetectorParams().initial_silence_ms)
