@@ -60,7 +60,7 @@ from rich.console import Console  # noqa: E402
 
 from dialer import campaigns, config, storage  # noqa: E402
 from dialer.compliance.registry import RegistryStore  # noqa: E402
-from dialer.compliance.service import LazyConnection, dry_run_gate, live_gate  # noqa: E402
+from dialer.compliance.service import LazyConnection, dry_run_gate, import_test_lists, live_gate  # noqa: E402
 from dialer.config import FreeswitchNode  # noqa: E402
 from dialer.engine.engine import Engine, EngineConfig  # noqa: E402
 
@@ -177,12 +177,12 @@ class World:
         return numbers
 
     def _import_registry(self) -> None:
-        """A federal snapshot covering every area code used (one listed number each, never dialed)."""
-        path = self.workdir / "federal.txt"
-        path.write_text("".join(f"{npa}5550100\n" for npa, _ in self.area_codes))
-        RegistryStore(LazyConnection(self.db_url), self.workdir).import_full(
-            path, kind="federal", jurisdiction="US", snapshot_date=PINNED.date() - timedelta(days=3),
-            source="benchmark")
+        """A federal snapshot covering every area code used (one listed number each, never dialed)
+        and every state's list (one listed number per state, never dialed)."""
+        states = {state: [f"+1{npa}5550100"] for npa, state in self.area_codes}
+        import_test_lists(RegistryStore(LazyConnection(self.db_url), self.workdir), PINNED.date() - timedelta(days=3),
+                          federal=[f"+1{npa}5550100" for npa, _ in self.area_codes], states=states,
+                          source="benchmark")
 
     def take_numbers(self, count: int) -> list[tuple[str, str]]:
         """Fresh numbers while they last (then reused, in another campaign)."""

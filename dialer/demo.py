@@ -1,7 +1,7 @@
 """`dialer demo`: a predictive campaign on the embedded default, end to end.
 
 The simulated FreeSWITCH answers the engine's originates with modelled called parties (spoken
-humans and answering machines from espeak-ng), a federal do-not-call snapshot is imported, a
+humans and answering machines from espeak-ng), federal and state do-not-call snapshots are imported, a
 campaign with leads in eight US time zones is created, simulated agents log in, and the engine
 runs it for a while with the compliance gate deciding before every originate, AMD listening to
 every answered call and pacing keeping the abandon rate under 3%.
@@ -24,7 +24,7 @@ from rich.table import Table
 
 from dialer import campaigns, config, storage
 from dialer.compliance.registry import RegistryStore
-from dialer.compliance.service import LazyConnection, data_dir, live_gate
+from dialer.compliance.service import LazyConnection, data_dir, import_test_lists, live_gate
 from dialer.engine.engine import Engine, EngineConfig
 from dialer.engine.simagents import AgentSimulator
 from dialer.errors import DialerError
@@ -67,15 +67,16 @@ def open_areas(at: datetime) -> list[str]:
     return [npa for npa, zone, _state in DEMO_AREAS if is_open(zone, at)]
 
 
-def demo_leads(rng: random.Random, at: datetime, count: int) -> tuple[list[DemoLead], list[str]]:
-    """About `count` leads, nine in ten in area codes inside their calling window at `at`, and the
+def demo_leads(rng: random.Random, at: datetime, count: int
+               ) -> tuple[list[DemoLead], list[str], dict[str, list[str]]]:
+    """About `count` leads, nine in ten in area codes inside their calling window at `at`, the
     numbers on the federal do-not-call snapshot (about 5%, plus one per area code so every area
-    code has a dated snapshot)."""
+    code has a dated snapshot), and those on their state's list (about 2% in states keeping one)."""
     open_, closed = ([a for a in DEMO_AREAS if is_open(a[1], at) == flag] for flag in (True, False))
     wanted_open = min(len(open_), max(1, round(0.9 * count / NUMBERS_PER_AREA)))
     wanted_closed = min(len(closed), max(1, round(0.1 * count / NUMBERS_PER_AREA)))
     areas = rng.sample(open_, wanted_open) + rng.sample(closed, wanted_closed)
-    leads, registry = [], []
+    leads, registry, state_lists = [], [], {}
     for npa, _zone, state in areas:
         for line in range(12, 12 + NUMBERS_PER_AREA):
             phone = f"+1{npa}55501{line:02d}"
@@ -84,8 +85,10 @@ def demo_leads(rng: random.Random, at: datetime, count: int) -> tuple[list[DemoL
             leads.append(DemoLead(phone, state, "unknown" if rng.random() < 0.10 else "landline"))
             if rng.random() < 0.05:
                 registry.append(phone)
+            elif rng.random() < 0.02:
+                state_lists.setdefault(state, []).append(phone)
         registry.append(f"+1{npa}5550111")
-    return leads, registry
+    return leads, registry, state_lists
 
 
 def demo_settings(agents: int) -> dict:
@@ -107,12 +110,12 @@ def demo_settings(agents: int) -> dict:
 
 def setup(db_url: str, name: str, agents: int, rng: random.Random, registry_dir: Path, as_of: date,
           at: datetime, lead_count: int) -> tuple[int, int]:
-    leads, registry = demo_leads(rng, at, lead_count)
-    registry_file = registry_dir / "demo-federal.txt"
+    leads, registry, state_lists = demo_leads(rng, at, lead_count)
     registry_dir.mkdir(parents=True, exist_ok=True)
-    registry_file.write_text("".join(p.removeprefix("+1") + "\n" for p in registry))
-    RegistryStore(LazyConnection(db_url), registry_dir).import_full(
-        registry_file, kind="federal", jurisdiction="US", snapshot_date=as_of, source="demo")
+    # Every state that keeps a list gets one (empty where no demo lead is on it): without a copy,
+    # telemarketing to those states fails closed (REGISTRY_MISSING).
+    import_test_lists(RegistryStore(LazyConnection(db_url), registry_dir), as_of, federal=registry,
+                      states=state_lists, source="demo")
     with storage.connect_db(db_url) as conn:
         created = campaigns.create_campaign(conn, name, campaigns.CampaignSettings.from_dict(demo_settings(agents)))
         (list_id,) = conn.execute("INSERT INTO lead_lists (campaign_id, name, source_file, rows_read, imported)"

@@ -1,5 +1,5 @@
-"""A small world for engine tests: the simulated switch, a federal do-not-call snapshot, a
-campaign with leads, and an engine with a pinned calling-hours clock."""
+"""A small world for engine tests: the simulated switch, federal and state do-not-call snapshots,
+a campaign with leads, and an engine with a pinned calling-hours clock."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,7 @@ import numpy as np
 
 from dialer import campaigns, storage
 from dialer.compliance.registry import RegistryStore
-from dialer.compliance.service import LazyConnection, live_gate
+from dialer.compliance.service import LazyConnection, import_test_lists, live_gate
 from dialer.config import FreeswitchNode
 from dialer.engine.engine import Engine, EngineConfig
 from esl.fakeswitch import CalledPartyModel, FakeSwitch
@@ -33,11 +33,12 @@ def pinned_clock():
     return lambda: datetime.now(timezone.utc) + CLOCK_OFFSET
 
 
-def import_registry(db_url: str, directory: Path, numbers: list[str], as_of: date) -> None:
-    path = directory / "federal.txt"
-    path.write_text("".join(n.removeprefix("+1") + "\n" for n in numbers))
-    RegistryStore(LazyConnection(db_url), directory).import_full(
-        path, kind="federal", jurisdiction="US", snapshot_date=as_of, source="test")
+def import_registry(db_url: str, directory: Path, numbers: list[str], as_of: date,
+                    state_numbers: dict[str, list[str]] | None = None) -> None:
+    """The federal registry with `numbers` and every state's list (empty unless given), as of `as_of`:
+    telemarketing to a state that keeps a list fails closed without a copy of it."""
+    import_test_lists(RegistryStore(LazyConnection(db_url), directory), as_of, federal=numbers,
+                      states=state_numbers, source="test")
 
 
 def create_campaign(db_url: str, name: str, settings: dict, phones: list[str], line_type="landline") -> int:

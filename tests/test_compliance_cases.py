@@ -16,22 +16,40 @@ from dialer.compliance.model import (
 )
 from dialer.compliance.records import MemoryRecords
 from dialer.compliance.registry import BYTES_PER_NPA, NpaSnapshot, RegistryIndex
+from dialer.compliance.rnd import MemoryRnd
 from dialer.compliance.rules import load_packs
+from dialer.errors import StorageError
 
 RULEBOOK = load_packs()
 UTC = timezone.utc
 ON_FEDERAL_LIST = "+12125550100"
 
 
-def make_gate(registry: RegistryIndex | None = None, records: MemoryRecords | None = None) -> ComplianceGate:
+STATE_LISTS = ("CO", "FL", "IN", "LA", "MA", "MO", "OK", "PA", "TN", "TX", "WY")
+FAR_FUTURE = date(2100, 1, 1)
+
+
+def fresh_lists(registry: RegistryIndex, *, skip: tuple = ()) -> RegistryIndex:
+    """Every registry the packs consult, empty and fresh, except the (kind, jurisdiction) pairs in `skip`."""
+    wanted = [(ListKind.FEDERAL, "US"), (ListKind.TPS, "GB"), (ListKind.CTPS, "GB")]
+    wanted += [(ListKind.STATE, s) for s in STATE_LISTS]
+    for kind, jurisdiction in wanted:
+        if (kind, jurisdiction) not in skip:
+            registry.mark_complete(kind, jurisdiction, FAR_FUTURE)
+    return registry
+
+
+def make_gate(registry: RegistryIndex | None = None, records: MemoryRecords | None = None,
+              rnd: MemoryRnd | None = None) -> ComplianceGate:
     if registry is None:
-        registry = RegistryIndex()
-        registry.mark_complete(ListKind.FEDERAL, "US", date(2100, 1, 1))
+        registry = fresh_lists(RegistryIndex())
         bits = np.zeros(BYTES_PER_NPA, dtype=np.uint8)
         line7 = int(ON_FEDERAL_LIST[5:])
         bits[line7 >> 3] |= 1 << (line7 & 7)
-        registry.put(ListKind.FEDERAL, "US", 212, NpaSnapshot(bits, date(2100, 1, 1), 1))
-    return ComplianceGate(RULEBOOK, registry, records or MemoryRecords(), MemoryCounters())
+        registry.put(ListKind.FEDERAL, "US", 212, NpaSnapshot(bits, FAR_FUTURE, 1))
+    if rnd is None:
+        rnd = MemoryRnd(date(2021, 1, 27), FAR_FUTURE)
+    return ComplianceGate(RULEBOOK, registry, records or MemoryRecords(), MemoryCounters(), rnd=rnd)
 
 
 def call(number: str, at: datetime, *, purpose="telemarketing", mode="preview", voice="live", state=None,
@@ -241,7 +259,7 @@ def test_invalid_numbers_fail_closed(number, code):
 # ---------------------------------------------------------------- UK and Canada packs
 
 @pytest.mark.parametrize("number,at,kwargs,allowed,expect", [
-    ("+442071234567", "2026-11-18T10:00:00Z", {}, False, {"REGISTRY_MISSING"}),   # no TPS copy
+    ("+442071234567", "2026-11-18T10:00:00Z", {}, True, set()),                   # fresh TPS and CTPS, not on them
     ("+442071234567", "2026-11-18T10:00:00Z", {"purpose": "informational"}, True, set()),
     ("+442071234567", "2026-11-18T07:59:00Z", {"purpose": "informational"}, False, {"UK-HRS"}),
     ("+442071234567", "2026-07-15T07:00:00Z", {"purpose": "informational"}, True, set()),  # 08:00 BST
@@ -345,19 +363,87 @@ def test_missing_area_code_blocks_telemarketing_but_not_informational():
     assert gate.decide(call("+12125551234", NOON_NY), dry_run=True).allowed
 
 
-def test_state_list_enforced_once_loaded():
-    registry = RegistryIndex()
-    registry.mark_complete(ListKind.FEDERAL, "US", date(2100, 1, 1))
-    gate = make_gate(registry)
-    first = gate.decide(call("+13055551234", NOON_NY), dry_run=True)
-    assert first.allowed and "STATE_LIST_NOT_LOADED:FL" in first.warnings
+def _bits_with(*line7s: int) -> np.ndarray:
     bits = np.zeros(BYTES_PER_NPA, np.uint8)
-    bits[5551234 >> 3] |= 1 << (5551234 & 7)
-    registry.put(ListKind.STATE, "FL", 305, NpaSnapshot(bits, NOON_NY.date(), 1))
-    assert gate.decide(call("+13055551234", NOON_NY), dry_run=True).reasons == ["FL-DNC"]
-    assert gate.decide(call("+13055551235", NOON_NY), dry_run=True).allowed
-    # A loaded state list without a copy of this area code fails closed.
-    assert gate.decide(call("+17865551234", NOON_NY), dry_run=True).reasons == ["REGISTRY_MISSING"]
+    for line7 in line7s:
+        bits[line7 >> 3] |= 1 << (line7 & 7)
+    return bits
+
+
+# State lists fail closed like the federal one: (registry setup, call kwargs, expected reasons, blocking rule ids).
+# "none": the state's list was never imported; "stale"/"fresh": imported that long ago; "hit": 5551234 is on it.
+@pytest.mark.parametrize("number,state_list,kwargs,reasons,rule_ids", [
+    ("+13055551234", "none", {}, ["REGISTRY_MISSING"], {"FL-DNC"}),                 # FL area code, FL presumed
+    ("+13055551234", "none", {"purpose": "informational"}, [], set()),              # state lists: telemarketing only
+    ("+13055551234", "none", {"purpose": "debt"}, [], set()),
+    ("+13055551234", "fresh", {}, [], set()),
+    ("+13055551234", "hit", {}, ["FL-DNC"], {"FL-DNC"}),
+    ("+13055551235", "hit", {}, [], set()),
+    ("+13055551234", "stale", {}, ["REGISTRY_STALE"], {"FL-DNC"}),
+    ("+13055551234", "age31", {}, [], set()),
+    ("+12125551234", "none", {"state": "TX"}, ["REGISTRY_MISSING"], {"TX-DNC"}),     # the lead's state counts
+    ("+12125551234", "none", {"zip_code": "75201"}, ["REGISTRY_MISSING"], {"TX-DNC"}),
+    ("+12125551234", "none", {}, [], set()),                                         # NY keeps no state list
+    ("+12145551234", "none", {"state": "NY"}, [], set()),                            # lead state replaces geography
+    ("+14055551234", "none", {"state": "NY"}, ["REGISTRY_MISSING"], {"OK-DNC"}),     # OK presumes its area code
+])
+def test_state_lists_fail_closed(number, state_list, kwargs, reasons, rule_ids):
+    missing = {"FL", "TX", "OK"} if state_list == "none" else set()
+    registry = fresh_lists(RegistryIndex(), skip=tuple((ListKind.STATE, s) for s in missing | {"FL"}))
+    as_of = {"stale": NOON_NY.date() - timedelta(days=32), "age31": NOON_NY.date() - timedelta(days=31)}.get(
+        state_list, NOON_NY.date())
+    if state_list != "none":
+        registry.mark_complete(ListKind.STATE, "FL", as_of)
+        if state_list == "hit":
+            registry.put(ListKind.STATE, "FL", 305, NpaSnapshot(_bits_with(5551234), as_of, 1))
+    # Mid-afternoon in every zone: only lists decide.
+    decision = make_gate(registry).decide(call(number, NOON_NY + timedelta(hours=2), **kwargs), dry_run=True)
+    assert decision.reasons == reasons, decision.to_dict()
+    assert {b.rule_id for b in decision.blocks} == rule_ids
+    assert decision.next_allowed_at is None
+
+
+def test_state_list_is_whole_list_any_area_code():
+    """A state's list covers every area code: a Florida lead with an out-of-state number is checked too."""
+    registry = fresh_lists(RegistryIndex())
+    registry.put(ListKind.STATE, "FL", 212, NpaSnapshot(_bits_with(5551234), FAR_FUTURE, 1))
+    gate = make_gate(registry)
+    assert gate.decide(call("+12125551234", NOON_NY, state="FL"), dry_run=True).reasons == ["FL-DNC"]
+    assert gate.decide(call("+12125551234", NOON_NY), dry_run=True).allowed
+    assert gate.decide(call("+17865551234", NOON_NY), dry_run=True).allowed
+
+
+@pytest.mark.parametrize("number,setup,kwargs,reasons", [
+    ("+442071234567", "no_tps", {}, ["REGISTRY_MISSING"]),
+    ("+442071234567", "no_ctps", {}, ["REGISTRY_MISSING"]),         # CTPS is consulted too (PECR reg 26)
+    ("+442071234567", "no_tps", {"purpose": "informational"}, []),
+    ("+442071234567", "tps_hit", {}, ["UK-TPS"]),
+    ("+442071234568", "tps_hit", {}, []),
+    ("+442071234567", "ctps_hit", {}, ["UK-TPS"]),
+    ("+447400123456", "tps_hit", {}, ["UK-TPS"]),                    # mobile, key 740
+    ("+441697773456", "tps_hit", {}, []),
+    ("+44169773456", "tps_hit", {}, ["UK-TPS"]),                    # 9-digit NSN (016977 3456), key 16
+    ("+442071234567", "tps_hit", {"consent": ConsentKind.WRITTEN}, []),
+    ("+442071234567", "age28", {}, []),
+    ("+442071234567", "age29", {}, ["REGISTRY_STALE"]),
+])
+def test_uk_tps_and_ctps(number, setup, kwargs, reasons):
+    kinds = {"no_tps": ((ListKind.TPS, "GB"),), "no_ctps": ((ListKind.CTPS, "GB"),)}.get(setup, ())
+    registry = fresh_lists(RegistryIndex(), skip=kinds)
+    as_of = NOON_NY.date() - timedelta(days=int(setup[3:])) if setup.startswith("age") else FAR_FUTURE
+    if setup.startswith("age"):
+        registry.mark_complete(ListKind.TPS, "GB", as_of)
+    if setup in ("tps_hit", "ctps_hit"):
+        kind = ListKind.TPS if setup == "tps_hit" else ListKind.CTPS
+        registry.put(kind, "GB", 207, NpaSnapshot(_bits_with(1234567), as_of, 1))
+        registry.put(kind, "GB", 740, NpaSnapshot(_bits_with(123456), as_of, 1))
+        registry.put(kind, "GB", 16, NpaSnapshot(_bits_with(9773456), as_of, 1))
+    records = MemoryRecords()
+    if "consent" in kwargs:
+        records.add_consent(number, kwargs.pop("consent"), occurred_at=NOON_NY - timedelta(days=3), source="t",
+                            recorded_by="t")
+    decision = make_gate(registry, records).decide(call(number, NOON_NY, **kwargs), dry_run=True)
+    assert decision.reasons == reasons, decision.to_dict()
 
 
 # ---------------------------------------------------------------- consent
@@ -388,6 +474,67 @@ def test_consent_rules(mode, voice, purpose, line_type, consent, expect):
     decision = make_gate(records=records).decide(
         call(number, NOON_NY, mode=mode, voice=voice, purpose=purpose, line_type=line_type), dry_run=True)
     assert decision.reasons == expect
+
+
+# US-RND (47 CFR 64.1200(m)): a call that relies on consent blocks when the number was permanently
+# disconnected on or after the consent date ("yes") or when the copy has no data for that date.
+CONSENT_AT = NOON_NY - timedelta(days=30)
+RND_NUMBER = "+12125557790"
+
+
+class _DownRnd:
+    def status(self, phone, since):
+        raise StorageError("rnd down")
+
+
+@pytest.mark.parametrize("consent,mode,purpose,line_type,disconnected_days,rnd_setup,expect", [
+    (ConsentKind.WRITTEN, "predictive", "telemarketing", LineType.UNKNOWN, None, "fresh", []),
+    (ConsentKind.WRITTEN, "predictive", "telemarketing", LineType.UNKNOWN, -10, "fresh", ["US-RND"]),   # after consent
+    (ConsentKind.WRITTEN, "predictive", "telemarketing", LineType.UNKNOWN, 0, "fresh", ["US-RND"]),     # same day
+    (ConsentKind.WRITTEN, "predictive", "telemarketing", LineType.UNKNOWN, 10, "fresh", []),           # before consent
+    (ConsentKind.WRITTEN, "predictive", "telemarketing", LineType.UNKNOWN, None, "none", ["RND_NO_DATA"]),
+    (ConsentKind.WRITTEN, "predictive", "telemarketing", LineType.UNKNOWN, None, "late_start", ["RND_NO_DATA"]),
+    (ConsentKind.WRITTEN, "predictive", "telemarketing", LineType.UNKNOWN, None, "age45", []),
+    (ConsentKind.WRITTEN, "predictive", "telemarketing", LineType.UNKNOWN, None, "age46", ["REGISTRY_STALE"]),
+    (ConsentKind.WRITTEN, "predictive", "telemarketing", LineType.UNKNOWN, None, "down", ["RND_STORE_UNAVAILABLE"]),
+    (ConsentKind.EXPRESS, "predictive", "informational", LineType.UNKNOWN, -1, "fresh", ["US-RND"]),
+    (ConsentKind.EXPRESS, "progressive", "debt", LineType.WIRELESS, -1, "none", ["RND_NO_DATA"]),
+    (ConsentKind.WRITTEN, "agentless", "informational", LineType.UNKNOWN, -1, "fresh", ["US-RND"]),
+    # Calls that do not rely on consent are not asked about (preview, landline live, no consent).
+    (ConsentKind.WRITTEN, "preview", "telemarketing", LineType.UNKNOWN, -10, "none", []),
+    (ConsentKind.WRITTEN, "predictive", "telemarketing", LineType.LANDLINE, -10, "none", []),
+    (None, "predictive", "telemarketing", LineType.UNKNOWN, -10, "none", ["US-CONS"]),
+])
+def test_reassigned_numbers(consent, mode, purpose, line_type, disconnected_days, rnd_setup, expect):
+    records = MemoryRecords()
+    if consent:
+        records.add_consent(RND_NUMBER, consent, occurred_at=CONSENT_AT, source="web", recorded_by="t")
+    through = NOON_NY.date() - timedelta(days=int(rnd_setup[3:])) if rnd_setup.startswith("age") else NOON_NY.date()
+    rnd = MemoryRnd(CONSENT_AT.date() + timedelta(days=1) if rnd_setup == "late_start" else date(2021, 1, 27), through)
+    if disconnected_days is not None:
+        rnd.add(RND_NUMBER, CONSENT_AT.date() - timedelta(days=disconnected_days))
+    rnd.add("+12125557791", NOON_NY.date())          # another number's disconnection changes nothing
+    gate = make_gate(records=records, rnd=rnd)
+    if rnd_setup in ("none", "down"):
+        gate.rnd = None if rnd_setup == "none" else _DownRnd()
+    decision = gate.decide(call(RND_NUMBER, NOON_NY, mode=mode, purpose=purpose, line_type=line_type), dry_run=True)
+    assert decision.reasons == expect, decision.to_dict()
+    if expect and expect != ["US-CONS"]:
+        assert {b.rule_id for b in decision.blocks} == {"US-RND"}
+
+
+def test_reassigned_check_uses_the_latest_consent():
+    """A consent given again after the disconnection belongs to the new holder: the call may go."""
+    records = MemoryRecords()
+    records.add_consent(RND_NUMBER, ConsentKind.WRITTEN, occurred_at=CONSENT_AT, source="web", recorded_by="t")
+    rnd = MemoryRnd(date(2021, 1, 27), NOON_NY.date())
+    rnd.add(RND_NUMBER, CONSENT_AT.date() + timedelta(days=5))
+    gate = make_gate(records=records, rnd=rnd)
+    request = call(RND_NUMBER, NOON_NY, mode="predictive")
+    assert gate.decide(request, dry_run=True).reasons == ["US-RND"]
+    records.add_consent(RND_NUMBER, ConsentKind.WRITTEN, occurred_at=NOON_NY - timedelta(days=1), source="web",
+                        recorded_by="t")
+    assert gate.decide(request, dry_run=True).allowed
 
 
 def test_revocation_is_honoured_at_once_and_new_consent_restores():
@@ -500,3 +647,33 @@ def test_decision_reports_versions_zones_and_local_times():
     assert d.local_times["America/Boise"].startswith("2026-11-18T10:00")
     assert d.pack_versions.keys() >= {"us-federal", "us-states", "company"}
     assert "US-HRS" in d.rules_evaluated
+
+
+# ---------------------------------------------------------------- per-exchange cache (regression)
+
+# In 246 (Barbados), 658 and 876 (Jamaica) validity depends on the 7th digit: 246-521-0xxx is
+# valid and 246-521-2xxx is not, 876-606-0xxx is valid and 876-606-1xxx is not. The per-exchange
+# cache once answered the second number of an exchange with the first one's facts.
+SEVENTH_DIGIT_PAIRS = [("+12465210555", "+12465212555"), ("+18766060555", "+18766061555"),
+                       ("+12465220555", "+12465221555")]
+
+
+@pytest.mark.parametrize("first,second", SEVENTH_DIGIT_PAIRS + [(b, a) for a, b in SEVENTH_DIGIT_PAIRS])
+def test_exchange_cache_respects_the_seventh_digit(first, second):
+    import phonenumbers
+    from dialer.compliance.geo import Geography
+    from dialer.compliance.scrub import Scrubber
+    expected = {n: phonenumbers.is_valid_number(phonenumbers.parse(n)) for n in (first, second)}
+    assert expected[first] != expected[second]          # the pair really differs
+    geo = Geography(RULEBOOK)
+    assert [geo.facts(n).valid for n in (first, second)] == [expected[first], expected[second]]
+    gate = make_gate()
+    for number in (first, second):
+        reasons = gate.decide(call(number, NOON_NY, purpose="informational"), dry_run=True).reasons
+        assert reasons == (["NO_RULE_PACK"] if expected[number] else ["INVALID_NUMBER"])
+    scrubber = Scrubber(Geography(RULEBOOK), fresh_lists(RegistryIndex()), set(), NOON_NY.date())
+    # One batch holding both numbers, and one batch each after the other: same answers.
+    both = scrubber.classify([first, second])
+    one_by_one = [scrubber.classify([n])[0] for n in (first, second)]
+    wanted = [None if expected[n] else "INVALID_NUMBER" for n in (first, second)]
+    assert both == wanted and one_by_one == wanted

@@ -27,20 +27,28 @@ def dnc_files(tmp_path):
     return ["--dnc-file", str(ftc), "--dnc-file", str(plain)]
 
 
+@pytest.fixture
+def rnd(tmp_path):
+    """A reassigned-numbers copy: +12125550177 was disconnected on 2026-11-10."""
+    path = tmp_path / "rnd.csv"
+    path.write_text("+12125550177,2026-11-10\n2125550178,2025-01-02\n")
+    return ["--rnd-file", str(path)]
+
+
 def check(runner, *args):
     out = runner.invoke(main, ["compliance", "check", *args, "--json"])
     return out.exit_code, (json.loads(out.output) if out.output.startswith("{") else out.output)
 
 
-def test_answer_shape_and_exit_codes(runner, dnc_files):
-    code, answer = check(runner, "+12125551234", "--at", "2026-11-18T17:00:00Z", "--consent", "written", *dnc_files)
+def test_answer_shape_and_exit_codes(runner, dnc_files, rnd):
+    code, answer = check(runner, "+12125551234", "--at", "2026-11-18T17:00:00Z", "--consent", "written", *dnc_files, *rnd)
     assert code == 0
     assert answer == {"allowed": True, "reasons": [], "next_allowed_at": None,
                       "zones": ["America/New_York"], "states": ["NY"]}
     code, answer = check(runner, "+12125550100", "--at", "2026-11-18T17:00:00Z", "--consent", "express", *dnc_files)
     assert code == 1 and answer["reasons"] == ["US-DNC-1", "US-CONS"] and answer["next_allowed_at"] is None
     # Written permission exempts from the registry (64.1200(c)(2)(ii)).
-    assert check(runner, "+12125550100", "--at", "2026-11-18T17:00:00Z", "--consent", "written", *dnc_files)[0] == 0
+    assert check(runner, "+12125550100", "--at", "2026-11-18T17:00:00Z", "--consent", "written", *dnc_files, *rnd)[0] == 0
     code, answer = check(runner, "+12125550101", "--at", "2026-11-18T17:00:00Z", "--mode", "preview", *dnc_files)
     assert code == 1 and answer["reasons"] == ["US-DNC-1"]
 
@@ -68,7 +76,7 @@ def test_without_a_registry_telemarketing_fails_closed(runner):
                  "--purpose", "informational")[0] == 0
 
 
-def test_options(runner, dnc_files):
+def test_options(runner, dnc_files, rnd):
     at = ["--at", "2026-11-18T17:00:00Z", "--mode", "preview", *dnc_files]
     assert check(runner, "2125551234", *at)[1]["states"] == ["NY"]                     # national, default US
     assert check(runner, "020 7123 4567", "--region", "GB", "--purpose", "informational",
@@ -82,7 +90,7 @@ def test_options(runner, dnc_files):
     assert code == 1 and answer["reasons"] == ["US-CONS"]            # predictive, no consent
     assert check(runner, "+12125551234", "--at", "2026-11-18T17:00:00Z", "--consent", "express", *dnc_files)[1]["reasons"] == ["US-CONS"]
     assert check(runner, "+12125551234", "--at", "2026-11-18T17:00:00Z", "--consent", "express",
-                 "--purpose", "debt", *dnc_files)[0] == 0
+                 "--purpose", "debt", *dnc_files, *rnd)[0] == 0
 
 
 @pytest.mark.parametrize("args", [
@@ -90,10 +98,62 @@ def test_options(runner, dnc_files):
     ["+12125551234", "--at", "yesterday"],
     ["+12125551234", "--purpose", "sales"],
     ["+12125551234", "--dnc-file", "/nonexistent/file"],
+    ["+12125551234", "--state-dnc-file", "/nonexistent/file"],
+    ["+12125551234", "--state-dnc-file", "FL=/nonexistent/file"],
+    ["+12125551234", "--tps-file", "/nonexistent/file"],
+    ["+12125551234", "--rnd-file", "/nonexistent/file"],
     [],
 ])
 def test_usage_errors_exit_2(runner, args):
     assert runner.invoke(main, ["compliance", "check", *args, "--json"]).exit_code == 2
+
+
+def test_state_lists_offline(runner, dnc_files, tmp_path):
+    """Without --state-dnc-file, telemarketing to a state that keeps a list fails closed like the federal list."""
+    at = ["--at", "2026-11-18T17:00:00Z", "--mode", "preview", *dnc_files]
+    code, answer = check(runner, "+13055551234", *at)
+    assert code == 1 and answer["reasons"] == ["REGISTRY_MISSING"]
+    assert check(runner, "+13055551234", "--purpose", "informational", *at)[0] == 0
+    assert check(runner, "+12125551234", "--state", "TX", *at)[1]["reasons"] == ["REGISTRY_MISSING"]
+    florida = tmp_path / "fl.txt"
+    florida.write_text("305,5551234\n")
+    fl = ["--state-dnc-file", f"fl={florida}"]
+    assert check(runner, "+13055551234", *at, *fl)[1]["reasons"] == ["FL-DNC"]
+    assert check(runner, "+13055551235", *at, *fl)[0] == 0
+    # A state's list is the whole list: a Florida lead with a New York number is looked up in it too.
+    assert check(runner, "+12125551234", "--state", "FL", *at, *fl)[0] == 0
+    texas = tmp_path / "tx.txt"
+    texas.write_text("2125551234\n")
+    assert check(runner, "+12125551234", "--state", "TX", *at, "--state-dnc-file", f"TX={texas}")[1]["reasons"] \
+        == ["TX-DNC"]
+    assert runner.invoke(main, ["compliance", "check", "+13055551234", "--state-dnc-file", str(florida)]).exit_code == 2
+
+
+def test_uk_tps_offline(runner, tmp_path):
+    tps = tmp_path / "tps.txt"
+    tps.write_text("02071234567\n+44 7400 123456\n")
+    ctps = tmp_path / "ctps.txt"
+    ctps.write_text("02079460000\n")
+    at = ["--at", "2026-11-18T10:00:00Z", "--mode", "preview"]
+    assert check(runner, "+442071234568", *at)[1]["reasons"] == ["REGISTRY_MISSING"]
+    assert check(runner, "+442071234568", *at, "--tps-file", str(tps))[1]["reasons"] == ["REGISTRY_MISSING"]
+    lists = ["--tps-file", str(tps), "--ctps-file", str(ctps)]
+    assert check(runner, "+442071234568", *at, *lists)[0] == 0
+    assert check(runner, "+442071234567", *at, *lists)[1]["reasons"] == ["UK-TPS"]
+    assert check(runner, "+447400123456", *at, *lists)[1]["reasons"] == ["UK-TPS"]
+    assert check(runner, "+442079460000", *at, *lists)[1]["reasons"] == ["UK-TPS"]
+
+
+def test_reassigned_numbers_offline(runner, dnc_files, rnd):
+    base = ["--at", "2026-11-18T17:00:00Z", "--consent", "written", "--line-type", "wireless", *dnc_files]
+    # Consent is taken as given the day before --at: a disconnection since then cannot be known here,
+    # one on 2026-11-10 is before it; without any --rnd-file the answer is "no data".
+    assert check(runner, "+12125550177", *base)[1]["reasons"] == ["RND_NO_DATA"]
+    assert check(runner, "+12125550177", *base, *rnd)[0] == 0
+    assert check(runner, "+12125550177", "--at", "2026-11-10T17:00:00Z", "--consent", "written", *dnc_files,
+                 *rnd)[1]["reasons"] == ["US-RND"]
+    # Preview dialing does not rely on consent: no RND question.
+    assert check(runner, "+12125550177", *base, "--mode", "preview")[0] == 0
 
 
 def test_invalid_but_parseable_number_is_blocked_not_an_error(runner):
@@ -108,7 +168,7 @@ def test_human_output(runner, dnc_files):
     assert "MS-HRS" in out.output and "77-3-723" in out.output and "next allowed at 2026-07-20T14:00:00Z" in out.output
 
 
-def test_batch(runner, dnc_files, tmp_path):
+def test_batch(runner, dnc_files, rnd, tmp_path):
     batch = tmp_path / "req.jsonl"
     batch.write_text("\n".join([
         json.dumps({"number": "+12125551234", "at": "2026-11-18T17:00:00Z", "consent": "written"}),
@@ -121,7 +181,7 @@ def test_batch(runner, dnc_files, tmp_path):
         json.dumps({"number": "+12125551234", "at": 5}),
         json.dumps(["+12125551234"]),
     ]) + "\n")
-    out = runner.invoke(main, ["compliance", "check", "--batch", str(batch), *dnc_files])
+    out = runner.invoke(main, ["compliance", "check", "--batch", str(batch), *dnc_files, *rnd])
     assert out.exit_code == 0
     lines = [json.loads(line) for line in out.output.splitlines()]
     assert lines[0]["allowed"] is True and lines[0]["consent"] == "written" and lines[0]["number"] == "+12125551234"

@@ -44,6 +44,9 @@ def test_shipped_packs_are_complete():
     (HEAD + '[states]\nZZ = { name = "Z", zones = ["Nowhere/Town"] }\n', "unknown zone"),
     (HEAD + RULE.replace('"hours"', '"counter"') + 'key = "phone"\n', "integer limit"),
     (HEAD + RULE.replace('"hours"', '"lock"') + 'key = "email"\n', "key must be"),
+    (HEAD + RULE.replace('"hours"', '"registry"') + 'list = "national"\n', "registry rule needs"),
+    (HEAD + RULE.replace('"hours"', '"registry"') + 'list = ["tps", "state"]\n', "registry rule needs"),
+    (HEAD + RULE.replace('"hours"', '"reassigned"'), "reassigned rule needs"),
 ])
 def test_malformed_packs_are_refused(text, message):
     with pytest.raises(RulePackError, match=message):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import psycopg
 import pytest
@@ -13,6 +13,8 @@ from dialer.compliance.audit import read_audit, verify_chain
 from dialer.compliance.model import CallRequest, Campaign, ConsentKind, DialMode, Lead, ListKind, Outcome, Purpose
 from dialer.compliance.records import PgRecords
 from dialer.compliance.registry import RegistryStore
+from dialer.compliance.rnd import PgRnd
+from dialer.compliance.rules import load_packs
 from dialer.compliance.service import live_gate
 from dialer.errors import StorageError
 
@@ -38,8 +40,14 @@ def registry_file(tmp_path):
 @pytest.fixture
 def gate(db_url, redis_url, tmp_path, registry_file):
     with storage.connect_db(db_url, autocommit=True) as conn:
-        RegistryStore(conn, tmp_path).import_full(registry_file, kind="federal", jurisdiction="US",
-                                                  snapshot_date=NOON_NY.date(), source="test")
+        store = RegistryStore(conn, tmp_path)
+        store.import_full(registry_file, kind="federal", jurisdiction="US", snapshot_date=NOON_NY.date(),
+                          source="test")
+        for state in load_packs().state_list_states():
+            store.import_numbers([], kind="state", jurisdiction=state, snapshot_date=NOON_NY.date(), source="test")
+        rnd_file = tmp_path / "rnd.csv"
+        rnd_file.write_text("+12125559999,2026-11-01\n")
+        PgRnd(conn).import_file(rnd_file, covers_from=date(2021, 1, 27), data_through=NOON_NY.date(), source="test")
     g = live_gate(db_url, redis_url, tmp_path)
     yield g
     g.records.conn.close()
@@ -83,8 +91,9 @@ def test_audit_is_append_only_and_tampering_is_evident(gate, db):
 def test_redis_caps_are_atomic_across_engines(db_url, redis_url, tmp_path, registry_file):
     gates = [live_gate(db_url, redis_url, tmp_path) for _ in range(4)]
     with storage.connect_db(db_url, autocommit=True) as conn:
-        RegistryStore(conn, tmp_path).import_full(registry_file, kind="federal", jurisdiction="US",
-                                                  snapshot_date=NOON_NY.date(), source="test")
+        store = RegistryStore(conn, tmp_path)
+        store.import_full(registry_file, kind="federal", jurisdiction="US", snapshot_date=NOON_NY.date(), source="test")
+        store.import_numbers([], kind="state", jurisdiction="FL", snapshot_date=NOON_NY.date(), source="test")
     for g in gates:
         g.registry = g._refresh_registry(g.registry)
     results = []

@@ -13,8 +13,9 @@ from cli import main
 from dialer import storage
 from dialer.compliance.model import DncImportError, ListKind
 from dialer.compliance.registry import (
-    BYTES_PER_NPA, ParseReport, RegistryIndex, RegistryStore, build_bitsets, count_bits,
+    BYTES_PER_NPA, ParseReport, RegistryIndex, RegistryStore, build_bitsets, count_bits, registry_position, uk_key,
 )
+from dialer.compliance.rnd import PgRnd, RndAnswer
 from dialer.errors import StorageError
 
 TODAY = date(2026, 11, 18)
@@ -146,7 +147,10 @@ def test_dnc_cli_round_trip(cli_env, tmp_path):
     out = runner.invoke(main, ["dnc", "check", "+12125551234", "--json"])
     assert out.exit_code == 1
     answer = json.loads(out.output)
-    assert answer["registries"] == [{"list": "federal", "jurisdiction": "US", "on_list": True, "snapshot_date": "2026-11-01"}]
+    # A state's list is the whole list: a New York number is reported as not on Florida's.
+    assert answer["registries"] == [
+        {"list": "federal", "jurisdiction": "US", "on_list": True, "snapshot_date": "2026-11-01"},
+        {"list": "state", "jurisdiction": "FL", "on_list": False, "snapshot_date": answer["registries"][1]["snapshot_date"]}]
     out = runner.invoke(main, ["dnc", "check", "2125550001", "--json"])
     assert out.exit_code == 1 and json.loads(out.output)["entries"][0]["added_by"] == "agent7"
     assert runner.invoke(main, ["dnc", "check", "+12125559999"]).exit_code == 0
@@ -168,3 +172,132 @@ def test_dnc_cli_reports_a_closed_database(tmp_path, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:9/dialer")
     out = CliRunner().invoke(main, ["dnc", "add", "+12125550001"])
     assert out.exit_code == 1 and "cannot connect" in out.output
+
+
+# ---------------------------------------------------------------- whole lists (state, TPS, CTPS)
+
+def test_a_state_list_is_a_whole_list(store, tmp_path):
+    """Area codes absent from a state's full file hold no number (as of its date); a newer full file
+    drops area codes it no longer has; change lists may add to any area code."""
+    first = write(tmp_path / "tx1.txt", ["214,5551234", "713,5550000"])
+    store.import_full(first, kind="state", jurisdiction="TX", snapshot_date=TODAY, source="tx")
+    index = store.load_index()
+    assert index.lookup("state", "TX", 214, 5551234) == (True, TODAY)
+    assert index.lookup("state", "TX", 212, 5551234) == (False, TODAY)        # covered, not on it
+    assert index.lookup("state", "FL", 305, 5551234) == (None, None)          # FL never imported
+    second = write(tmp_path / "tx2.txt", ["214,5559999"])
+    later = TODAY + timedelta(days=7)
+    store.import_full(second, kind="state", jurisdiction="TX", snapshot_date=later, source="tx")
+    index = store.load_index(index)                                             # the engine's refresh
+    assert index.lookup("state", "TX", 713, 5550000) == (False, later)
+    assert [(r[0], r[1], r[2]) for r in store.metadata()] == [("state", "TX", 214)]
+    changes = write(tmp_path / "tx-chg.txt", ["817,5550001,A", "214,5559999,D"])
+    result = store.import_changes(changes, kind="state", jurisdiction="TX", snapshot_date=later + timedelta(days=1),
+                                  source="tx-chg")
+    assert (result.added, result.removed, result.report.bad_lines) == (1, 1, 0)
+    index = store.load_index(index)
+    assert index.lookup("state", "TX", 817, 5550001) == (True, later + timedelta(days=1))
+    assert index.lookup("state", "TX", 212, 1) == (False, later + timedelta(days=1))
+    with pytest.raises(DncImportError, match="no full state FL"):
+        store.import_changes(changes, kind="state", jurisdiction="FL", snapshot_date=TODAY, source="fl")
+    with pytest.raises(DncImportError, match="older"):
+        store.import_changes(write(tmp_path / "old.txt", ["817,5550002,A"]), kind="state", jurisdiction="TX",
+                             snapshot_date=TODAY, source="old")
+
+
+def test_the_same_file_for_a_later_date_is_a_fresh_copy(store, tmp_path):
+    empty = write(tmp_path / "wy.txt", [])
+    store.import_full(empty, kind="state", jurisdiction="WY", snapshot_date=TODAY, source="wy")
+    assert store.import_full(empty, kind="state", jurisdiction="WY", snapshot_date=TODAY, source="wy").skipped
+    later = TODAY + timedelta(days=40)
+    assert not store.import_full(empty, kind="state", jurisdiction="WY", snapshot_date=later, source="wy").skipped
+    assert store.load_index().lookup("state", "WY", 307, 5551234) == (False, later)
+
+
+def test_uk_keys_and_positions():
+    assert uk_key("2071234567") == (207, 1234567)
+    assert uk_key("169773456") == (16, 9773456)        # 9-digit NSN: key 10-99
+    assert uk_key("0207123456") is None and uk_key("12345") is None and uk_key("20712345678") is None
+    assert registry_position("+442071234567") == (207, 1234567)
+    assert registry_position("+12125551234") == (212, 5551234)
+    assert registry_position("+33123456789") is None
+
+
+def test_tps_and_ctps_import(store, tmp_path):
+    # The common layout (0 + 10 digits, one per line) takes the vectorised path; others go line by line.
+    regular = write(tmp_path / "tps.txt", ["02071234567", "07400123456", "01697773456"])
+    mixed = write(tmp_path / "tps-mixed.txt", ["+44 20 7123 4567", "447400123456", "016977 3456", "12345", "0800 123"])
+    report = ParseReport()
+    assert build_bitsets([regular], report, uk=True).keys() == {207, 740, 169}
+    report = ParseReport()
+    bitsets = build_bitsets([mixed], report, uk=True)
+    assert bitsets.keys() == {207, 740, 16} and report.bad_lines == 2
+    result = store.import_full(regular, kind="tps", jurisdiction="GB", snapshot_date=TODAY, source="tps")
+    assert (result.area_codes, result.numbers) == (3, 3)
+    store.import_full(mixed, kind="ctps", jurisdiction="GB", snapshot_date=TODAY, source="ctps")
+    index = store.load_index()
+    assert index.lookup("tps", "GB", *registry_position("+442071234567")) == (True, TODAY)
+    assert index.lookup("tps", "GB", *registry_position("+442071234568")) == (False, TODAY)
+    assert index.lookup("ctps", "GB", *registry_position("+44169773456")) == (True, TODAY)
+    changes = write(tmp_path / "tps-chg.txt", ["02071234567,D", "07700900123,A"])
+    result = store.import_changes(changes, kind="tps", jurisdiction="GB", snapshot_date=TODAY + timedelta(days=1),
+                                  source="tps-daily")
+    assert (result.added, result.removed) == (1, 1)
+    index = store.load_index(index)
+    assert index.lookup("tps", "GB", *registry_position("+442071234567"))[0] is False
+    assert index.lookup("tps", "GB", *registry_position("+447700900123")) == (True, TODAY + timedelta(days=1))
+
+
+def test_tps_cli_and_check(cli_env, tmp_path):
+    runner = cli_env
+    tps = write(tmp_path / "tps.txt", ["02071234567"])
+    out = runner.invoke(main, ["dnc", "import", str(tps), "--kind", "tps", "--date", "2026-11-01"])
+    assert out.exit_code == 0 and "1 area codes" in out.output, out.output
+    assert runner.invoke(main, ["dnc", "import", str(tps), "--kind", "tps", "--state", "XX"]).exit_code == 2
+    out = runner.invoke(main, ["dnc", "check", "+442071234567", "--json"])
+    assert out.exit_code == 1
+    assert json.loads(out.output)["registries"] == [
+        {"list": "tps", "jurisdiction": "GB", "on_list": True, "snapshot_date": "2026-11-01"}]
+    assert runner.invoke(main, ["dnc", "check", "020 7123 4568", "--region", "GB"]).exit_code == 0
+    out = runner.invoke(main, ["dnc", "stats"])
+    assert out.exit_code == 0 and "tps" in out.output and "GB" in out.output
+
+
+# ---------------------------------------------------------------- reassigned numbers
+
+def test_rnd_import_and_answers(db, tmp_path):
+    rnd = PgRnd(db)
+    path = write(tmp_path / "rnd.csv", ["+12125551234,2026-03-01", "2125551234,2026-09-01", "3055550000,2025-01-05",
+                                        "garbage", "2125550000,2026-13-01"])
+    assert rnd.status("+12125551234", date(2026, 1, 1)).answer == RndAnswer.NO_DATA   # nothing imported
+    with pytest.raises(DncImportError, match="covers-from"):
+        rnd.import_file(path, covers_from=None, data_through=TODAY, source="fcc")
+    result = rnd.import_file(path, covers_from=date(2021, 1, 27), data_through=TODAY, source="fcc")
+    assert (result.lines, result.new_records, result.bad_lines) == (5, 3, 2)
+    assert rnd.import_file(path, covers_from=None, data_through=TODAY, source="fcc").skipped
+    again = write(tmp_path / "rnd2.csv", ["+12125551234,2026-09-01", "+13055550000,2026-10-01"])
+    assert rnd.import_file(again, covers_from=None, data_through=TODAY + timedelta(days=30), source="fcc").new_records == 1
+    found = rnd.status("+12125551234", date(2026, 5, 1))
+    assert (found.answer, found.disconnected_on, found.data_through) == (RndAnswer.YES, date(2026, 9, 1),
+                                                                          TODAY + timedelta(days=30))
+    assert rnd.status("+12125551234", date(2026, 9, 2)).answer == RndAnswer.NO
+    assert rnd.status("+12125551234", date(2026, 9, 1)).answer == RndAnswer.YES     # on the consent date
+    assert rnd.status("+14155550000", date(2024, 1, 1)).answer == RndAnswer.NO
+    assert rnd.status("+14155550000", date(2020, 1, 1)).answer == RndAnswer.NO_DATA  # before the data starts
+    assert rnd.stats() == (4, date(2021, 1, 27), TODAY + timedelta(days=30))
+
+
+def test_rnd_cli(cli_env, tmp_path):
+    runner = cli_env
+    path = write(tmp_path / "rnd.csv", ["+12125551234,2026-03-01"])
+    out = runner.invoke(main, ["dnc", "import", str(path), "--kind", "rnd", "--date", "2026-11-15"])
+    assert out.exit_code == 1 and "covers-from" in out.output
+    out = runner.invoke(main, ["dnc", "import", str(path), "--kind", "rnd", "--date", "2026-11-15",
+                               "--covers-from", "2021-01-27"])
+    assert out.exit_code == 0 and "1 new disconnections" in out.output, out.output
+    assert "already imported" in runner.invoke(main, ["dnc", "import", str(path), "--kind", "rnd",
+                                                      "--date", "2026-11-15"]).output
+    assert runner.invoke(main, ["dnc", "import", str(path), "--kind", "rnd", "--changes"]).exit_code == 2
+    assert runner.invoke(main, ["dnc", "import", str(path), "--covers-from", "2021-01-27"]).exit_code == 2
+    out = runner.invoke(main, ["dnc", "stats"])
+    assert "1 disconnections, data from 2021-01-27 through 2026-11-15" in out.output

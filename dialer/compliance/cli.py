@@ -50,25 +50,62 @@ def _db():
     return storage.connect_db(autocommit=True)
 
 
+def _iso_date(option: str, value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        raise click.UsageError(f"{option} {value!r} is not YYYY-MM-DD") from None
+
+
+def _import_rnd(paths, covers_from: date | None, data_through: date, source: str | None) -> None:
+    from dialer.compliance.rnd import PgRnd
+    try:
+        with _db() as conn:
+            store = PgRnd(conn)
+            for path in paths:
+                result = store.import_file(path, covers_from=covers_from, data_through=data_through,
+                                           source=source or path.name)
+                if result.skipped:
+                    click.echo(f"{path}: already imported (same content), nothing changed")
+                    continue
+                click.echo(f"{path}: {result.lines} lines, {result.new_records} new disconnections,"
+                           f" {result.bad_lines} bad lines")
+                for sample in result.bad_samples:
+                    click.echo(f"  {sample}", err=True)
+    except DialerError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @dnc.command("import")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--kind", type=click.Choice(["federal", "state"]), default="federal",
-              help="federal: US National DNC Registry / Canada's DNCL by area code; state: a state list")
+@click.option("--kind", type=click.Choice(["federal", "state", "tps", "ctps", "rnd"]), default="federal",
+              help="federal: US National DNC Registry / Canada's DNCL by area code; state: a state's whole list;"
+                   " tps/ctps: UK (Corporate) Telephone Preference Service; rnd: FCC Reassigned Numbers Database"
+                   " disconnections (NUMBER,YYYY-MM-DD lines)")
 @click.option("--state", "jurisdiction", default=None, help="state code for --kind state")
-@click.option("--changes", is_flag=True, help="files are change lists (NPA,NXXXXXX,A|D)")
-@click.option("--date", "snapshot", default=None, help="snapshot date (YYYY-MM-DD); default today (UTC)")
+@click.option("--changes", is_flag=True, help="files are change lists (number,A|D lines)")
+@click.option("--date", "snapshot", default=None,
+              help="snapshot date (YYYY-MM-DD); for rnd the date the data runs through; default today (UTC)")
+@click.option("--covers-from", default=None,
+              help="rnd: first date the data covers (consent older than that gets 'no data'); default: as before")
 @click.option("--source", default=None, help="where the file came from; default its name")
-def dnc_import(paths, kind, jurisdiction, changes, snapshot, source) -> None:
-    """Import full registry files (replace their area codes) or change lists. Idempotent."""
+def dnc_import(paths, kind, jurisdiction, changes, snapshot, covers_from, source) -> None:
+    """Import full registry files or change lists, or reassigned-number records. Idempotent."""
     from dialer.compliance.registry import RegistryStore
     from dialer.compliance.service import data_dir
     if kind == "state" and not jurisdiction:
         raise click.UsageError("--kind state needs --state XX")
-    jurisdiction = (jurisdiction or "US").upper()
-    try:
-        snap_date = date.fromisoformat(snapshot) if snapshot else datetime.now(timezone.utc).date()
-    except ValueError:
-        raise click.UsageError(f"--date {snapshot!r} is not YYYY-MM-DD") from None
+    if kind != "state" and jurisdiction:
+        raise click.UsageError("--state goes with --kind state only")
+    if kind != "rnd" and covers_from:
+        raise click.UsageError("--covers-from goes with --kind rnd only")
+    snap_date = _iso_date("--date", snapshot) or datetime.now(timezone.utc).date()
+    if kind == "rnd":
+        if changes:
+            raise click.UsageError("RND files only add disconnections: no --changes")
+        _import_rnd(paths, _iso_date("--covers-from", covers_from), snap_date, source)
+        return
+    jurisdiction = (jurisdiction or ("GB" if kind in ("tps", "ctps") else "US")).upper()
     try:
         with _db() as conn:
             store = RegistryStore(conn, data_dir())
@@ -134,7 +171,7 @@ def dnc_remove(number, list_kind, scope, who, reason, region) -> None:
 def dnc_check(number, region, as_json) -> None:
     """Which lists a number is on, with each registry copy's date. Exit 1 when on any list."""
     from dialer.compliance.records import PgRecords
-    from dialer.compliance.registry import RegistryStore
+    from dialer.compliance.registry import RegistryStore, registry_position
     from dialer.compliance.service import data_dir
     try:
         phone = normalize(number, region)
@@ -144,12 +181,13 @@ def dnc_check(number, region, as_json) -> None:
     except DialerError as exc:
         raise click.ClickException(str(exc)) from exc
     hits = []
-    if phone.startswith("+1") and len(phone) == 12:
-        npa, line7 = int(phone[2:5]), int(phone[5:])
+    position = registry_position(phone)
+    uk = phone.startswith("+44")
+    if position is not None:
         for kind, jurisdiction in index.lists():
-            hit, as_of = index.lookup(kind, jurisdiction, npa, line7)
-            if hit is None and kind != ListKind.FEDERAL:
-                continue    # a state list without this area code does not concern the number
+            if (kind in (ListKind.TPS, ListKind.CTPS)) != uk:
+                continue
+            hit, as_of = index.lookup(kind, jurisdiction, *position)   # None: no copy for this area code
             hits.append({"list": kind, "jurisdiction": jurisdiction, "on_list": hit,
                          "snapshot_date": as_of.isoformat() if as_of else None})
     out = {"number": phone, "registries": hits,
@@ -171,21 +209,26 @@ def dnc_check(number, region, as_json) -> None:
 def dnc_stats() -> None:
     """Registry snapshots per list (area codes, numbers, oldest copy) and list entry counts."""
     from dialer.compliance.records import PgRecords
+    from dialer.compliance.rnd import PgRnd
     try:
         with _db() as conn:
             rows = conn.execute(
-                "SELECT list_kind, jurisdiction, count(*), sum(number_count), min(snapshot_date), max(snapshot_date)"
-                " FROM compliance_dnc_snapshots GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+                "SELECT coalesce(s.list_kind, c.list_kind), coalesce(s.jurisdiction, c.jurisdiction),"
+                " count(s.npa), coalesce(sum(s.number_count), 0), min(s.snapshot_date), max(s.snapshot_date),"
+                " min(c.snapshot_date) FROM compliance_dnc_snapshots s FULL JOIN compliance_dnc_coverage c"
+                " USING (list_kind, jurisdiction) GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
             entries = PgRecords(conn).stats()
+            rnd = PgRnd(conn).stats()
     except DialerError as exc:
         raise click.ClickException(str(exc)) from exc
     console = Console()
-    table = Table(title="Registries (per area code bitsets)")
-    for col in ("list", "jurisdiction", "area codes", "numbers", "oldest copy", "newest copy"):
+    table = Table(title="Registries (per area code / UK prefix bitsets)")
+    for col in ("list", "jurisdiction", "area codes", "numbers", "oldest copy", "newest copy", "whole list as of"):
         table.add_column(col)
     for row in rows:
         table.add_row(*(str(v) for v in row))
     console.print(table)
+    console.print(f"Reassigned numbers: {rnd[0]} disconnections, data from {rnd[1]} through {rnd[2]}")
     table = Table(title="List entries")
     for col in ("list", "scope", "entries"):
         table.add_column(col)
@@ -251,21 +294,38 @@ def _answer(gate, records, call: CallRequest, consent: str) -> tuple[dict, Decis
 @click.option("--region", default="US", help="region of a national NUMBER")
 @click.option("--dnc-file", "dnc_files", multiple=True, type=click.Path(path_type=Path),
               help="NPANXXXXXX or NPA,NXXXXXX lines; together one complete, fresh federal snapshot")
+@click.option("--state-dnc-file", "state_dnc_files", multiple=True, metavar="XX=PATH",
+              help="a state's list (same layout); the files of one state are its complete, fresh list")
+@click.option("--tps-file", "tps_files", multiple=True, type=click.Path(path_type=Path),
+              help="UK numbers (0NSN, +44NSN); together the complete, fresh TPS")
+@click.option("--ctps-file", "ctps_files", multiple=True, type=click.Path(path_type=Path),
+              help="UK numbers; together the complete, fresh CTPS")
+@click.option("--rnd-file", "rnd_files", multiple=True, type=click.Path(path_type=Path),
+              help="NUMBER,YYYY-MM-DD permanent disconnections; together a complete, fresh RND copy")
 @click.option("--batch", type=click.Path(path_type=Path), default=None, help="JSONL of requests")
 @click.option("--json", "as_json", is_flag=True)
 def compliance_check(number, at, state, zip_code, purpose, mode, voice, consent, line_type, region,
-                     dnc_files, batch, as_json) -> None:
+                     dnc_files, state_dnc_files, tps_files, ctps_files, rnd_files, batch, as_json) -> None:
     """Dry-run decision for one number (or --batch): no server needed, no counter, no audit row."""
     from dialer.compliance.service import dry_run_gate
     if bool(number) == bool(batch):
         raise click.UsageError("give a NUMBER or --batch FILE (not both)")
+    state_files: dict[str, list[Path]] = {}
+    for spec in state_dnc_files:
+        code, sep, path = spec.partition("=")
+        if not sep or len(code.strip()) != 2 or not code.strip().isalpha() or not path:
+            raise click.UsageError(f"--state-dnc-file {spec!r}: expected XX=PATH")
+        state_files.setdefault(code.strip().upper(), []).append(Path(path))
     try:
         lines = batch.read_text(encoding="utf-8").splitlines() if batch else []
-        for path in dnc_files:
-            if not path.is_file():
-                raise ComplianceError(f"--dnc-file {path} cannot be read")
-        # The files are one snapshot that is fresh at every moment checked (dated date.max).
-        gate, records = dry_run_gate(list(dnc_files), date.max)
+        for option, paths in (("--dnc-file", dnc_files), ("--state-dnc-file", [p for ps in state_files.values() for p in ps]),
+                              ("--tps-file", tps_files), ("--ctps-file", ctps_files), ("--rnd-file", rnd_files)):
+            for path in paths:
+                if not path.is_file():
+                    raise ComplianceError(f"{option} {path} cannot be read")
+        # The files are lists that are complete and fresh at every moment checked (dated date.max).
+        gate, records = dry_run_gate(list(dnc_files), date.max, state_files=state_files, tps_files=list(tps_files),
+                                     ctps_files=list(ctps_files), rnd_files=list(rnd_files))
     except OSError as exc:
         raise click.UsageError(f"cannot read {batch}: {exc}") from None
     except DialerError as exc:

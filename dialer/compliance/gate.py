@@ -26,7 +26,8 @@ from dialer.compliance.model import (
     Block, CallRequest, ComplianceError, ConsentKind, Decision, FailClosed, LineType, ListKind, Outcome,
 )
 from dialer.compliance.records import ConsentRecord, DncEntry
-from dialer.compliance.registry import RegistryIndex
+from dialer.compliance.registry import RegistryIndex, registry_position
+from dialer.compliance.rnd import RndAnswer
 from dialer.compliance.rules import Rule, RuleBook
 from dialer.errors import StorageError
 
@@ -51,6 +52,8 @@ class ConsentState:
     revoked: bool
     last_purchase: datetime | None
     last_inquiry: datetime | None
+    express_at: datetime | None = None     # latest consent in force, express or written (US-RND asks since when)
+    written_at: datetime | None = None     # latest written consent in force
 
 
 def _months_before(moment: datetime, months: int) -> datetime:
@@ -70,21 +73,29 @@ def consent_state(records: list[ConsentRecord], seller: str, now: datetime) -> C
     revoked_at = max((r.occurred_at for r in mine if r.kind == ConsentKind.REVOCATION), default=None)
     live = [r for r in mine if r.kind != ConsentKind.REVOCATION
             and (revoked_at is None or r.occurred_at > revoked_at)]
-    kinds = {r.kind for r in live}
+    latest: dict[ConsentKind, datetime] = {}
+    for r in live:
+        if r.kind not in latest or r.occurred_at > latest[r.kind]:
+            latest[r.kind] = r.occurred_at
+    written_at = latest.get(ConsentKind.WRITTEN)
+    express_at = max(filter(None, (written_at, latest.get(ConsentKind.EXPRESS))), default=None)
     return ConsentState(
-        express=ConsentKind.EXPRESS in kinds or ConsentKind.WRITTEN in kinds,
-        written=ConsentKind.WRITTEN in kinds,
-        revoked=revoked_at is not None and not kinds & {ConsentKind.EXPRESS, ConsentKind.WRITTEN},
-        last_purchase=max((r.occurred_at for r in live if r.kind == ConsentKind.EBR_PURCHASE), default=None),
-        last_inquiry=max((r.occurred_at for r in live if r.kind == ConsentKind.EBR_INQUIRY), default=None),
+        express=express_at is not None,
+        written=written_at is not None,
+        revoked=revoked_at is not None and express_at is None,
+        last_purchase=latest.get(ConsentKind.EBR_PURCHASE),
+        last_inquiry=latest.get(ConsentKind.EBR_INQUIRY),
+        express_at=express_at,
+        written_at=written_at,
     )
 
 
 class ComplianceGate:
-    """decide(call) -> Decision. Stores: registry index, records, counters, audit (None = dry run only)."""
+    """decide(call) -> Decision. Stores: registry index, records, counters, audit (None = dry run only),
+    reassigned numbers (None = no copy: every consent-based call blocks with RND_NO_DATA)."""
 
     def __init__(self, rulebook: RuleBook, registry: RegistryIndex, records, counters, audit=None,
-                 *, refresh_registry=None, refresh_interval_s: float = 30.0):
+                 *, rnd=None, refresh_registry=None, refresh_interval_s: float = 30.0):
         self.rulebook = rulebook
         self.geo = Geography(rulebook)
         self.calendars = HolidayCalendars("US")
@@ -92,6 +103,7 @@ class ComplianceGate:
         self.records = records
         self.counters = counters
         self.audit = audit
+        self.rnd = rnd
         self._refresh_registry = refresh_registry
         self._refresh_interval_s = refresh_interval_s
         self._refreshed_at = time.monotonic()
@@ -199,11 +211,13 @@ class ComplianceGate:
             if kind == "hours":
                 checks.extend(self._hours_checks(rule, cand.zones, consent))
             elif kind == "registry":
-                self._registry(rule, facts, cand.states, consent, entries, now, blocks, warnings)
+                self._registry(rule, facts, cand.states, consent, entries, now, blocks)
             elif kind == "internal_list" and entries is not None:
                 self._internal(rule, call, entries, blocks)
             elif kind in ("consent", "revocation") and consent is not None:
                 self._consent(rule, facts, call, consent, blocks)
+            elif kind == "reassigned" and consent is not None:
+                self._reassigned(rule, facts, call, consent, now, blocks)
             elif kind == "caller_id":
                 if not (call.campaign.caller_id or "").strip():
                     blocks.append(Block(rule.id, rule.id, rule.citation, "no caller ID"))
@@ -316,36 +330,35 @@ class ComplianceGate:
             cached = self._checks_cache[key] = [HoursCheck(rule, _zone(zone), zone, waived) for zone in zones]
         return cached
 
-    def _registry(self, rule: Rule, facts: NumberFacts, states, consent, entries, now, blocks, warnings) -> None:
+    def _registry(self, rule: Rule, facts: NumberFacts, states, consent, entries, now, blocks) -> None:
         exemptions = rule.params.get("exemptions", {})
         if consent is not None and entries is not None and self._exempt(exemptions, consent, entries, now):
             return
-        kind = rule.params["list"]
-        if kind == ListKind.STATE:
-            targets = [(s, f"{s}-DNC") for s in states if s in rule.states]
+        kinds = rule.params["list"]
+        if kinds == (ListKind.STATE,):
+            # One list per candidate state that keeps one; each fails closed on its own.
+            targets = [(ListKind.STATE, s, f"{s}-DNC", f"{s}-DNC", f"{s}-DNC") for s in states if s in rule.states]
         else:
-            targets = [("GB" if kind == ListKind.TPS else "US", rule.id)]
+            jurisdiction = "GB" if kinds[0] in (ListKind.TPS, ListKind.CTPS) else "US"
+            age_rule = rule.params.get("age_rule_id", rule.id)
+            targets = [(kind, jurisdiction, rule.id, rule.id, age_rule) for kind in kinds]
         max_age = rule.params.get("max_age_days")
-        age_rule = rule.params.get("age_rule_id", rule.id)
         age_citation = rule.params.get("age_citation", rule.citation)
-        for jurisdiction, code in targets:
-            if facts.npa is None:
+        position = (int(facts.npa), facts.line7) if facts.npa is not None else registry_position(facts.e164)
+        for kind, jurisdiction, code, hit_rule, age_rule in targets:
+            if position is None:
                 hit, as_of = None, None
             else:
-                hit, as_of = self.registry.lookup(kind, jurisdiction, int(facts.npa), facts.line7)
+                hit, as_of = self.registry.lookup(kind, jurisdiction, *position)
             if hit is None:
-                if kind == ListKind.STATE and not rule.params.get("required", True) \
-                        and not self.registry.has_list(kind, jurisdiction):
-                    warnings.append(f"STATE_LIST_NOT_LOADED:{jurisdiction}")
-                    continue
                 blocks.append(Block(FailClosed.REGISTRY_MISSING, age_rule, age_citation,
-                                    f"no {kind} {jurisdiction} registry copy for area code {facts.npa}"))
+                                    f"no {kind} {jurisdiction} registry copy for {facts.npa or 'this number'}"))
                 continue
             if max_age is not None and (now.date() - as_of).days > max_age:
                 blocks.append(Block(FailClosed.REGISTRY_STALE, age_rule, age_citation,
-                                    f"{kind} {jurisdiction} copy for {facts.npa} dated {as_of}"))
+                                    f"{kind} {jurisdiction} copy for {facts.npa or 'this number'} dated {as_of}"))
             if hit:
-                blocks.append(Block(code, rule.id, rule.citation, f"on the {kind} {jurisdiction} registry"))
+                blocks.append(Block(code, hit_rule, rule.citation, f"on the {kind} {jurisdiction} registry"))
 
     @staticmethod
     def _exempt(exemptions: dict, consent: ConsentState, entries: list[DncEntry], now: datetime) -> bool:
@@ -372,28 +385,59 @@ class ComplianceGate:
             return
 
     @staticmethod
-    def _consent(rule: Rule, facts: NumberFacts, call: CallRequest, consent: ConsentState, blocks) -> None:
+    def _needed_consent(rule: Rule, facts: NumberFacts, call: CallRequest) -> str | None:
+        """"written", "express" or None: the consent an autodialed or robot-voice call needs (US-CONS)."""
         c = call.campaign
         autodialed = c.mode in rule.params.get("autodialed_modes", ())
         robot = c.voice in rule.params.get("robot_voices", ())
         if not (autodialed or robot):
-            return
-        if rule.kind == "revocation":
-            if consent.revoked:
-                blocks.append(Block(rule.id, rule.id, rule.citation, "consent revoked"))
-            return
+            return None
         maybe_wireless = facts.region in NANP_REGIONS and call.lead.line_type != LineType.LANDLINE
         telemarketing = c.purpose == "telemarketing"
         if maybe_wireless:
-            needed = "written" if telemarketing else "express"
-        elif robot and telemarketing:
-            needed = "written"
-        else:
+            return "written" if telemarketing else "express"
+        return "written" if robot and telemarketing else None
+
+    def _consent(self, rule: Rule, facts: NumberFacts, call: CallRequest, consent: ConsentState, blocks) -> None:
+        if rule.kind == "revocation":
+            c = call.campaign
+            if consent.revoked and (c.mode in rule.params.get("autodialed_modes", ())
+                                    or c.voice in rule.params.get("robot_voices", ())):
+                blocks.append(Block(rule.id, rule.id, rule.citation, "consent revoked"))
+            return
+        needed = self._needed_consent(rule, facts, call)
+        if needed is None:
             return
         have = consent.written if needed == "written" else consent.express
         if not have and not consent.revoked:
+            maybe_wireless = facts.region in NANP_REGIONS and call.lead.line_type != LineType.LANDLINE
             blocks.append(Block(rule.id, rule.id, rule.citation,
                                 f"{'possibly wireless' if maybe_wireless else 'landline'} number needs {needed} consent"))
+
+    def _reassigned(self, rule: Rule, facts: NumberFacts, call: CallRequest, consent: ConsentState, now: datetime,
+                    blocks: list[Block]) -> None:
+        """US-RND: a call that relies on consent asks whether the number was disconnected since then."""
+        needed = self._needed_consent(rule, facts, call)
+        given_at = consent.written_at if needed == "written" else consent.express_at if needed else None
+        if given_at is None:
+            return          # no consent relied on (or none given: US-CONS blocks)
+        if self.rnd is None:
+            blocks.append(Block(FailClosed.RND_NO_DATA, rule.id, rule.citation, "no reassigned numbers copy"))
+            return
+        try:
+            found = self.rnd.status(call.phone_e164, given_at.date())
+        except StorageError as exc:
+            blocks.append(Block(FailClosed.RND_STORE_UNAVAILABLE, rule.id, rule.citation, str(exc)))
+            return
+        if found.answer == RndAnswer.NO_DATA:
+            blocks.append(Block(FailClosed.RND_NO_DATA, rule.id, rule.citation,
+                                f"no reassigned numbers data for {given_at:%Y-%m-%d}"))
+        elif found.answer == RndAnswer.YES:
+            blocks.append(Block(rule.id, rule.id, rule.citation,
+                                f"permanently disconnected on {found.disconnected_on} after consent of {given_at:%Y-%m-%d}"))
+        if found.data_through is not None and (now.date() - found.data_through).days > rule.params["max_age_days"]:
+            blocks.append(Block(FailClosed.REGISTRY_STALE, rule.id, rule.citation,
+                                f"reassigned numbers copy dated {found.data_through}"))
 
     @staticmethod
     def _key(rule: Rule, call: CallRequest) -> str:

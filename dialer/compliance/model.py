@@ -63,7 +63,8 @@ class ConsentKind(enum.StrEnum):
 class ListKind(enum.StrEnum):
     FEDERAL = "federal"      # national registry by area code (US National DNC, Canada's DNCL)
     STATE = "state"          # a state registry by area code
-    TPS = "tps"              # UK Telephone Preference Service
+    TPS = "tps"              # UK Telephone Preference Service (individuals)
+    CTPS = "ctps"            # UK Corporate Telephone Preference Service
     INTERNAL = "internal"    # company-wide do-not-call (opt-outs)
     CAMPAIGN = "campaign"    # one campaign's list
     CUSTOM = "custom"        # litigators and other suppression lists
@@ -93,6 +94,8 @@ class FailClosed(enum.StrEnum):
     CONSENT_STORE_UNAVAILABLE = "CONSENT_STORE_UNAVAILABLE"
     COUNTER_STORE_UNAVAILABLE = "COUNTER_STORE_UNAVAILABLE"
     AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
+    RND_NO_DATA = "RND_NO_DATA"                  # reassigned-numbers copy missing or not covering the consent date
+    RND_STORE_UNAVAILABLE = "RND_STORE_UNAVAILABLE"
 
 
 @dataclass(frozen=True)

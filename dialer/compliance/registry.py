@@ -1,4 +1,4 @@
-"""Do-not-call registries (federal, state, ...) as one bitset per area code, and their imports.
+"""Do-not-call registries (federal, state, UK TPS/CTPS) as one bitset per area code, and their imports.
 
 The FTC's National Do Not Call Registry (~258 M numbers) is delivered by area code as
 "NPA,NXXXXXX" lines (full lists) and as change lists of additions and deletions; a seller must
@@ -8,6 +8,13 @@ is NXX-XXXX = i, little-endian within a byte) kept as a file named by its SHA-25
 directory, with its snapshot date, count and source in PostgreSQL (compliance_dnc_snapshots).
 Processes map the files read-only (numpy memmap), so engines on one host share one copy in the
 page cache; RegistryIndex.refresh() picks up new snapshots from the metadata.
+
+Whole lists: a state's list and the UK's TPS/CTPS (PECR reg 21, 26) are each one list, not a
+subscription by area code, so a full import covers every area code or prefix: those absent from
+the file hold no number, as of the list's date (compliance_dnc_coverage), and a later full import
+drops them. UK numbers use the same layout: the key is the first 3 digits of a 10-digit national
+significant number (NSN, the number without 0 or +44: 100-999) or the first 2 of a 9-digit one
+(10-99), and the bit index is the 7-digit remainder.
 """
 from __future__ import annotations
 
@@ -35,6 +42,40 @@ _DIGIT_WEIGHTS_NPA = np.array([100, 10, 1], dtype=np.int32)
 _DIGIT_WEIGHTS_LINE = np.array([10 ** k for k in range(6, -1, -1)], dtype=np.int32)
 
 Progress = Callable[[int], None]   # called with bytes consumed
+WHOLE_LIST_KINDS = frozenset({ListKind.STATE, ListKind.TPS, ListKind.CTPS})
+UK_KINDS = frozenset({ListKind.TPS, ListKind.CTPS})
+
+
+def uk_key(nsn: str) -> tuple[int, int] | None:
+    """(key, 7-digit remainder) of a UK national significant number; None when it has no such shape."""
+    if not nsn.isascii() or not nsn.isdigit() or nsn[:1] in ("", "0"):
+        return None
+    if len(nsn) == 10:
+        return int(nsn[:3]), int(nsn[3:])
+    if len(nsn) == 9:
+        return int(nsn[:2]), int(nsn[2:])
+    return None
+
+
+def registry_position(e164: str) -> tuple[int, int] | None:
+    """(area code or UK key, 7-digit remainder) of an E.164 number, for the registry bitsets."""
+    if len(e164) == 12 and e164.startswith("+1") and e164[1:].isdigit():
+        return int(e164[2:5]), int(e164[5:])
+    if e164.startswith("+44"):
+        return uk_key(e164[3:])
+    return None
+
+
+def _uk_digits(text: bytes) -> bytes:
+    """The NSN of a UK number written 0NSN, 44NSN, +44NSN or NSN (spaces and dashes ignored)."""
+    digits = text.replace(b" ", b"").replace(b"-", b"")
+    if digits.startswith(b"+44"):
+        digits = digits[3:]
+    elif digits.startswith(b"44") and len(digits) in (11, 12):
+        digits = digits[2:]
+    elif digits.startswith(b"0"):
+        digits = digits[1:]
+    return digits
 
 
 @dataclass
@@ -61,8 +102,8 @@ class ParseReport:
 # ---------------------------------------------------------------- parsing
 
 def _parse_lines_slow(block: bytes, first_line_no: int, report: ParseReport,
-                      with_action: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Line by line: tolerant of layout, reports each bad line. Returns npa, line7, add(bool)."""
+                      with_action: bool = False, uk: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Line by line: tolerant of layout, reports each bad line. Returns npa (or UK key), line7, add(bool)."""
     npas, lines, adds = [], [], []
     for offset, raw in enumerate(block.split(b"\n")):
         text = raw.strip()
@@ -76,6 +117,15 @@ def _parse_lines_slow(block: bytes, first_line_no: int, report: ParseReport,
             if action not in (b"A", b"D"):
                 report.bad(first_line_no + offset, raw, "action must be A or D")
                 continue
+        if uk:
+            found = uk_key(_uk_digits(text).decode("ascii", "replace"))
+            if found is None:
+                report.bad(first_line_no + offset, raw, "expected a UK number (0, 44 or +44, then 9-10 digits)")
+                continue
+            npas.append(found[0])
+            lines.append(found[1])
+            adds.append(action == b"A")
+            continue
         digits = text.replace(b",", b"").replace(b" ", b"")
         if len(digits) != 10 or not digits.isdigit() or digits[0] in b"01" or digits[3] in b"01":
             report.bad(first_line_no + offset, raw, "expected NPANXXXXXX or NPA,NXXXXXX")
@@ -105,9 +155,29 @@ def _parse_block_fast(block: bytes) -> tuple[np.ndarray, np.ndarray] | None:
     return npa, line7
 
 
+def _parse_block_fast_uk(block: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+    """Vectorised parse of TPS lines written 0 + 10-digit NSN (the common layout); None if irregular."""
+    compact = block.replace(b"\r", b"")
+    if not compact:
+        return np.empty(0, np.int32), np.empty(0, np.int32)
+    if not compact.endswith(b"\n"):
+        compact += b"\n"
+    if len(compact) % 12:
+        return None
+    rows = np.frombuffer(compact, dtype=np.uint8).reshape(-1, 12)
+    digits = rows[:, :11] - np.uint8(48)
+    if not ((rows[:, 11] == 10).all() and (digits <= 9).all() and (digits[:, 0] == 0).all()
+            and (digits[:, 1] >= 1).all()):
+        return None
+    key = digits[:, 1:4].astype(np.int32) @ _DIGIT_WEIGHTS_NPA
+    line7 = digits[:, 4:].astype(np.int32) @ _DIGIT_WEIGHTS_LINE
+    return key, line7
+
+
 def iter_number_blocks(path: Path, report: ParseReport, progress: Progress | None = None,
-                       with_action: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(npa, line7, is_addition) arrays for each chunk of a registry or change-list file."""
+                       with_action: bool = False, uk: bool = False
+                       ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(npa or UK key, line7, is_addition) arrays for each chunk of a registry or change-list file."""
     line_no = 1
     carry = b""
     try:
@@ -128,13 +198,13 @@ def iter_number_blocks(path: Path, report: ParseReport, progress: Progress | Non
                     continue
             else:
                 block, carry = data, b""
-            fast = None if with_action else _parse_block_fast(block)
+            fast = None if with_action else (_parse_block_fast_uk if uk else _parse_block_fast)(block)
             if fast is not None:
                 npa, line7 = fast
                 report.lines += len(npa)
                 yield npa, line7, np.ones(len(npa), dtype=bool)
             else:
-                yield _parse_lines_slow(block, line_no, report, with_action)
+                yield _parse_lines_slow(block, line_no, report, with_action, uk)
             line_no += block.count(b"\n")
             if progress:
                 progress(len(chunk))
@@ -161,7 +231,7 @@ def count_bits(bits: np.ndarray) -> int:
 
 
 def stream_bitsets(paths: Iterable[Path], report: ParseReport, progress: Progress | None = None,
-                   max_open: int = MAX_OPEN_AREA_CODES) -> Iterator[tuple[int, np.ndarray]]:
+                   max_open: int = MAX_OPEN_AREA_CODES, uk: bool = False) -> Iterator[tuple[int, np.ndarray]]:
     """(npa, bitset) pairs from full registry files, holding at most `max_open` bitsets in memory.
 
     Registry files come sorted by area code, so each area code is normally yielded once; with
@@ -170,7 +240,7 @@ def stream_bitsets(paths: Iterable[Path], report: ParseReport, progress: Progres
     """
     open_bits: OrderedDict[int, np.ndarray] = OrderedDict()
     for path in paths:
-        for npa, line7, _adds in iter_number_blocks(Path(path), report, progress):
+        for npa, line7, _adds in iter_number_blocks(Path(path), report, progress, uk=uk):
             if not len(npa):
                 continue
             if (npa[1:] < npa[:-1]).any():
@@ -191,10 +261,10 @@ def stream_bitsets(paths: Iterable[Path], report: ParseReport, progress: Progres
 
 
 def build_bitsets(paths: Iterable[Path], report: ParseReport,
-                  progress: Progress | None = None) -> dict[int, np.ndarray]:
+                  progress: Progress | None = None, uk: bool = False) -> dict[int, np.ndarray]:
     """Full registry files -> {npa: packed bitset}, all in memory (dry runs, tests)."""
     bitsets: dict[int, np.ndarray] = {}
-    for npa, bits in stream_bitsets(paths, report, progress, max_open=1000):
+    for npa, bits in stream_bitsets(paths, report, progress, max_open=1000, uk=uk):
         if npa in bitsets:
             bitsets[npa] |= bits
         else:
@@ -219,9 +289,6 @@ class RegistryIndex:
     def mark_complete(self, kind: str, jurisdiction: str, as_of: date) -> None:
         self._complete[(kind, jurisdiction)] = as_of
         self._snapshots.setdefault((kind, jurisdiction), {})
-
-    def has_list(self, kind: str, jurisdiction: str) -> bool:
-        return bool(self._snapshots.get((kind, jurisdiction))) or (kind, jurisdiction) in self._complete
 
     def lookup(self, kind: str, jurisdiction: str, npa: int, line7: int) -> tuple[bool | None, date | None]:
         """(True hit / False clear / None no snapshot for the area code, snapshot date)."""
@@ -253,20 +320,33 @@ class RegistryIndex:
                 out[idx] = bits_set(snap.bits, line7[idx])
         return out
 
+    def retain(self, present: set[tuple[str, str, int]], complete: dict[tuple[str, str], date]) -> None:
+        """Forget snapshots and whole-list dates the system of record no longer has."""
+        for (kind, jurisdiction), snaps in self._snapshots.items():
+            for npa in [n for n in snaps if (kind, jurisdiction, n) not in present]:
+                del snaps[npa]
+        self._complete = {}
+        for (kind, jurisdiction), as_of in complete.items():
+            self.mark_complete(kind, jurisdiction, as_of)
+
     def lists(self) -> list[tuple[str, str]]:
         return sorted(set(self._snapshots) | set(self._complete))
 
     def area_codes(self, kind: str, jurisdiction: str) -> dict[int, NpaSnapshot]:
         return dict(self._snapshots.get((kind, jurisdiction), {}))
 
+    def add_files(self, kind: str, jurisdiction: str, paths: list[Path], as_of: date,
+                  report: ParseReport) -> "RegistryIndex":
+        """Plain files as one complete list as of `as_of` (the `compliance check --dnc-file` case)."""
+        for npa, bits in build_bitsets(paths, report, uk=kind in UK_KINDS).items():
+            self.put(kind, jurisdiction, npa, NpaSnapshot(bits, as_of, count_bits(bits)))
+        self.mark_complete(kind, jurisdiction, as_of)
+        return self
+
     @classmethod
     def from_files(cls, paths: list[Path], as_of: date, report: ParseReport) -> "RegistryIndex":
-        """A complete federal snapshot from plain files (the `compliance check --dnc-file` case)."""
-        index = cls()
-        for npa, bits in build_bitsets(paths, report).items():
-            index.put(ListKind.FEDERAL, "US", npa, NpaSnapshot(bits, as_of, count_bits(bits)))
-        index.mark_complete(ListKind.FEDERAL, "US", as_of)
-        return index
+        """A complete federal snapshot from plain files."""
+        return cls().add_files(ListKind.FEDERAL, "US", paths, as_of, report)
 
 
 # ---------------------------------------------------------------- the system of record
@@ -332,10 +412,12 @@ class RegistryStore:
             raise StorageError(f"registry file {path} has {len(bits)} bytes, expected {BYTES_PER_NPA}")
         return bits
 
-    def _already_imported(self, kind: str, jurisdiction: str, file_sha: str, mode: str) -> bool:
+    def _already_imported(self, kind: str, jurisdiction: str, file_sha: str, mode: str, snapshot_date: date) -> bool:
+        """The same file for the same date was imported before (a later date is a fresh copy: it re-imports)."""
         row = self.conn.execute(
             "SELECT 1 FROM compliance_dnc_imports WHERE list_kind=%s AND jurisdiction=%s"
-            " AND file_sha256=%s AND mode=%s", (kind, jurisdiction, file_sha, mode)).fetchone()
+            " AND file_sha256=%s AND mode=%s AND snapshot_date=%s",
+            (kind, jurisdiction, file_sha, mode, snapshot_date)).fetchone()
         return row is not None
 
     @_storage_errors
@@ -345,7 +427,7 @@ class RegistryStore:
         path = Path(path)
         file_sha = _file_sha(path)
         report = ParseReport()
-        if self._already_imported(kind, jurisdiction, file_sha, "full"):
+        if self._already_imported(kind, jurisdiction, file_sha, "full", snapshot_date):
             return ImportResult(None, True, 0, 0, 0, 0, report)
         staging = self.root / kind / jurisdiction / f".staging-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
@@ -353,7 +435,7 @@ class RegistryStore:
         try:
             # Area codes stream through a few open bitsets into staging files, so memory stays
             # at MAX_OPEN_AREA_CODES x 1.25 MB whatever the size of the registry.
-            for npa, bits in stream_bitsets([path], report, progress):
+            for npa, bits in stream_bitsets([path], report, progress, uk=kind in UK_KINDS):
                 part = staging / f"{npa:03d}.part"
                 if part.exists():
                     bits |= np.fromfile(part, dtype=np.uint8)
@@ -367,6 +449,12 @@ class RegistryStore:
                     total += count
                     sha, file_path = self._write_bits(kind, jurisdiction, npa, bits)
                     self._upsert(kind, jurisdiction, npa, snapshot_date, count, source, sha, file_path)
+                if kind in WHOLE_LIST_KINDS:
+                    # The file is the whole list: area codes or prefixes not in it hold no number now.
+                    self.conn.execute(
+                        "DELETE FROM compliance_dnc_snapshots WHERE list_kind=%s AND jurisdiction=%s"
+                        " AND NOT (npa = ANY(%s))", (kind, jurisdiction, [int(p.stem) for p in parts]))
+                    self._set_coverage(kind, jurisdiction, snapshot_date, replace=True)
                 import_id = self._record_import(kind, jurisdiction, "full", source, file_sha, snapshot_date,
                                                 len(parts), total, 0, report)
         finally:
@@ -380,12 +468,22 @@ class RegistryStore:
         path = Path(path)
         file_sha = _file_sha(path)
         report = ParseReport()
-        if self._already_imported(kind, jurisdiction, file_sha, "changes"):
+        if self._already_imported(kind, jurisdiction, file_sha, "changes", snapshot_date):
             return ImportResult(None, True, 0, 0, 0, 0, report)
         current = {r[0]: r for r in self.conn.execute(
             "SELECT npa, snapshot_date, file_path FROM compliance_dnc_snapshots"
             " WHERE list_kind=%s AND jurisdiction=%s", (kind, jurisdiction)).fetchall()}
-        parts = list(iter_number_blocks(path, report, progress, with_action=True))
+        whole_list = kind in WHOLE_LIST_KINDS
+        if whole_list:
+            covered = self.conn.execute(
+                "SELECT snapshot_date FROM compliance_dnc_coverage WHERE list_kind=%s AND jurisdiction=%s",
+                (kind, jurisdiction)).fetchone()
+            if covered is None:
+                raise DncImportError(f"no full {kind} {jurisdiction} list imported yet; import one before changes")
+            if covered[0] > snapshot_date:
+                raise DncImportError(f"change list dated {snapshot_date} is older than the {kind} {jurisdiction}"
+                                     f" list of {covered[0]}")
+        parts = list(iter_number_blocks(path, report, progress, with_action=True, uk=kind in UK_KINDS))
         keys = np.concatenate([p[0].astype(np.int64) * BITS_PER_NPA + p[1] for p in parts] or [np.empty(0, np.int64)])
         actions = np.concatenate([p[2] for p in parts] or [np.empty(0, bool)])
         # When a number appears several times, its last line in the file wins.
@@ -401,14 +499,16 @@ class RegistryStore:
                 continue
             code = int(npas[start])
             row = current.get(code)
-            if row is None:
+            if row is None and not whole_list:
                 report.bad(0, f"{code:03d}".encode(),
                            f"{end - start} changes for an area code with no full snapshot; import one first")
                 continue
-            if row[1] > snapshot_date:
+            if row is not None and row[1] > snapshot_date:
                 raise DncImportError(f"change list dated {snapshot_date} is older than area code"
                                      f" {code:03d}'s snapshot of {row[1]}")
-            bits = touched[code] = self._read_bits(row[2]).copy()
+            # In a whole list, an area code or prefix without a snapshot holds no number yet.
+            bits = touched[code] = (self._read_bits(row[2]).copy() if row is not None
+                                    else np.zeros(BYTES_PER_NPA, dtype=np.uint8))
             group_lines, group_add = lines[start:end], is_add[start:end]
             before = bits_set(bits, group_lines)
             set_bits(bits, group_lines[group_add], True)
@@ -416,20 +516,44 @@ class RegistryStore:
             added += int((group_add & ~before).sum())
             removed += int((~group_add & before).sum())
         with self.conn.transaction():
-            for code, row in current.items():
-                bits = touched.get(code)
-                if bits is not None:
-                    sha, file_path = self._write_bits(kind, jurisdiction, code, bits)
-                    self._upsert(kind, jurisdiction, code, snapshot_date, count_bits(bits), source, sha, file_path)
-                else:
+            for code, bits in touched.items():
+                sha, file_path = self._write_bits(kind, jurisdiction, code, bits)
+                self._upsert(kind, jurisdiction, code, snapshot_date, count_bits(bits), source, sha, file_path)
+            for code in current:
+                if code not in touched:
                     # A change list covers every subscribed area code: no change still refreshes the date.
                     self.conn.execute(
                         "UPDATE compliance_dnc_snapshots SET snapshot_date=greatest(snapshot_date, %s)"
                         " WHERE list_kind=%s AND jurisdiction=%s AND npa=%s",
                         (snapshot_date, kind, jurisdiction, code))
+            if whole_list:
+                self._set_coverage(kind, jurisdiction, snapshot_date, replace=False)
             import_id = self._record_import(kind, jurisdiction, "changes", source, file_sha, snapshot_date,
                                             len(touched), 0, added, report, removed)
         return ImportResult(import_id, False, len(touched), 0, added, removed, report)
+
+    def import_numbers(self, numbers: Iterable[str], *, kind: str, jurisdiction: str, snapshot_date: date,
+                       source: str) -> ImportResult:
+        """A full import of E.164 numbers held in memory (demo data, tests, benchmarks)."""
+        folder = self.root / kind / jurisdiction
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f".numbers-{os.getpid()}.txt"
+        prefix = "+44" if kind in UK_KINDS else "+1"
+        path.write_text("".join(("0" if prefix == "+44" else "") + n.removeprefix(prefix) + "\n" for n in numbers))
+        try:
+            return self.import_full(path, kind=kind, jurisdiction=jurisdiction, snapshot_date=snapshot_date,
+                                    source=source)
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _set_coverage(self, kind: str, jurisdiction: str, snapshot_date: date, *, replace: bool) -> None:
+        """The whole list's date: set by a full import, moved forward (never back) by a change list."""
+        update = "excluded.snapshot_date" if replace else \
+            "greatest(compliance_dnc_coverage.snapshot_date, excluded.snapshot_date)"
+        self.conn.execute(
+            "INSERT INTO compliance_dnc_coverage (list_kind, jurisdiction, snapshot_date) VALUES (%s,%s,%s)"
+            f" ON CONFLICT (list_kind, jurisdiction) DO UPDATE SET snapshot_date={update}, updated_at=now()",
+            (kind, jurisdiction, snapshot_date))
 
     def _upsert(self, kind, jurisdiction, npa, snapshot_date, count, source, sha, file_path) -> None:
         self.conn.execute(
@@ -457,10 +581,21 @@ class RegistryStore:
         except psycopg.Error as exc:
             raise StorageError(f"registry metadata unavailable: {exc}") from exc
 
+    def coverage(self) -> dict[tuple[str, str], date]:
+        """Whole lists (state, TPS, CTPS) and the date their latest full import or change list holds."""
+        try:
+            rows = self.conn.execute(
+                "SELECT list_kind, jurisdiction, snapshot_date FROM compliance_dnc_coverage").fetchall()
+        except psycopg.Error as exc:
+            raise StorageError(f"registry metadata unavailable: {exc}") from exc
+        return {(kind, jurisdiction): as_of for kind, jurisdiction, as_of in rows}
+
     def load_index(self, index: RegistryIndex | None = None) -> RegistryIndex:
         """Map every snapshot's file (read-only memmap); reuse those whose SHA did not change."""
         index = index or RegistryIndex()
-        for kind, jurisdiction, npa, snap_date, count, sha, file_path, source in self.metadata():
+        rows, coverage = self.metadata(), self.coverage()
+        present = {(kind, jurisdiction, npa) for kind, jurisdiction, npa, *_rest in rows}
+        for kind, jurisdiction, npa, snap_date, count, sha, file_path, source in rows:
             current = index.area_codes(kind, jurisdiction).get(npa)
             if current is not None and current.sha256 == sha:
                 current.snapshot_date = snap_date
@@ -472,5 +607,6 @@ class RegistryStore:
             if len(bits) != BYTES_PER_NPA:
                 raise StorageError(f"registry file {file_path} is truncated")
             index.put(kind, jurisdiction, npa, NpaSnapshot(bits, snap_date, count, sha, source))
+        index.retain(present, coverage)
         return index
 

@@ -19,7 +19,8 @@ from dialer.compliance.model import (
     Campaign, DialMode, ListKind, Outcome, Purpose, RulePackError, Voice,
 )
 
-RULE_KINDS = {"hours", "registry", "internal_list", "revocation", "consent", "caller_id", "counter", "lock"}
+RULE_KINDS = {"hours", "registry", "internal_list", "revocation", "consent", "reassigned", "caller_id", "counter",
+              "lock"}
 COUNTER_KEYS = {"phone", "phone_subject", "phone_seller", "person_debt"}
 _DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -163,8 +164,17 @@ def _parse_rule(raw: dict, pack_id: str) -> Rule:
                     raise RulePackError(f"{where}: unknown outcome {data[name]!r}") from None
         if kind == "counter" and not (isinstance(data.get("limit"), int) and isinstance(data.get("window_seconds"), int)):
             raise RulePackError(f"{where}: counter needs integer limit and window_seconds")
-    if kind in ("registry",) and data.get("list") not in (ListKind.FEDERAL, ListKind.STATE, ListKind.TPS):
-        raise RulePackError(f"{where}: registry rule needs list federal, state or tps")
+    if kind == "registry":
+        # `list` names one registry kind, or several that all apply (UK: TPS and CTPS).
+        kinds = data.get("list")
+        kinds = tuple(kinds) if isinstance(kinds, list) else (kinds,)
+        registries = (ListKind.FEDERAL, ListKind.STATE, ListKind.TPS, ListKind.CTPS)
+        if not kinds or any(k not in registries for k in kinds) or \
+                (ListKind.STATE in kinds and len(kinds) > 1):
+            raise RulePackError(f"{where}: registry rule needs list federal, state, tps or ctps (or several of tps/ctps)")
+        data["list"] = tuple(ListKind(k) for k in kinds)
+    if kind == "reassigned" and not isinstance(data.get("max_age_days"), int):
+        raise RulePackError(f"{where}: reassigned rule needs an integer max_age_days")
     if kind == "internal_list":
         for name in data.get("lists", ()):
             if name not in (ListKind.INTERNAL, ListKind.CAMPAIGN, ListKind.CUSTOM):
@@ -232,6 +242,11 @@ class RuleBook:
             cached = tuple(national + [p for p in self.packs if "*" in p.countries]) if national else ()
             self._by_country[region] = cached
         return cached
+
+    def state_list_states(self) -> tuple[str, ...]:
+        """States whose own do-not-call list a registry rule consults (a copy of each is needed)."""
+        return tuple(sorted({s for p in self.packs for r in p.rules
+                             if r.kind == "registry" and r.params["list"] == (ListKind.STATE,) for s in r.states}))
 
     def outcome_rules(self, outcome: Outcome) -> list[Rule]:
         return [r for p in self.packs for r in p.rules

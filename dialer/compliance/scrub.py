@@ -3,7 +3,8 @@
 A list scrub is a planning aid: it removes numbers that can never be called (invalid, or on a
 registry or company list) before they reach the hopper. It does not replace the gate, which
 decides again immediately before each originate. phonenumbers parses ~17,000 numbers per second
-per core, so NANP numbers are validated per exchange (NPA-NXX) with a cached table, and registry
+per core, so NANP numbers are validated per exchange (NPA-NXX) with a cached table (per NPA-NXX-X
+in the few area codes where the 7th digit decides validity: Geography.cache_width), and registry
 membership is tested in numpy batches; only non-NANP numbers go through phonenumbers one by one.
 """
 from __future__ import annotations
@@ -41,17 +42,40 @@ class Scrubber:
         self.registry = registry
         self.as_of = as_of
         self._exchange_valid = np.zeros(1_000_000, dtype=np.int8)   # 0 unknown, 1 valid US/CA..., -1 invalid
+        # Digits that decide validity per area code (7 in 246, 658, 876), and the longer prefixes' answers.
+        self._widths = np.array([geo.cache_width(f"{npa:03d}") for npa in range(1000)], dtype=np.int64)
+        self._prefix_valid: dict[int, bool] = {}
         suppressed_nanp = [int(p[2:]) for p in suppressed if p.startswith("+1") and len(p) == 12]
         self._suppressed_nanp = np.array(sorted(suppressed_nanp), dtype=np.int64)
         self._suppressed_other = {p for p in suppressed if not (p.startswith("+1") and len(p) == 12)}
         self._federal_age: dict[int, int | None] = {}
 
-    def _valid_exchanges(self, exchanges: np.ndarray) -> np.ndarray:
-        unknown = np.unique(exchanges[self._exchange_valid[exchanges] == 0])
+    def _valid_numbers(self, numbers: np.ndarray) -> np.ndarray:
+        """Validity of 10-digit NANP numbers, from per-prefix answers of phonenumbers."""
+        exchanges = numbers // 10_000
+        widths = self._widths[numbers // 10_000_000]
+        long = widths > 6
+        short = ~long
+        unknown = np.unique(exchanges[short & (self._exchange_valid[exchanges] == 0)])
         for ex in unknown.tolist():
             facts = self.geo.exchange_facts(f"{ex:06d}")
             self._exchange_valid[ex] = 1 if facts.valid else -1
-        return self._exchange_valid[exchanges] == 1
+        valid = self._exchange_valid[exchanges] == 1
+        if long.any():
+            idx = np.flatnonzero(long)
+            # A w-digit prefix (first digit 2-9) lies in [2*10^(w-1), 10^w): prefixes of different widths never collide.
+            prefixes = numbers[idx] // 10 ** (10 - widths[idx])
+            unique, first, inverse = np.unique(prefixes, return_index=True, return_inverse=True)
+            answers = np.array([self._prefix_is_valid(int(p), int(widths[idx[f]]))
+                                for p, f in zip(unique.tolist(), first.tolist())], dtype=bool)
+            valid[idx] = answers[inverse]
+        return valid
+
+    def _prefix_is_valid(self, prefix: int, width: int) -> bool:
+        found = self._prefix_valid.get(prefix)
+        if found is None:
+            found = self._prefix_valid[prefix] = self.geo.exchange_facts(f"{prefix:0{width}d}").valid
+        return found
 
     def _registry_state(self, npa: int) -> str | None:
         """None when the area code's federal copy is usable, else a fail-closed code."""
@@ -97,8 +121,7 @@ class Scrubber:
         if not nanp_idx:
             return reasons
         numbers = np.array(nanp_numbers, dtype=np.int64)
-        exchanges = (numbers // 10_000).astype(np.int64)
-        valid = self._valid_exchanges(exchanges)
+        valid = self._valid_numbers(numbers)
         on_federal = self.registry.contains_many(ListKind.FEDERAL, "US", numbers)
         suppressed = np.isin(numbers, self._suppressed_nanp) if len(self._suppressed_nanp) else np.zeros(len(numbers), bool)
         # Reject codes in priority order: invalid, company list, federal registry, registry copy.

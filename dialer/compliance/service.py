@@ -12,9 +12,10 @@ from dialer import storage
 from dialer.compliance.audit import PgAudit
 from dialer.compliance.counters import MemoryCounters, RedisCounters
 from dialer.compliance.gate import ComplianceGate
-from dialer.compliance.model import ComplianceError
+from dialer.compliance.model import ComplianceError, ListKind
 from dialer.compliance.records import MemoryRecords, PgRecords
 from dialer.compliance.registry import ParseReport, RegistryIndex, RegistryStore
+from dialer.compliance.rnd import MemoryRnd, PgRnd
 from dialer.compliance.rules import load_packs
 from dialer.errors import StorageError
 
@@ -74,14 +75,37 @@ def live_gate(db_url: str | None = None, redis_url: str | None = None, directory
         index = RegistryIndex()      # empty: telemarketing blocks (REGISTRY_MISSING) until a refresh works
     redis_client = storage.connect_redis(redis_url, timeout_s=redis_timeout_s, retries=redis_retries)
     return ComplianceGate(load_packs(), index, PgRecords(conn), RedisCounters(redis_client), PgAudit(conn),
-                          refresh_registry=registry_store.load_index)
+                          rnd=PgRnd(conn), refresh_registry=registry_store.load_index)
 
 
-def dry_run_gate(dnc_files: list[Path], as_of: date) -> tuple[ComplianceGate, MemoryRecords]:
-    """A gate on memory stores; the files, if any, are one complete federal snapshot as of `as_of`."""
-    report = ParseReport()
-    registry = RegistryIndex.from_files(dnc_files, as_of, report) if dnc_files else RegistryIndex()
-    if report.bad_lines:
-        raise ComplianceError(f"{report.bad_lines} bad lines in --dnc-file: {'; '.join(report.bad_samples[:3])}")
+def import_test_lists(store: RegistryStore, as_of: date, *, federal: list[str] = (),
+                      states: dict[str, list[str]] | None = None, source: str) -> None:
+    """Synthetic full copies of the federal registry and of every state list the packs consult
+    (the demo, engine tests, benchmarks): a state without numbers given gets an empty list."""
+    store.import_numbers(federal, kind=ListKind.FEDERAL, jurisdiction="US", snapshot_date=as_of, source=source)
+    for state in load_packs().state_list_states():
+        store.import_numbers((states or {}).get(state, ()), kind=ListKind.STATE, jurisdiction=state,
+                             snapshot_date=as_of, source=source)
+
+
+def dry_run_gate(dnc_files: list[Path], as_of: date, *, state_files: dict[str, list[Path]] | None = None,
+                 tps_files: list[Path] = (), ctps_files: list[Path] = (),
+                 rnd_files: list[Path] = ()) -> tuple[ComplianceGate, MemoryRecords]:
+    """A gate on memory stores. Each group of files, when given, is one complete list as of `as_of`:
+    the federal registry, a state's list, TPS, CTPS, and the reassigned numbers database (covering
+    every date up to `as_of`). A list without files is missing: the calls that need it fail closed."""
+    registry = RegistryIndex()
+    groups = [(ListKind.FEDERAL, "US", list(dnc_files), "--dnc-file"),
+              (ListKind.TPS, "GB", list(tps_files), "--tps-file"), (ListKind.CTPS, "GB", list(ctps_files), "--ctps-file")]
+    groups += [(ListKind.STATE, state, list(paths), f"--state-dnc-file {state}")
+               for state, paths in sorted((state_files or {}).items())]
+    for kind, jurisdiction, paths, option in groups:
+        if not paths:
+            continue
+        report = ParseReport()
+        registry.add_files(kind, jurisdiction, paths, as_of, report)
+        if report.bad_lines:
+            raise ComplianceError(f"{report.bad_lines} bad lines in {option}: {'; '.join(report.bad_samples[:3])}")
+    rnd = MemoryRnd.from_files(list(rnd_files), date.min, as_of) if rnd_files else None
     records = MemoryRecords()
-    return ComplianceGate(load_packs(), registry, records, MemoryCounters()), records
+    return ComplianceGate(load_packs(), registry, records, MemoryCounters(), rnd=rnd), records
