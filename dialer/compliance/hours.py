@@ -62,7 +62,10 @@ class HoursCheck:
         return spec.windows[day.weekday()]
 
     def allows(self, moment: datetime, calendars: HolidayCalendars) -> bool:
-        local = moment.astimezone(self.clock)
+        return self.allows_local(moment.astimezone(self.clock), calendars)
+
+    def allows_local(self, local: datetime, calendars: HolidayCalendars) -> bool:
+        """allows() for the moment already on this check's clock."""
         seconds = local.hour * 3600 + local.minute * 60 + local.second
         for start, end in self.windows_on(local.date(), calendars):
             if start <= seconds < end:
@@ -89,7 +92,16 @@ class HoursCheck:
 
 
 def failing_checks(checks: list[HoursCheck], moment: datetime, calendars: HolidayCalendars) -> list[HoursCheck]:
-    return [c for c in checks if not c.allows(moment, calendars)]
+    # several rules share a zone: convert the moment once per clock (the hot path's main cost)
+    local_by_clock: dict[tzinfo, datetime] = {}
+    failing = []
+    for c in checks:
+        local = local_by_clock.get(c.clock)
+        if local is None:
+            local = local_by_clock[c.clock] = moment.astimezone(c.clock)
+        if not c.allows_local(local, calendars):
+            failing.append(c)
+    return failing
 
 
 def next_allowed(checks: list[HoursCheck], moment: datetime, calendars: HolidayCalendars,
