@@ -2,7 +2,9 @@
 
 A frame is tonal when one spectral peak (or two, for two-tone beeps) holds most of the
 300-3400 Hz energy of its 80 ms window (see amd.features). Consecutive tonal frames whose main
-frequency stays within a tolerance form a run; when the run ends it is classified:
+frequency stays within a tolerance form a run (a frame impure only because its window also holds
+a lost packet or a noise burst continues a run under way, at the run's frequency and level);
+when the run ends it is classified:
 
 - RINGBACK: two tones at 440 + 480 Hz (North American ringback, ITU-T E.180) or any pair closer
   than 60 Hz (a beating tone), which FreeSWITCH's mod_avmd reports as beeps;
@@ -56,6 +58,8 @@ class BeepParams:
     min_beep_ms: int = 180
     max_beep_ms: int = 1700
     gap_frames: int = 2             # lost frames tolerated inside a tone
+    continue_purity: float = 0.30   # a frame at the tone's level and frequency with this much
+    continue_level_db: float = 3.0  # of the band's energy continues a tone already under way
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,10 @@ class BeepDetector:
         self._last_run_end_i = -1000
         self.tonal = False                        # this frame is tonal
         self.speech_heard = False                 # set by the owner: a greeting was heard
+        # set by the owner: let impure frames continue a tone (see _continues). More beeps are
+        # found whole, and a held vowel is a little likelier to pass for one: worth it while
+        # waiting for the beep of a known machine, not while a person may be on the line
+        self.continue_runs = False
 
     @property
     def in_tone(self) -> bool:
@@ -130,6 +138,8 @@ class BeepDetector:
                     return self._close(run, i, changed=False)
             return None
         tone = self._frame_tone(f)
+        if tone is None and self.continue_runs and run is not None and run.frames >= 3 and self._continues(run, f):
+            tone = run.freqs
         self.tonal = tone is not None
         event = None
         if tone is not None:
@@ -150,6 +160,17 @@ class BeepDetector:
             if run.gap > self.params.gap_frames:
                 return self._close(run, i, changed=False)
         return None
+
+    def _continues(self, run: _Run, f: FrameFeatures) -> bool:
+        """A frame that is not pure enough to be a tone on its own but carries the run's tone
+        at its level: its 80 ms window also holds a lost packet or a burst of noise."""
+        p = self.params
+        if not _near(f.f1_hz, run.freqs, p.freq_tolerance_hz):
+            return False
+        if f.purity1 < p.continue_purity:
+            return False
+        levels = [lv for i, lv in list(self._levels)[-run.frames - 2:-1] if lv > SILENT_DB]
+        return bool(levels) and f.level_db >= float(np.median(levels)) - p.continue_level_db
 
     def _extend(self, run: _Run, tone: tuple[float, ...], main_hz: float, i: int) -> None:
         run.last_tonal_i = i

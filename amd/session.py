@@ -64,6 +64,7 @@ class CallAnalyzer:
         else:
             self.detector = DialerDetector(p.detector)
         self.beep = BeepDetector(p.beep)
+        self.beep.continue_runs = beep_stage_only
         self._extractor: FeatureExtractor | None = None
         self.index = -1
         self.decision: Decision | None = None
@@ -146,6 +147,8 @@ class CallAnalyzer:
         self.decision = decision
         if decision.result is not AmdResult.MACHINE:
             self._finish(BeepOutcome.NOT_LISTENING)
+        else:
+            self.beep.continue_runs = True
 
     def _listen_for_beep(self, f: FrameFeatures, event: ToneEvent | None) -> None:
         p = self.params

@@ -26,9 +26,10 @@ def noisy(x, snr_db=10.0, ref_rms=3000.0, seed=0):
     return x + rng.standard_normal(len(x)) * ref_rms * 10 ** (-snr_db / 20)
 
 
-def events(signal):
+def events(signal, continue_runs=False):
     det = BeepDetector()
     det.speech_heard = True          # as after a greeting
+    det.continue_runs = continue_runs
     out = []
     for f in features_for_signal(audio.to_int16(signal)):
         e = det.feed(f)
@@ -37,8 +38,8 @@ def events(signal):
     return out
 
 
-def beeps(signal):
-    return [e for e in events(signal) if e.kind is ToneKind.BEEP]
+def beeps(signal, continue_runs=False):
+    return [e for e in events(signal, continue_runs) if e.kind is ToneKind.BEEP]
 
 
 @pytest.mark.parametrize("freqs,seconds", [((440.0,), 0.5), ((640.0,), 1.0), ((700.0,), 0.42), ((1000.0,), 0.3),
@@ -162,3 +163,17 @@ def test_beep_stage_only_listens_from_the_first_frame(captures_dir):
     assert analyzer.beep_outcome is BeepOutcome.BEEP and 14500 <= analyzer.beep_event.end_ms <= 16100
     result = analyzer.result()          # no AMD decision in this mode: NOTSURE, with the beep end
     assert result.cause.value == "END_OF_AUDIO" and result.beep_end_ms == analyzer.beep_event.end_ms
+
+
+@pytest.mark.parametrize("freqs", [(1000.0,), (548.0, 760.0)])
+def test_beep_with_a_lost_packet_inside_is_one_beep(freqs):
+    # a 20 ms frame lost mid-beep and filled with faint noise (not digital silence): its 80 ms
+    # window spoils the purity of the frames after it, which must not split the beep once the
+    # call is known to be a machine (continue_runs, set by the analyzer after MACHINE)
+    start, seconds = 0.5, 0.9
+    x = noisy(np.concatenate([silence(start), tone(freqs, seconds), silence(0.8)]), snr_db=30)
+    lost = int((start + 0.4) * RATE) // 160 * 160
+    x[lost:lost + 160] = np.random.default_rng(5).standard_normal(160) * 8      # about -72 dBFS
+    found = beeps(x, continue_runs=True)
+    assert len(found) == 1, events(x, continue_runs=True)
+    assert abs(found[0].end_ms - (start + seconds) * 1000) <= 40
