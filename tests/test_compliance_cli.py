@@ -223,3 +223,18 @@ def test_scrub_keeps_quoted_records_intact(runner, dnc_files, tmp_path):
     rejects = list(csv.reader(open(tmp_path / "r.csv", newline="")))
     assert rejects == [["id", "note", "phone", "reject_reason"], ["2", "two\nlines", "(212) 555-0100", "US-DNC-1"],
                        ["3", "short", "INVALID_NUMBER"]]
+
+
+def test_scrub_rejects_numbers_on_a_state_list(runner, dnc_files, tmp_path):
+    leads = tmp_path / "leads.csv"
+    leads.write_text("id,phone\n1,3125551234\n2,3125551235\n3,2125551234\n")
+    texas = tmp_path / "tx.txt"
+    texas.write_text("3125551234\n")          # a Chicago number on Texas's list: the person may live there
+    out = runner.invoke(main, ["compliance", "scrub", str(leads), "--out", str(tmp_path / "c.csv"),
+                               "--rejects", str(tmp_path / "r.csv"), *dnc_files, "--state-dnc-file", f"TX={texas}"])
+    assert out.exit_code == 0, out.output
+    assert [row[0] for row in csv.reader(open(tmp_path / "c.csv"))] == ["id", "2", "3"]
+    assert {row[0]: row[-1] for row in csv.reader(open(tmp_path / "r.csv"))} == {"id": "reject_reason", "1": "TX-DNC"}
+    bad = runner.invoke(main, ["compliance", "scrub", str(leads), "--out", str(tmp_path / "c.csv"),
+                               "--rejects", str(tmp_path / "r.csv"), *dnc_files, "--state-dnc-file", "Texas"])
+    assert bad.exit_code == 2 and "expected XX=PATH" in bad.output

@@ -310,12 +310,7 @@ def compliance_check(number, at, state, zip_code, purpose, mode, voice, consent,
     from dialer.compliance.service import dry_run_gate
     if bool(number) == bool(batch):
         raise click.UsageError("give a NUMBER or --batch FILE (not both)")
-    state_files: dict[str, list[Path]] = {}
-    for spec in state_dnc_files:
-        code, sep, path = spec.partition("=")
-        if not sep or len(code.strip()) != 2 or not code.strip().isalpha() or not path:
-            raise click.UsageError(f"--state-dnc-file {spec!r}: expected XX=PATH")
-        state_files.setdefault(code.strip().upper(), []).append(Path(path))
+    state_files = _state_files(state_dnc_files)
     try:
         lines = batch.read_text(encoding="utf-8").splitlines() if batch else []
         for option, paths in (("--dnc-file", dnc_files), ("--state-dnc-file", [p for ps in state_files.values() for p in ps]),
@@ -369,6 +364,17 @@ def compliance_check(number, at, state, zip_code, purpose, mode, voice, consent,
 
 
 
+def _state_files(specs) -> dict[str, list[Path]]:
+    """--state-dnc-file XX=PATH options, by state."""
+    state_files: dict[str, list[Path]] = {}
+    for spec in specs:
+        code, sep, path = spec.partition("=")
+        if not sep or len(code.strip()) != 2 or not code.strip().isalpha() or not path:
+            raise click.UsageError(f"--state-dnc-file {spec!r}: expected XX=PATH")
+        state_files.setdefault(code.strip().upper(), []).append(Path(path))
+    return state_files
+
+
 @compliance.command("audit")
 @click.option("--number", default=None, help="E.164 or national (with --region)")
 @click.option("--region", default="US")
@@ -418,7 +424,9 @@ def compliance_audit(number, region, campaign, since, limit, verify, as_json) ->
 @click.option("--region", default="US", help="region of national numbers")
 @click.option("--dnc-file", "dnc_files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="offline: these files are the complete federal snapshot (no server needed)")
-def scrub(leads, out, rejects, at, phone_column, region, dnc_files) -> None:
+@click.option("--state-dnc-file", "state_dnc_files", multiple=True, metavar="XX=PATH",
+              help="offline: a state's list (same layout); the files of one state are its complete list")
+def scrub(leads, out, rejects, at, phone_column, region, dnc_files, state_dnc_files) -> None:
     """Scrub a whole lead list against number validity and the do-not-call lists."""
     from dialer.compliance.geo import Geography
     from dialer.compliance.registry import ParseReport, RegistryIndex, RegistryStore
@@ -428,9 +436,14 @@ def scrub(leads, out, rejects, at, phone_column, region, dnc_files) -> None:
     try:
         moment = parse_at(at)
         suppressed: set[str] = set()
+        state_files = _state_files(state_dnc_files)
+        if state_files and not dnc_files:
+            raise click.UsageError("--state-dnc-file goes with --dnc-file (an offline scrub)")
         if dnc_files:
             report = ParseReport()
             index = RegistryIndex.from_files(list(dnc_files), moment.date(), report)
+            for state, paths in state_files.items():
+                index.add_files(ListKind.STATE, state, paths, moment.date(), report)
         else:
             with _db() as conn:
                 index = RegistryStore(conn, data_dir()).load_index()

@@ -302,10 +302,12 @@ class RegistryIndex:
     def contains_many(self, kind: str, jurisdiction: str, numbers: np.ndarray) -> np.ndarray:
         """Vectorised membership for 10-digit NANP numbers (int64); area codes absent -> False."""
         numbers = np.asarray(numbers, dtype=np.int64)
-        npa = (numbers // BITS_PER_NPA).astype(np.int16)       # < 1000: a stable sort is a radix sort
-        line7 = (numbers % BITS_PER_NPA).astype(np.int32)
         out = np.zeros(len(numbers), dtype=bool)
         snaps = self._snapshots.get((kind, jurisdiction), {})
+        if not snaps:
+            return out
+        npa = (numbers // BITS_PER_NPA).astype(np.int16)       # < 1000: a stable sort is a radix sort
+        line7 = (numbers % BITS_PER_NPA).astype(np.int32)
         order = np.argsort(npa, kind="stable")
         sorted_npa = npa[order]
         bounds = np.flatnonzero(np.diff(sorted_npa)) + 1

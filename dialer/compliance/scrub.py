@@ -1,7 +1,7 @@
 """Scrub a lead list against number validity and the do-not-call lists, in bulk.
 
 A list scrub is a planning aid: it removes numbers that can never be called (invalid, or on a
-registry or company list) before they reach the hopper. It does not replace the gate, which
+registry, a state's list or a company list) before they reach the hopper. It does not replace the gate, which
 decides again immediately before each originate. phonenumbers parses ~17,000 numbers per second
 per core, so NANP numbers are validated per exchange (NPA-NXX) with a cached table (per NPA-NXX-X
 in the few area codes where the 7th digit decides validity: Geography.cache_width), and registry
@@ -49,6 +49,10 @@ class Scrubber:
         self._suppressed_nanp = np.array(sorted(suppressed_nanp), dtype=np.int64)
         self._suppressed_other = {p for p in suppressed if not (p.startswith("+1") and len(p) == 12)}
         self._federal_age: dict[int, int | None] = {}
+        # State lists loaded (each one list for every number, its date): a number on any of them
+        # is rejected. Whose list applies depends on where the person lives, which a list scrub
+        # does not know, so this is stricter than the gate, which checks the candidate states'.
+        self._state_lists = [j for kind, j in registry.lists() if kind == ListKind.STATE]
 
     def _valid_numbers(self, numbers: np.ndarray) -> np.ndarray:
         """Validity of 10-digit NANP numbers, from per-prefix answers of phonenumbers."""
@@ -124,12 +128,16 @@ class Scrubber:
         valid = self._valid_numbers(numbers)
         on_federal = self.registry.contains_many(ListKind.FEDERAL, "US", numbers)
         suppressed = np.isin(numbers, self._suppressed_nanp) if len(self._suppressed_nanp) else np.zeros(len(numbers), bool)
-        # Reject codes in priority order: invalid, company list, federal registry, registry copy.
+        # Reject codes in priority order: invalid, company list, federal registry, state lists,
+        # registry copy.
+        labels = [None, FailClosed.INVALID_NUMBER, "US-IDNC", "US-DNC-1"]
         code = np.zeros(len(numbers), dtype=np.int8)
+        for state in reversed(self._state_lists):
+            labels.append(f"{state}-DNC")
+            code[self.registry.contains_many(ListKind.STATE, state, numbers)] = len(labels) - 1
         code[on_federal] = 3
         code[suppressed] = 2
         code[~valid] = 1
-        labels = (None, FailClosed.INVALID_NUMBER, "US-IDNC", "US-DNC-1")
         for j in np.flatnonzero(code).tolist():
             reasons[nanp_idx[j]] = labels[code[j]]
         npas, which = np.unique(numbers // 10_000_000, return_inverse=True)
