@@ -18,6 +18,7 @@ import numpy as np
 from scipy.special import ndtr, ndtri
 
 DRIFT_Z = 3.0
+CENSORED_REUSE = 5     # decisions that may reuse the hazard tables computed with censored calls
 
 
 class ResolutionEstimator:
@@ -35,6 +36,8 @@ class ResolutionEstimator:
         self.connected = prior_connected.astype(float).copy()
         self.all = prior_all.astype(float).copy()
         self._tables: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._censored: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._censored_uses = 0
         self._refresh()
 
     def observe(self, ages: np.ndarray, connected: np.ndarray) -> None:
@@ -56,7 +59,7 @@ class ResolutionEstimator:
 
     def _refresh(self, tables: bool = True) -> None:
         if tables:
-            self._tables = None
+            self._tables = self._censored = None
             self._pending = 0
         self.weight = float(self.all.sum())
         self.contact_rate = float(self.connected.sum()) / self.weight if self.weight > 0 else 0.0
@@ -82,6 +85,10 @@ class ResolutionEstimator:
                     and float(ringing.sum()) > 0.02 * self.weight)
         if self._tables is not None and not censored:
             return self._tables
+        if censored and self._censored is not None and self._censored_uses < CENSORED_REUSE:
+            # the censored counts change little from one second to the next
+            self._censored_uses += 1
+            return self._censored
         at_risk = np.cumsum(self.all[::-1])[::-1]
         if censored:
             at_risk = at_risk + np.cumsum(ringing[::-1])[::-1]
@@ -98,7 +105,9 @@ class ResolutionEstimator:
         cum = within / np.maximum(survival, 1e-12)[:, None]
         np.clip(cum, 0.0, 1.0, out=cum)
         tables = (cum, cum[0], np.diff(cum[0], prepend=0.0))
-        if not censored:
+        if censored:
+            self._censored, self._censored_uses = tables, 1
+        else:
             self._tables = tables
         return tables
 
@@ -170,19 +179,22 @@ class FreeTimeModel:
     """P(a busy agent is free within each look-ahead point), from the talk and wrap estimators.
 
     Exact values are tabulated on a grid of elapsed times (denser where the hazard changes) and
-    interpolated per agent; the tables are rebuilt after `refresh_every` new observations, so
-    the cost per decision does not grow with the log-normal arithmetic.
+    interpolated per agent; the tables are rebuilt only when a log-normal parameter has moved by
+    more than `tolerance` since they were built, so a large team (many observations a second)
+    does not pay for the log-normal arithmetic on every decision.
     """
 
     GRID = 96
 
     def __init__(self, talk: LognormalEstimator, wrap: LognormalEstimator,
-                 horizon_points: np.ndarray, refresh_every: int = 10) -> None:
+                 horizon_points: np.ndarray, tolerance: float = 0.01) -> None:
         self.talk, self.wrap = talk, wrap
         self.horizon_points = horizon_points
-        self.refresh_every = refresh_every
-        self._built_at = -math.inf
+        self.tolerance = tolerance
         self._build()
+
+    def _parameters(self) -> np.ndarray:
+        return np.array([self.talk.mu, self.talk.sigma, self.wrap.mu, self.wrap.sigma])
 
     def _build(self) -> None:
         unit = np.linspace(0.0, 1.0, self.GRID) ** 2
@@ -190,7 +202,7 @@ class FreeTimeModel:
         self.wrap_max = math.exp(self.wrap.mu + 3.5 * self.wrap.sigma)
         self.talk_table, self.wrap_table = _free_within(
             self.talk, self.wrap, unit * self.talk_max, unit * self.wrap_max, self.horizon_points)
-        self._built_at = self.talk.observations + self.wrap.observations
+        self._built_for = self._parameters()
 
     @staticmethod
     def _lookup(table: np.ndarray, elapsed: np.ndarray, top: float) -> np.ndarray:
@@ -201,7 +213,7 @@ class FreeTimeModel:
 
     def free_by(self, talk_elapsed: np.ndarray, wrap_elapsed: np.ndarray) -> np.ndarray:
         """Array (agents, horizon points): talking agents first, then wrapping ones."""
-        if self.talk.observations + self.wrap.observations - self._built_at >= self.refresh_every:
+        if np.abs(self._parameters() - self._built_for).max() > self.tolerance:
             self._build()
         parts = []
         if talk_elapsed.size:

@@ -156,12 +156,17 @@ class PacingConfig:
     prior_contact_weight: float = 5.0    # pseudo-attempts: a weak prior keeps the first calls few
     memory_attempts: float = 2000.0      # forgetting of the contact-rate/ring estimator
     memory_calls: float = 400.0          # forgetting of talk and wrap estimators
-    # Budget controller: aim below target and spend what is left of the day's allowance evenly.
-    aim_fraction: float = 0.9           # never aim above this share of the target
-    aim_floor_fraction: float = 0.5     # nor below this one
-    aim_sigmas: float = 2.0
-    max_theta_fraction: float = 1.25
+    # Budget controller: spend what is left of the allowance, keeping a reserve of this many
+    # binomial standard deviations of the abandons still to come (see allowed_share).
+    budget_sigmas: float = 1.5
+    reserve_abandons: float = 2.0
+    max_share_fraction: float = 1.25     # never allow more than this share of the target
     calibration_step: float = 0.05       # log-threshold change per live answer (see calibrate)
+    # Risk of each call: exact (Poisson-binomial) while busy agents + ringing calls stay
+    # within this many terms and the contact rate is known this well; otherwise a normal
+    # approximation (large teams, where it is good and the exact sums would cost too much).
+    exact_max_terms: int = 40
+    exact_max_relative_sd: float = 0.1
     # VICIdial baseline settings (AST_VDadapt defaults).
     vicidial_max_level: float = 3.0
     vicidial_intensity: float = 0.0

@@ -11,16 +11,17 @@ The predictive pacer models the next `HORIZON_S` seconds in `STEP_S` steps:
 - supply: agents ready now plus, for each busy agent, the probability that it frees within
   k + (2 s - AMD listening) seconds from its time in state and the lognormal talk/wrap estimates;
 - the risk of the n-th new call: the probability that, when it connects, the connects ahead of
-  it already hold every agent freed by then (normal approximation, with the uncertainty of the
-  contact-rate estimate), or that it connects after the shift ends;
+  it already hold every agent freed by then, or that it connects after the shift ends - exact
+  (a Poisson-binomial distribution) for small teams, a normal approximation with the
+  uncertainty of the contact-rate estimate for large ones;
 and starts calls while each one's own risk stays under a threshold (the marginal rule, optimal
 for talk time under an abandon budget). The threshold is the share the budget controller allows
 times a gain calibrated on the measured abandons (integral feedback: the model's bias is removed
-whatever its source). The budget controller aims below the target (two binomial standard
-deviations of a day's rate) and spends what is left of the allowance evenly over the live
-answers still expected in the shift, for the 30-day window and the day: a bad morning makes the
-afternoon stricter, and the end of the shift leaves no room to make up for abandons (caution near
-the end comes out of the arithmetic). With no allowance left it is progressive, which cannot
+whatever its source). The budget controller spreads what is left of the allowance, less a
+reserve for the abandons still to come, over the live answers still expected in the shift, for
+the 30-day window and the day: a bad morning makes the afternoon stricter, a good one lets it
+spend more, and the end of the shift leaves no room to make up for abandons (caution near the
+end comes out of the arithmetic). With no allowance left it is progressive, which cannot
 abandon. (47 CFR 64.1200(a)(7): abandoned within 2 s of the greeting, 3% per 30 days.)
 """
 from __future__ import annotations
@@ -40,11 +41,12 @@ from pacing.model import (
     PacingMode, PacingSnapshot,
 )
 
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 HORIZON_S = 40          # covers a 25 s ring timeout plus greeting and AMD
 STEP_S = 2              # resolution of the look-ahead
 RESOLUTION_BINS = 48    # 1-s bins of call age
 MAX_NEW_CALLS = 400
+LIVE_RATE_AFTER_S = 900.0       # the budget uses today's pace of live answers after this long
+LIVE_RATE_MIN_ANSWERS = 30
 
 
 class Pacer(abc.ABC):
@@ -218,24 +220,40 @@ class PredictivePacer(Pacer):
             self.wrap.observe(np.asarray(new.wrap_s, dtype=float))
 
     def allowed_share(self, snapshot: PacingSnapshot, active_agents: int) -> float:
-        """Budget controller: the abandon share the calls placed now may carry."""
+        """Budget controller: the abandon share the calls placed now may carry.
+
+        What is left of each window's allowance (target x live answers, the ones still expected
+        in this shift included, less the abandons so far) is spread over the live answers still
+        expected, less a reserve of `budget_sigmas` binomial standard deviations of the abandons
+        still to come and `reserve_abandons` whole abandons. A bad morning makes the afternoon
+        stricter, a good one lets it spend more, and as the shift runs out the room to make up
+        for bad luck goes (the caution near the end of a shift comes out of the arithmetic)."""
         cfg = self.config
-        handle = self.talk.mean + self.wrap.mean
-        # Aim below the target by `aim_sigmas` binomial standard deviations of a day's rate
-        # (a day of a small team holds few live answers, so its rate is noisy).
-        day_live = max(active_agents * cfg.shift_length_s / handle, 1.0)
-        noise = math.sqrt(cfg.target * (1.0 - cfg.target) / day_live)
-        aim = min(max(cfg.target - cfg.aim_sigmas * noise, cfg.target * cfg.aim_floor_fraction),
-                  cfg.target * cfg.aim_fraction)
         remaining = min(snapshot.shift_remaining_s, cfg.shift_length_s)
-        future_live = max(active_agents * remaining / handle, 1.0)
+        elapsed = cfg.shift_length_s - remaining
         account = snapshot.account
+        if elapsed >= LIVE_RATE_AFTER_S and account.day_live >= LIVE_RATE_MIN_ANSWERS:
+            # the live answers still to come at today's pace: an estimate too high would leave
+            # a day that is over its allowance too little room to come back under it
+            future_live = max(account.day_live / elapsed * remaining, 1.0)
+        else:
+            # every agent busy the whole time: an upper bound
+            handle = self.talk.mean + self.wrap.mean
+            future_live = max(active_agents * remaining / handle, 1.0)
+        # The reserve covers the abandons still to come, those of the calls already placed
+        # included (about one look-ahead of live answers, which keeps it from vanishing in the
+        # last seconds of the shift), and whole abandons: near the end of a shift a normal
+        # reserve would shrink below one.
+        committed = future_live * min(HORIZON_S / max(remaining, 1.0), 1.0)
+        reserve = (cfg.budget_sigmas * math.sqrt(cfg.target * (1.0 - cfg.target)
+                                                 * (future_live + committed))
+                   + cfg.reserve_abandons)
         windows = [(account.window_live, account.window_abandoned)]
         if cfg.daily_window:
             windows.append((account.day_live, account.day_abandoned))
-        share = min((aim * (live + future_live) - abandoned) / future_live
+        share = min((cfg.target * (live + future_live) - abandoned - reserve) / future_live
                     for live, abandoned in windows)
-        return min(max(share, 0.0), cfg.max_theta_fraction * aim)
+        return min(max(share, 0.0), cfg.max_share_fraction * cfg.target)
 
     # -- decision ----------------------------------------------------------------------------
     def calibrate(self, snapshot: PacingSnapshot, share: float) -> None:
@@ -255,8 +273,12 @@ class PredictivePacer(Pacer):
         self.observe(snapshot)
         cfg = self.config
         ready = snapshot.count(AgentState.READY)
-        talking = [a.time_in_state_s for a in snapshot.agents if a.state is AgentState.TALKING]
-        wrapping = [a.time_in_state_s for a in snapshot.agents if a.state is AgentState.WRAP]
+        talking, wrapping = [], []
+        for agent in snapshot.agents:
+            if agent.state is AgentState.TALKING:
+                talking.append(agent.time_in_state_s)
+            elif agent.state is AgentState.WRAP:
+                wrapping.append(agent.time_in_state_s)
         active = ready + len(talking) + len(wrapping)
         contact = self.slow.contact_rate
         share_allowed = self.allowed_share(snapshot, active)
@@ -264,8 +286,9 @@ class PredictivePacer(Pacer):
         room = self.headroom(snapshot)
         ringing = len(snapshot.ringing_ages_s)
         waiting = snapshot.waiting_calls
-        # one call per free agent nobody is dialing for cannot be abandoned: always allowed
-        floor = ready - ringing - waiting if snapshot.shift_remaining_s > 0 else 0
+        # one call per free agent nobody is dialing for cannot be abandoned, so it is always
+        # allowed - unless it may connect after the agents log off at the end of the shift
+        floor = ready - ringing - waiting if snapshot.shift_remaining_s > HORIZON_S else 0
         if active == 0 or room == 0:
             return self.limited(snapshot, floor, Diagnostics(contact, float(ready), float("nan"),
                                                              share_allowed, "no room"))
@@ -273,58 +296,140 @@ class PredictivePacer(Pacer):
         p_free = self.free_time.free_by(np.asarray(talking, dtype=float),
                                         np.asarray(wrapping, dtype=float))
         supply = ready + p_free.sum(axis=0)
-        supply_var = (p_free * (1.0 - p_free)).sum(axis=0)
-
         if ringing:
             idx = np.minimum(np.asarray(snapshot.ringing_ages_s, dtype=np.int64),
                              RESOLUTION_BINS - 1)
             counts = np.bincount(idx, minlength=RESOLUTION_BINS).astype(float)
             cum_from_age, cum_new, connect_mass = self.slow.tables(ks, counts)
-            ring_mean = counts @ cum_from_age
-            ring_var = counts @ (cum_from_age * (1.0 - cum_from_age))
+            ring_cum = cum_from_age[idx]
         else:
-            cum_from_age, cum_new, connect_mass = self.slow.tables(ks)
-            ring_mean = ring_var = np.zeros(ks.size)
-
-        # calls waiting now take the first agents that free up within their 2 s
-        supply = supply - min(float(waiting), float(supply[0]))
+            _, cum_new, connect_mass = self.slow.tables(ks)
+            ring_cum = np.zeros((0, ks.size))
+        ring_mean = ring_cum.sum(axis=0)
         # calls far beyond the agents that can free up are never worth evaluating
-        spare = supply[-1] - ring_mean[-1] + 3.0 * math.sqrt(supply[-1] + 1.0)
+        spare = supply[-1] - waiting - ring_mean[-1] + 3.0 * math.sqrt(supply[-1] + 1.0)
         candidates = min(room, max(floor, 0) + 1 + int(max(spare, 0.0) / max(cum_new[-1], 1e-3)))
-        # Risk of the n-th new call (n = 1..candidates): it is abandoned if, when it connects at
-        # step k, the connects before it (ringing calls and the n-1 other new calls) already
+        # the rule for the n-th new call, n = 1..candidates: it is abandoned if, when it connects
+        # at step k, the connects before it (ringing calls and the n-1 other new calls) already
         # hold every agent freed by k + the 2 s window. Counting earlier abandoned calls as if
         # they held agents makes this conservative; `calibrate` removes the bias.
-        before = np.arange(candidates, dtype=float)[:, None]
-        ahead = ring_mean + before * cum_new
-        param_sd = self.slow.relative_sd() * (ring_mean + (before + 1.0) * cum_new)
-        var = (ring_var + before * (cum_new * (1.0 - cum_new)) + supply_var
-               + param_sd * param_sd + 0.25)
-        blocked = ndtr((ahead + 0.5 - supply) / np.sqrt(var))
+        threshold = share_allowed * math.exp(self.gain_log)
+        if cfg.accounting is Accounting.UK:
+            # Ofcom: the humans AMD will call machines count as abandoned too:
+            # (risk + f) / (1 + f) <= threshold
+            f = cfg.amd_false_machine_share
+            threshold = threshold * (1.0 + f) - f
+        total = max(float(cum_new[-1]), 1e-9)
+        weights = connect_mass / total
         if snapshot.shift_remaining_s < HORIZON_S:
             # agents log off at the end of the shift: a later connect is abandoned
-            blocked[:, ks >= snapshot.shift_remaining_s] = 1.0
-        total = max(float(cum_new[-1]), 1e-9)
-        risk = (blocked @ connect_mass) / total
-        if cfg.accounting is Accounting.UK:
-            # Ofcom: the humans AMD will call machines count as abandoned too
-            f = cfg.amd_false_machine_share
-            risk = (risk + f) / (1.0 + f)
+            weights = weights.copy()
+            late = ks >= snapshot.shift_remaining_s
+            late_risk = float(weights[late].sum())
+            weights[late] = 0.0
+        else:
+            late_risk = 0.0
+        exact = (p_free.shape[0] + ringing <= cfg.exact_max_terms
+                 and self.slow.relative_sd() <= cfg.exact_max_relative_sd)
+        if exact:
+            risk = _risks_exact(ready - waiting, p_free, ring_cum, cum_new, weights, late_risk,
+                                candidates, threshold)
+        else:
+            risk = _risks_normal(ready, waiting, p_free, ring_cum, cum_new, weights, late_risk,
+                                 candidates, self.slow.relative_sd(), threshold)
         # Marginal rule (the Lagrangian optimum for talk time under an abandon budget): start
         # calls while each one's own abandon risk stays under the calibrated threshold.
-        threshold = share_allowed * math.exp(self.gain_log)
         over = risk > threshold
-        calls = int(np.argmax(over)) if over.any() else candidates
+        calls = int(np.argmax(over)) if over.any() else risk.size
         calls = max(calls, floor)
+        shown = risk[min(max(calls - 1, 0), risk.size - 1)] if risk.size else float("nan")
+        if cfg.accounting is Accounting.UK and risk.size:
+            f = cfg.amd_false_machine_share
+            shown = (shown + f) / (1.0 + f)
         diagnostics = Diagnostics(
             answer_probability=float(cum_new[-1]),
             expected_free_agents=float(supply[-1]),
-            predicted_abandon_probability=float(risk[min(max(calls - 1, 0), candidates - 1)])
-            if candidates else float("nan"),
+            predicted_abandon_probability=float(shown),
             target_now=share_allowed,
-            note=f"threshold {threshold:.4f}",
+            note=f"threshold {threshold:.4f}" + (" exact" if exact else ""),
         )
         return self.limited(snapshot, calls, diagnostics)
+
+
+def _risks_normal(ready: int, waiting: int, p_free: np.ndarray, ring_cum: np.ndarray,
+                  cum_new: np.ndarray, weights: np.ndarray, late_risk: float, candidates: int,
+                  relative_sd: float, threshold: float) -> np.ndarray:
+    """Abandon risk of each new call, normal approximation (large teams: sums of many Bernoulli
+    terms), with the uncertainty of the contact-rate estimate. Evaluated in growing blocks of
+    calls, stopping after the first block that holds a call over `threshold`."""
+    supply = ready + p_free.sum(axis=0)
+    supply_var = (p_free * (1.0 - p_free)).sum(axis=0)
+    ring_mean = ring_cum.sum(axis=0)
+    ring_var = (ring_cum * (1.0 - ring_cum)).sum(axis=0)
+    # calls waiting now take the first agents that free up within their 2 s
+    supply = supply - min(float(waiting), float(supply[0]))
+    base_var = ring_var + supply_var + 0.25
+    new_var = cum_new * (1.0 - cum_new)
+    blocks = []
+    first, size = 0, 16
+    while first < candidates:
+        before = np.arange(first, min(first + size, candidates), dtype=float)[:, None]
+        ahead = ring_mean + before * cum_new
+        param_sd = relative_sd * (ahead + cum_new)
+        var = base_var + before * new_var + param_sd * param_sd
+        risks = ndtr((ahead + 0.5 - supply) / np.sqrt(var)) @ weights + late_risk
+        blocks.append(risks)
+        if risks[-1] > threshold:
+            break
+        first, size = first + size, size * 4
+    return np.concatenate(blocks) if blocks else np.zeros(0)
+
+
+def _risks_exact(free_now: int, p_free: np.ndarray, ring_cum: np.ndarray, cum_new: np.ndarray,
+                 weights: np.ndarray, late_risk: float, candidates: int,
+                 threshold: float) -> np.ndarray:
+    """Abandon risk of each new call from the exact distribution (small teams, where a normal
+    approximation of a handful of Bernoulli terms is poor).
+
+    For every look-ahead step k, D_k = agents free now (less calls waiting) + busy agents freed
+    by k + the 2 s window - connects of the calls ringing by k is a Poisson-binomial variable.
+    Its distribution is the product of one polynomial per Bernoulli term, computed at once for
+    all terms and steps through the discrete Fourier transform (exact up to rounding: the length
+    covers every value). The n-th new call is blocked at k when D_k - (connects of the n-1 new
+    calls before it) <= 0; the new calls are convolved in one at a time, and the loop stops at
+    the first call over `threshold` (the marginal rule needs no more). New calls only lower D,
+    so every value <= 0 is lumped into one absorbing cell; steps where no new call can connect
+    are skipped."""
+    use = weights > 0.0
+    weights, cum_new = weights[use], cum_new[use]
+    p_free, ring_cum = p_free[:, use], ring_cum[:, use]
+    ringing = ring_cum.shape[0]
+    # exponent e = agents freed + ringing calls that do not connect; D = e + offset
+    # (agent: 1 - p + p x; ringing call: c + (1 - c) x)
+    length = p_free.shape[0] + ringing + 1
+    offset = free_now - ringing
+    low = np.concatenate([1.0 - p_free, ring_cum])
+    high = np.concatenate([p_free, 1.0 - ring_cum])
+    unit = np.exp(-2j * np.pi * np.arange(length // 2 + 1) / length)
+    spectrum = np.prod(low[:, :, None] + high[:, :, None] * unit, axis=0)
+    pmf_e = np.maximum(np.fft.irfft(spectrum, n=length, axis=1), 0.0)
+    # column 0: D <= 0 (absorbing), column d: D = d
+    first = min(max(1 - offset, 0), length)               # first exponent with D >= 1
+    pmf = np.zeros((cum_new.size, max(length + offset, 1)))
+    pmf[:, 0] = pmf_e[:, :first].sum(axis=1)
+    if first < length:
+        pmf[:, first + offset:] = pmf_e[:, first:]
+    risks = np.empty(candidates)
+    take = cum_new[:, None]
+    miss = 1.0 - take
+    for n in range(candidates):
+        risks[n] = pmf[:, 0] @ weights + late_risk
+        if risks[n] > threshold:
+            return risks[:n + 1]
+        shifted = pmf[:, 1:] * take                      # the call connects: D - 1
+        pmf[:, 1:] *= miss
+        pmf[:, :-1] += shifted
+    return risks
 
 
 class VicidialPacer(Pacer):

@@ -1,6 +1,7 @@
 """Pacing: the one interface, every mode, the estimators and the budget controller."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -12,7 +13,9 @@ from pacing.model import (
     AbandonAccount, AgentSnapshot, AgentState, CallOutcome, Limits, OutcomeStats, PacingConfig,
     PacingDecision, PacingError, PacingMode, PacingSnapshot,
 )
-from pacing.policies import PredictivePacer, VicidialPacer, WebitelPacer, make_pacer
+from pacing.policies import (
+    PredictivePacer, VicidialPacer, WebitelPacer, _risks_exact, _risks_normal, make_pacer,
+)
 
 READY, TALKING, WRAP, PAUSED = (AgentState.READY, AgentState.TALKING, AgentState.WRAP,
                                 AgentState.PAUSED)
@@ -125,6 +128,71 @@ def test_free_time_table_matches_the_exact_computation():
     assert approx[4, 5] > approx[0, 5]
 
 
+def test_free_time_tables_follow_the_estimates_not_every_observation():
+    talk = LognormalEstimator(60.0, 1.0, 300, 400)
+    wrap = LognormalEstimator(15.0, 0.5, 300, 400)
+    model = FreeTimeModel(talk, wrap, np.arange(0, 41, 2) + 1.7)
+    elapsed = np.array([30.0])
+    before = model.free_by(elapsed, np.zeros(0))
+    talk.observe(np.array([61.0]))               # moves the estimate by far less than 0.01
+    assert np.array_equal(model.free_by(elapsed, np.zeros(0)), before)
+    talk.observe(np.full(200, 20.0))             # much shorter calls: the tables are rebuilt
+    after = model.free_by(elapsed, np.zeros(0))
+    assert (after > before + 0.05).any()
+    exact_t, _ = _free_within(talk, wrap, elapsed, np.zeros(0), model.horizon_points)
+    assert np.abs(after - exact_t).max() < 0.02
+
+
+# -- risk of each new call --------------------------------------------------------------------
+def brute_force_risks(free_now, p_free, ring_cum, cum_new, weights, candidates):
+    """Enumerate every outcome of every Bernoulli term at each look-ahead step."""
+    terms = [(+1, p) for p in p_free] + [(-1, c) for c in ring_cum]
+    risks = []
+    for n in range(candidates):
+        blocked = []
+        for k in range(cum_new.size):
+            column = terms + [(-1, cum_new)] * n
+            prob = 0.0
+            for hits in itertools.product((0, 1), repeat=len(column)):
+                weight, d = 1.0, free_now
+                for hit, (sign, p) in zip(hits, column):
+                    weight *= p[k] if hit else 1.0 - p[k]
+                    d += sign * hit
+                prob += weight * (d <= 0)
+            blocked.append(prob)
+        risks.append(float(np.dot(blocked, weights)))
+    return np.array(risks)
+
+
+def test_exact_risk_matches_brute_force_enumeration():
+    rng = np.random.default_rng(3)
+    steps = 4
+    p_free = np.sort(rng.random((2, steps)), axis=1)
+    ring_cum = np.sort(rng.random((3, steps)) * 0.4, axis=1)
+    cum_new = np.array([0.0, 0.05, 0.12, 0.15])
+    weights = np.diff(cum_new, prepend=0.0) / cum_new[-1]
+    for free_now in (-7, -1, 0, 1, 2):      # -7: more calls waiting than agents
+        exact = _risks_exact(free_now, p_free, ring_cum, cum_new, weights, 0.0, 4, 1.0)
+        expected = brute_force_risks(free_now, p_free, ring_cum, cum_new, weights, 4)
+        np.testing.assert_allclose(exact, expected, atol=1e-12)
+    # the loop stops at the first call whose risk is over the threshold
+    stopped = _risks_exact(0, p_free, ring_cum, cum_new, weights, 0.0, 4, 0.0)
+    assert stopped.size == 1 and stopped[0] > 0.0
+
+
+def test_exact_risk_where_the_normal_approximation_is_poor():
+    # one free agent, nothing else: the first new call cannot be abandoned, the second is
+    # abandoned exactly when both connect and the first one connected no later
+    cum_new = np.array([0.0, 0.1, 0.15])
+    weights = np.diff(cum_new, prepend=0.0) / cum_new[-1]
+    none = np.zeros((0, 3))
+    exact = _risks_exact(1, none, none, cum_new, weights, 0.0, 2, 1.0)
+    assert exact[0] == 0.0
+    assert exact[1] == pytest.approx(float(cum_new @ weights))
+    normal = _risks_normal(1, 0, none, none, cum_new, weights, 0.0, 2, 0.0, 1.0)
+    assert normal[0] > 0.1        # the continuity-corrected normal sees risk where there is none
+
+
 # -- predictive decisions ---------------------------------------------------------------------
 def test_predictive_warm_start_is_bounded_and_diagnosed():
     pacer = make_pacer(PacingConfig())
@@ -159,11 +227,43 @@ def test_budget_controller_spends_the_remaining_allowance():
     fresh = pacer.allowed_share(snapshot(ready=20), 20)
     assert 0.015 <= fresh <= 0.027          # below the 3% target
     behind = AbandonAccount(10000, 200, 3000, 60)       # 2% so far: slack to spend
-    ahead = AbandonAccount(10000, 200, 3000, 100)       # 3.3% today: must catch up
+    ahead = AbandonAccount(10000, 200, 3000, 110)       # 3.7% today: must catch up
     late = pacer.allowed_share(snapshot(ready=20, account=behind, shift_remaining=300), 20)
     tight = pacer.allowed_share(snapshot(ready=20, account=ahead, shift_remaining=3600), 20)
     assert late > fresh
     assert tight == 0.0
+
+
+def test_budget_reserve_shrinks_as_the_shift_runs_out():
+    pacer = PredictivePacer(PacingConfig())
+    on_target = AbandonAccount(3000, 90, 3000, 90)        # exactly 3% so far
+    early = pacer.allowed_share(snapshot(ready=5, account=on_target, shift_remaining=6 * 3600), 5)
+    late = pacer.allowed_share(snapshot(ready=5, account=on_target, shift_remaining=600), 5)
+    # a reserve is kept for the abandons still to come: below target, and the fewer live
+    # answers are left, the larger the reserve is against them (caution near the end)
+    assert 0.0 <= late < early < 0.03
+    no_reserve = PredictivePacer(PacingConfig(budget_sigmas=0.0, reserve_abandons=0.0))
+    assert no_reserve.allowed_share(snapshot(ready=5, account=on_target,
+                                             shift_remaining=600), 5) == pytest.approx(0.03)
+
+
+def test_small_teams_use_the_exact_risk_large_ones_the_normal_one():
+    pacer = PredictivePacer(PacingConfig())
+    rng = np.random.default_rng(4)
+    connected = rng.random(3000) < 0.15
+    outcomes = tuple(CallOutcome.CONNECTED if c else CallOutcome.NO_ANSWER for c in connected)
+    ages = tuple(9.0 if c else 25.0 for c in connected)
+    pacer.decide(snapshot(ready=0, talking=(10.0,) * 5,
+                          outcomes=OutcomeStats(outcomes, ages, (60.0,) * 50, (15.0,) * 50)))
+    small = pacer.decide(snapshot(ready=3, talking=(50.0, 20.0), wrapping=(3.0, 9.0),
+                                  ringing=(2.0,), now=1.0))
+    assert small.diagnostics.note.endswith("exact")
+    assert small.calls_to_start >= 2          # at least one per free agent not dialed for
+    assert 0.0 <= small.diagnostics.predicted_abandon_probability <= 1.0
+    large = pacer.decide(snapshot(ready=5, talking=(50.0,) * 60, wrapping=(3.0,) * 20,
+                                  ringing=(2.0,) * 30, now=2.0))
+    assert not large.diagnostics.note.endswith("exact")
+    assert large.calls_to_start >= 5
 
 
 def test_predictive_learns_from_outcomes_and_detects_a_drift():

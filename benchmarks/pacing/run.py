@@ -1,6 +1,7 @@
 """Pacing benchmark: every policy on the same seeded scenarios and lead lists, against the bounds.
 
-    python -m benchmarks.pacing.run            # the full grid of issue 4 (takes long)
+    python -m benchmarks.pacing.run            # the full grid of issue 4 (about an hour)
+    python -m benchmarks.pacing.run --frontier # then: predictive at unbeaten baselines' rates
     python -m benchmarks.pacing.run --quick    # a small smoke grid (pacing_quick.json, no doc)
     python -m benchmarks.pacing.run --agents 5,20,100 --contacts 0.15 --days 5=30,20=30,100=10
 
@@ -43,6 +44,7 @@ DOC = ROOT / "docs" / "pacing.md"
 POLICIES = ("progressive", "power", "vicidial", "webitel", "predictive", "predictive-known",
             "oracle")
 MARK_START, MARK_END = "<!-- results:start -->", "<!-- results:end -->"
+FRONTIER_MIN_RATE = 0.001
 
 
 def _scenario_key(agents: int, contact: float, talk: float, seed: int) -> str:
@@ -97,10 +99,45 @@ def _jobs(args: argparse.Namespace) -> list[dict]:
                     for policy in args.policies:
                         jobs.append({"key": key, "policy": policy, "scenario": scenario,
                                      "ratio": args.ratio, "target": args.target})
-    # longest first so the pool stays busy to the end
-    jobs.sort(key=lambda j: -j["scenario"]["agents"] * j["scenario"]["days"]
-              / j["scenario"]["contact_rate"] ** 0.5)
-    return jobs
+    return _longest_first(jobs)
+
+
+def _longest_first(jobs: list[dict]) -> list[dict]:
+    """So the pool stays busy to the end."""
+    return sorted(jobs, key=lambda j: -j["scenario"]["agents"] * j["scenario"]["days"]
+                  / j["scenario"]["contact_rate"] ** 0.5)
+
+
+def _frontier_jobs(runs: list[dict], args: argparse.Namespace) -> list[dict]:
+    """Where no run of ours shows more talk than a baseline at an equal or lower abandon rate,
+    the same predictive pacer with its target set to that baseline's measured 30-day rate, on
+    the same scenario (a point of our frontier at the baseline's abandon rate). Rates under
+    `FRONTIER_MIN_RATE` are not chased: there a baseline's only abandons are the calls answered
+    after the agents logged off, and the goal checks say that no run of ours is that low."""
+    by_key: dict[str, dict[str, dict]] = {}
+    for run in runs:
+        by_key.setdefault(run["key"], {})[run["policy"]] = run
+    jobs = []
+    for key, group in by_key.items():
+        ours = [r for p, r in group.items() if p == "predictive" or p.startswith("predictive@")]
+        if "predictive" not in group:
+            continue
+        for baseline in ("vicidial", "webitel"):
+            b = group.get(baseline)
+            if b is None:
+                continue
+            talk, rate = (b["summary"]["talk_minutes_per_agent_hour"],
+                          b["summary"]["abandon_rate_30d"])
+            if any(r["summary"]["abandon_rate_30d"] <= rate
+                   and r["summary"]["talk_minutes_per_agent_hour"] > talk for r in ours):
+                continue
+            target = math.floor(rate * 1e4) / 1e4          # at or just under the baseline
+            policy = f"predictive@{target:g}"
+            if FRONTIER_MIN_RATE <= target < 1.0 and policy not in group:
+                jobs.append({"key": key, "policy": policy, "scenario": group["predictive"][
+                    "scenario"], "ratio": args.ratio, "target": args.target})
+    unique = {(j["key"], j["policy"]): j for j in jobs}
+    return _longest_first(list(unique.values()))
 
 
 def _load(path: Path) -> dict:
@@ -291,8 +328,9 @@ def _write_doc(table: str, checks: list[str], meta: dict, plots: list[str]) -> N
     block = [MARK_START,
              f"Produced by `{meta['command']}` on {meta['finished']} "
              f"({meta['machine']}, {meta['cpus']} CPUs shared with other work; "
-             f"{meta['runs']} runs, {meta['run_s']:.0f} s of run time in all). Seed 101 for "
-             "every policy; seeds used while tuning were others.", "",
+             f"{meta['runs']} runs, {meta['run_s']:.0f} s of run time in all). Seed "
+             f"{', '.join(map(str, meta['seeds']))} for every policy; seeds used while tuning "
+             "were others.", "",
              table, "", "Goal checks (computed from the runs above):", "", *checks, "",
              *[f"![{p}](../benchmarks/results/{p})" for p in plots], MARK_END]
     text = DOC.read_text() if DOC.exists() else f"# Pacing\n\n{MARK_START}\n{MARK_END}\n"
@@ -329,6 +367,10 @@ def main(argv: list[str] | None = None) -> int:
                              "pacing_quick.json with --quick)")
     parser.add_argument("--resume", action="store_true", help="skip runs already in --out")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/pacing.md")
+    parser.add_argument("--frontier", action="store_true",
+                        help="run only the frontier points the goal checks need: predictive "
+                             "at each baseline's abandon rate where the default run does not "
+                             "beat it (on the runs already in --out)")
     parser.add_argument("--render", action="store_true",
                         help="run nothing: rebuild table, plots and doc from --out (+ --include)")
     parser.add_argument("--include", action="append", default=[],
@@ -352,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    data = _load(out) if args.resume or args.render else {"runs": []}
+    data = _load(out) if args.resume or args.render or args.frontier else {"runs": []}
     for extra in args.include:
         other = _load(Path(extra))
         known = {(r["key"], r["policy"]) for r in data["runs"]}
@@ -360,10 +402,14 @@ def main(argv: list[str] | None = None) -> int:
         data["commands"] = list(dict.fromkeys(data.get("commands", [])
                                               + other.get("commands", [])))
     done = {(r["key"], r["policy"]) for r in data["runs"]}
-    jobs = [] if args.render else [j for j in _jobs(args)
-                                   if (j["key"], j["policy"]) not in done]
-    command = "python -m benchmarks.pacing.run " + " ".join(
-        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    if args.render:
+        jobs = []
+    elif args.frontier:
+        jobs = _frontier_jobs(data["runs"], args)
+    else:
+        jobs = [j for j in _jobs(args) if (j["key"], j["policy"]) not in done]
+    command = " ".join(["python -m benchmarks.pacing.run"] + [
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)])
     started = time.perf_counter()
     print(f"{len(jobs)} runs on {args.jobs} processes", flush=True)
     with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
@@ -378,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"command": command, "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": platform.platform(), "cpus": os.cpu_count(), "runs": len(data["runs"]),
             "wall_s": time.perf_counter() - started,
-            "run_s": sum(r["seconds"] for r in data["runs"])}
+            "run_s": sum(r["seconds"] for r in data["runs"]),
+            "seeds": sorted({r["scenario"]["seed"] for r in data["runs"]})}
     if not args.render:
         data["commands"] = data.get("commands", []) + [command]
     meta["command"] = " && ".join(data.get("commands", [command]))
