@@ -8,12 +8,14 @@ when the run ends it is classified:
 
 - RINGBACK: two tones at 440 + 480 Hz (North American ringback, ITU-T E.180) or any pair closer
   than 60 Hz (a beating tone), which FreeSWITCH's mod_avmd reports as beeps;
-- DTMF: a low-group x high-group pair of the DTMF grid within 1.8 % (ITU-T Q.23/Q.24);
+- DTMF: a low-group x high-group pair of the DTMF grid within 1.8 % (ITU-T Q.23/Q.24), at most
+  `max_dtmf_ms` long (a key press; a two-tone beep can land on a grid pair, and it is longer);
 - FAX_CNG: 1100 Hz, 0.35-0.8 s, with no speech before it (ITU-T T.30 calling tone);
 - SIT: a run that follows or is followed by another tone within 100 ms (the three-tone special
   information sequence of ITU-T E.180 / Telcordia SR-2275: 913.8/985.2, 1370.6/1428.5, 1776.7 Hz);
-- TONE: too short or too long for a beep (beeps here are 0.18-1.7 s), out of 400-2100 Hz, or
-  gliding in pitch by more than 12 Hz (a sustained vowel: synthetic voices hold one almost pure);
+- TONE: too short or too long for a beep (beeps here are 0.18-1.7 s), out of 400-2100 Hz,
+  gliding in pitch by more than 12 Hz (a sustained vowel: synthetic voices hold one almost pure),
+  or under 520 Hz and shorter than 250 ms (a held vowel's harmonic);
 - BEEP: everything else: single or simultaneous two-tone, 400-2100 Hz, 0.18-1.7 s.
 
 The end of the beep is placed from frame energies, not from the tonal flags (whose 80 ms window
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -56,6 +58,13 @@ class BeepParams:
     freq_tolerance_hz: float = 20.0
     max_glide_hz: float = 12.0      # a beep holds its pitch; a sung or spoken vowel glides
     min_beep_ms: int = 180
+    max_dtmf_ms: int = 500          # key presses send 40-250 ms; longer grid pairs are beeps
+    sequence_min_frames: int = 5    # a tone this long and steady makes its neighbours a sequence
+    # below this frequency a tone may be a harmonic of a held vowel (voices put their 2nd-5th
+    # harmonics at 300-520 Hz), and vowels held like tones last up to about 240 ms: such a tone
+    # must be longer than that to be a beep
+    voice_band_hz: float = 520.0
+    voice_band_min_beep_ms: int = 250
     max_beep_ms: int = 1700
     gap_frames: int = 2             # lost frames tolerated inside a tone
     continue_purity: float = 0.30   # a frame at the tone's level and frequency with this much
@@ -99,6 +108,11 @@ class BeepDetector:
         self._run: _Run | None = None
         self._levels: deque = deque(maxlen=200)     # (frame index, level_db), last 4 s
         self._last_run_end_i = -1000
+        # the last run was long and steady enough to be part of a tone sequence
+        self._last_run_steady = False
+        # a run ended by a change of frequency, as part of a sequence and alone: which one is
+        # known once the tone after it proves a real tone or a fragment (babble, a vowel)
+        self._held: tuple[ToneEvent, ToneEvent] | None = None
         self.tonal = False                        # this frame is tonal
         self.speech_heard = False                 # set by the owner: a greeting was heard
         # set by the owner: let impure frames continue a tone (see _continues). More beeps are
@@ -146,13 +160,16 @@ class BeepDetector:
             main = f.f1_hz
             if run is not None and _near(main, run.freqs + tuple(run.f1_values[-3:]), self.params.freq_tolerance_hz):
                 self._extend(run, tone, main, i)
+                if self._held is not None and self._steady(run):
+                    event, self._held = self._held[0], None     # a sequence of real tones
+                    return replace(event, reported_ms=(i + 1) * FRAME_MS)
                 return None
             if run is not None and run.frames < 3:   # a transition frame, not a tone of its own
                 self._run = run = None
-            if run is not None:                      # the frequency changed: a tone sequence
+            if run is not None:                      # the frequency changed: a tone sequence?
                 event = self._close(run, i, changed=True)
             self._run = _Run(start_i=i, freqs=tone, last_tonal_i=i,
-                             follows_tone=(event is not None) or (i - self._last_run_end_i) <= 5)
+                             follows_tone=self._last_run_steady and (i - self._last_run_end_i) <= 5)
             self._extend(self._run, tone, main, i)
             return event
         if run is not None:
@@ -215,10 +232,29 @@ class BeepDetector:
             groups = [values]
         return any(max(g) - min(g) > self.params.max_glide_hz for g in groups if g)
 
-    def _close(self, run: _Run, i: int, changed: bool) -> ToneEvent:
+    def _steady(self, run: _Run) -> bool:
+        """Long and steady enough to count as a tone of a sequence (SIT segments last 274-380
+        ms): babble and vowels leave tonal fragments of a few frames, or gliding ones."""
+        return run.frames >= self.params.sequence_min_frames and not self._glides(run)
+
+    def _close(self, run: _Run, i: int, changed: bool) -> ToneEvent | None:
+        """Classify a run that ended. A run ended by a change of frequency is held until the
+        next run shows whether the two are a sequence; a held run is released (alone) when the
+        run after it ends as a fragment, whose own event is then dropped (it is a TONE: too
+        short or gliding)."""
         self._run = None
-        p = self.params
         self._last_run_end_i = run.last_tonal_i
+        self._last_run_steady = self._steady(run)
+        released = replace(self._held[1], reported_ms=(i + 1) * FRAME_MS) if self._held is not None else None
+        self._held = None
+        alone = self._event(run, i, changed=False)
+        if changed:
+            self._held = (self._event(run, i, changed=True), alone)
+            return released
+        return released if released is not None else alone
+
+    def _event(self, run: _Run, i: int, changed: bool) -> ToneEvent:
+        p = self.params
         start_ms = run.start_i * FRAME_MS
         end_ms = self._end_ms(run)
         dual = run.dual_frames * 2 >= run.frames
@@ -229,9 +265,11 @@ class BeepDetector:
         duration = end_ms - start_ms
         if dual and (abs(freqs[1] - freqs[0]) < 60.0 or (_near(freqs[0], (440.0,), 20) and _near(freqs[1], (480.0,), 20))):
             kind = ToneKind.RINGBACK
-        elif dual and _near(freqs[0], _DTMF_LOW, freqs[0] * 0.018) and _near(freqs[1], _DTMF_HIGH, freqs[1] * 0.018):
+        elif (dual and duration <= p.max_dtmf_ms and _near(freqs[0], _DTMF_LOW, freqs[0] * 0.018)
+              and _near(freqs[1], _DTMF_HIGH, freqs[1] * 0.018)):
             kind = ToneKind.DTMF
-        elif not (p.min_beep_ms <= duration <= p.max_beep_ms) or self._glides(run):
+        elif (not (p.min_beep_ms <= duration <= p.max_beep_ms) or self._glides(run)
+              or (freqs[0] < p.voice_band_hz and duration < p.voice_band_min_beep_ms)):
             kind = ToneKind.TONE
         elif not dual and abs(freqs[0] - 1100.0) <= 25.0 and duration <= 800 and not self.speech_heard:
             kind = ToneKind.FAX_CNG

@@ -19,7 +19,9 @@ caller; a greeting keeps talking. So:
   (machines here start their greeting within 3 s; a person who answers and waits does not);
 - NOTSURE / MAX_ANALYSIS_TIME after `max_analysis_ms`, NOTSURE / END_OF_AUDIO when the audio ends.
 A silence is not counted while a tone is under way, so a beep right after a short greeting is
-classified before the silence rule could call it a person.
+classified before the silence rule could call it a person. Loud sound that is not the party's
+speech (background voices, a TV) counts as silence, but HUMAN waits until `loud_hold_ms` after
+it, so music that starts right before the silence rule would fire is still heard as MUSIC.
 
 AppAmdDetector reproduces Asterisk's app_amd.c isAnsweringMachine() loop frame by frame with
 its defaults (initial silence 2500, greeting 1500, after-greeting silence 800, total analysis
@@ -93,6 +95,10 @@ class DetectorParams:
     # after speech, this much loud sound that is not the party's speech (music before a beep)
     # is a recording: a person waiting for the caller is quiet
     music_ms: int = 400
+    # loud non-speech (a TV, voices behind the party) counts as the party's silence, but no
+    # HUMAN decision is taken within this long of it: music starting before a beep has time to
+    # be recognised (MUSIC) and a TV behind a person who waits does not hold the decision back
+    loud_hold_ms: int = 80
     initial_silence_ms: int = 3600
     initial_silence_result: AmdResult = AmdResult.HUMAN
     max_analysis_ms: int = 10000
@@ -131,6 +137,7 @@ class DialerDetector:
         self.silence_ms = 0
         self.voice = False                 # last frame was speech (for the beep stage's fallback)
         self.loud_ms = 0                   # loud non-speech since the last speech or quiet frame
+        self.since_loud_ms = 10 ** 9       # since the last loud non-speech frame
         self.decided: Decision | None = None
 
     def _track_floor(self, level_db: float, candidate: bool) -> None:
@@ -178,19 +185,20 @@ class DialerDetector:
         if self.decided is not None:
             return None
         self.loud_ms = self.loud_ms + FRAME_MS if (loud and not tonal and self.speech_heard) else 0
+        self.since_loud_ms = 0 if self.loud_ms else self.since_loud_ms + FRAME_MS
         self._recent.append(voice)
         if not self.in_speech:
             if voice and sum(self._recent) >= p.onset_frames:
                 self.in_speech = self.speech_heard = True
                 self.speech_ms += FRAME_MS * sum(self._recent)
                 self.silence_ms = 0
-            elif self.speech_heard and not (tonal or in_tone or loud):
+            elif self.speech_heard and not (tonal or in_tone):
                 self.silence_ms += FRAME_MS
         elif voice:
             # talk time: a pause shorter than utterance_gap_ms belongs to the utterance
             self.speech_ms += FRAME_MS + self.silence_ms
             self.silence_ms = 0
-        elif not (tonal or in_tone or loud):
+        elif not (tonal or in_tone):
             self.silence_ms += FRAME_MS
             if self.silence_ms >= p.utterance_gap_ms:
                 self.in_speech = False
@@ -202,7 +210,7 @@ class DialerDetector:
             decision = Decision(AmdResult.MACHINE, Cause.LONG_SPEECH, now)
         elif self.loud_ms >= p.music_ms:
             decision = Decision(AmdResult.MACHINE, Cause.MUSIC, now)
-        elif self.speech_heard and not self.in_speech and not in_tone:
+        elif self.speech_heard and not self.in_speech and not in_tone and self.since_loud_ms > p.loud_hold_ms:
             needed = p.human_silence_short_ms if self.speech_ms <= p.short_speech_ms else p.human_silence_long_ms
             if self.silence_ms >= needed:
                 decision = Decision(AmdResult.HUMAN, Cause.SPEECH_THEN_SILENCE, now)

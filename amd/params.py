@@ -30,6 +30,8 @@ class AmdParams:
     beep_max_wait_ms: int = 20000
     # a beep is acted on when this long has passed after it without speech
     beep_confirm_ms: int = 200
+    # ... and only speech within this many dB of the loudest speech heard cancels it
+    beep_cancel_below_peak_db: float = 10.0
     detector: DetectorParams = field(default_factory=DetectorParams)
     app_amd: AppAmdParams = field(default_factory=AppAmdParams)
     beep: BeepParams = field(default_factory=BeepParams)
@@ -73,7 +75,8 @@ def _fields(klass) -> dict[str, type]:
     return {f.name: type(getattr(defaults, f.name)) for f in dataclasses.fields(klass)}
 
 
-_TOP_FIELDS = {"mode": AmdMode, "beep_fallback_silence_ms": int, "beep_max_wait_ms": int, "beep_confirm_ms": int}
+_TOP_FIELDS = {"mode": AmdMode, "beep_fallback_silence_ms": int, "beep_max_wait_ms": int, "beep_confirm_ms": int,
+               "beep_cancel_below_peak_db": float}
 
 
 def _coerce(key: str, kind: type, raw):

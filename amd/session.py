@@ -13,6 +13,7 @@ live audio: the analyzer never sees a frame before it has decided on the previou
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +77,9 @@ class CallAnalyzer:
         self._quiet_ms = 0
         self._ringback = False
         self._pending_beep: ToneEvent | None = None
+        # level of the last frame if it was speech, and the loudest speech heard (decaying)
+        self._talk_level_db = -math.inf
+        self._talk_peak_db = -math.inf
 
     @property
     def now_ms(self) -> int:
@@ -96,7 +100,7 @@ class CallAnalyzer:
             self._ringback |= event.kind is ToneKind.RINGBACK
         event = self._confirm_beep(event)
         if self.beep_stage_only:
-            self.detector.feed(f, tonal=self.beep.tonal, in_tone=self._tone_pending)
+            self._feed_detector(f)
             self.beep.speech_heard = self.detector.speech_heard
             if event is not None and event.kind is ToneKind.BEEP:
                 self._finish(BeepOutcome.BEEP, event)
@@ -104,6 +108,15 @@ class CallAnalyzer:
             self._decide(f, event)
         elif self.decision.result is AmdResult.MACHINE:
             self._listen_for_beep(f, event)
+
+    def _feed_detector(self, f: FrameFeatures) -> Decision | None:
+        decision = self.detector.feed(f, tonal=self.beep.tonal, in_tone=self._tone_pending)
+        if self.detector.voice:
+            self._talk_level_db = f.level_db
+            self._talk_peak_db = max(self._talk_peak_db - 0.01, f.level_db)
+        else:
+            self._talk_level_db = -math.inf
+        return decision
 
     @property
     def _tone_pending(self) -> bool:
@@ -113,14 +126,18 @@ class CallAnalyzer:
     def _confirm_beep(self, event: ToneEvent | None) -> ToneEvent | None:
         """A beep counts once beep_confirm_ms have passed after it without speech: a
         voicemail beep is followed by the silence of the recording, a vowel held like a tone
-        by more talk. Returns the event to act on this frame (other tones pass through)."""
+        by more talk. While listening for a known machine's beep, only talk near the level of
+        the loudest speech heard cancels it: voices in the background (babble, a TV) go on
+        after a beep too. Returns the event to act on this frame (other tones pass through)."""
         if event is not None and event.kind is ToneKind.BEEP:
             self._pending_beep = event
             return None
         pending = self._pending_beep
         if pending is None:
             return event
-        if self.detector.voice:
+        # Before a decision any speech cancels: a false beep there hangs up on a person.
+        margin = self.params.beep_cancel_below_peak_db if self.beep.continue_runs else math.inf
+        if self.detector.voice and self._talk_level_db >= self._talk_peak_db - margin:
             self._pending_beep = None
         elif self.now_ms >= pending.end_ms + self.params.beep_confirm_ms:
             self._pending_beep = None
@@ -138,7 +155,7 @@ class CallAnalyzer:
             elif result is not AmdResult.MACHINE:
                 self._finish(BeepOutcome.NOT_LISTENING)
             return
-        decision = self.detector.feed(f, tonal=self.beep.tonal, in_tone=self._tone_pending)
+        decision = self._feed_detector(f)
         self.beep.speech_heard = self.detector.speech_heard
         if decision is None:
             return
@@ -155,7 +172,7 @@ class CallAnalyzer:
         if event is not None and event.kind is ToneKind.BEEP:
             self._finish(BeepOutcome.BEEP, event)
             return
-        self.detector.feed(f, tonal=self.beep.tonal, in_tone=self._tone_pending)   # keeps voice/floor current
+        self._feed_detector(f)   # keeps voice/floor current
         quiet = not (self.detector.voice or self.beep.tonal or self._tone_pending)
         self._quiet_ms = self._quiet_ms + FRAME_MS if quiet else 0
         if self._quiet_ms >= p.beep_fallback_silence_ms:

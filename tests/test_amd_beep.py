@@ -100,6 +100,28 @@ def test_dtmf_is_not_a_beep(digits):
     assert not beeps(noisy(np.concatenate(parts + [silence(0.5)]), 25))
 
 
+def test_long_two_tone_beep_on_a_dtmf_pair_is_a_beep():
+    # 941.7 + 1466.7 Hz is within 1.8 % of DTMF "#" (941 + 1477 Hz), but 0.9 s is no key press
+    found = beeps(noisy(np.concatenate([silence(0.3), tone((941.7, 1466.7), 0.9), silence(0.6)]), 25))
+    assert len(found) == 1 and abs(found[0].end_ms - 1200) <= 40
+
+
+@pytest.mark.parametrize("fragment_s", [0.04, 0.06])
+def test_beep_next_to_a_tone_fragment_is_still_a_beep(fragment_s):
+    # babble behind a greeting leaves tonal fragments of a few frames; one right after the beep
+    # must not make the beep part of a tone sequence (SIT, a melody), which needs real tones
+    x = np.concatenate([silence(0.3), tone((1000.0,), 0.6), tone((620.0,), fragment_s), silence(0.6)])
+    found = beeps(noisy(x, 25))
+    assert len(found) == 1 and abs(found[0].end_ms - 900) <= 40
+
+
+@pytest.mark.parametrize("seconds,is_beep", [(0.2, False), (0.4, True)])
+def test_low_tone_must_outlast_a_held_vowel(seconds, is_beep):
+    # 460 Hz is where a voice's harmonics are: a tone there as short as a held vowel is not a beep
+    x = np.concatenate([silence(0.3), tone((460.0,), seconds), silence(0.6)])
+    assert bool(beeps(noisy(x, 25))) is is_beep
+
+
 def test_music_and_gliding_tone_are_not_beeps():
     rng = np.random.default_rng(7)
     t = np.arange(int(0.35 * RATE)) / RATE
@@ -128,10 +150,11 @@ def test_real_capture_beep_at_14_5_to_16_s(captures_dir):
     assert abs(beep.freqs_hz[0] - 1000) < 15
 
 
-def _features(kind: str, n: int):
+def _features(kind: str, n: int, level_db: float | None = None):
     from amd.features import FrameFeatures
     spec = {"quiet": (-60.0, False, 0.05), "tone": (-20.0, True, 0.95), "talk": (-20.0, True, 0.2)}[kind]
     level, vad, purity = spec
+    level = level if level_db is None else level_db
     return [FrameFeatures(level, 1000.0, vad, 1000.0, 1500.0, purity, purity + 0.02, 0.02)] * n
 
 
@@ -150,6 +173,27 @@ def test_beep_is_confirmed_only_by_the_silence_after_it(after, expect_beep):
         assert r.beep_end_ms + 200 <= r.decision_ms <= r.beep_end_ms + 260
     else:
         assert r.cause is not Cause.BEEP and r.beep_end_ms is None
+
+
+@pytest.mark.parametrize("after_db,expect_beep", [(-21.0, True), (-12.0, False)])
+def test_known_machine_beep_survives_background_voices_not_more_talk(after_db, expect_beep):
+    # greeting at -10 dB, beep, then voices: 11 dB under the greeting they are the babble
+    # behind the recording (still speech to the VAD), 2 dB under it they are more greeting
+    from amd.session import BeepOutcome, CallAnalyzer
+    frames = (_features("quiet", 10) + _features("talk", 50, -10.0) + _features("quiet", 10)
+              + _features("tone", 15) + _features("talk", 30, after_db))
+    analyzer = CallAnalyzer(beep_stage_only=True)
+    for f in frames:
+        analyzer.feed_features(f)
+    analyzer.end_of_audio()
+    assert (analyzer.beep_outcome is BeepOutcome.BEEP) is expect_beep
+    # before a decision any speech after the tone cancels it: a false beep there hangs up on
+    # a person
+    analyzer = CallAnalyzer()
+    for f in frames:
+        analyzer.feed_features(f)
+    analyzer.end_of_audio()
+    assert analyzer.result().cause.value != "BEEP"
 
 
 def test_beep_stage_only_listens_from_the_first_frame(captures_dir):
