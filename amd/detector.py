@@ -87,7 +87,7 @@ class DetectorParams:
     utterance_gap_ms: int = 200           # a pause this long ends an utterance
     short_speech_ms: int = 800
     human_silence_short_ms: int = 400
-    human_silence_long_ms: int = 850
+    human_silence_long_ms: int = 750
     machine_speech_ms: int = 4600
     # long talk only counts as a greeting when it stands this far above the noise floor on
     # average: a TV or a room full of voices behind a silent person is not a greeting

@@ -197,6 +197,19 @@ def metrics(items, manifest, run_name):
     return out
 
 
+def paired_dead_air(items, manifest, run_names) -> dict:
+    """Dead air of every run over the same people: those every run calls HUMAN. Each run's own
+    dead air covers only the people it calls HUMAN, which flatters a detector that calls few."""
+    both = [it for it in items if manifest[it["file"]]["label"] == "HUMAN"
+            and manifest[it["file"]]["first_utterance_end_ms"] is not None
+            and all(it["runs"][name]["result"] == "HUMAN" for name in run_names)]
+    out = {"n": len(both)}
+    for name in run_names:
+        dead = [it["runs"][name]["decision_ms"] - manifest[it["file"]]["first_utterance_end_ms"] for it in both]
+        out[name] = {f"p{q}": _pct(dead, q) for q in (50, 90)}
+    return out
+
+
 def slices(items, manifest, run_name):
     """Accuracy and false-machine rate per noise, SNR, codec/storage, level, dialect, category."""
     def level_bucket(m):
@@ -332,6 +345,7 @@ def markdown(result) -> str:
     tp = result["throughput"]
     runs = [result["runs"][name] for name, _ in TABLE_RUNS]
     o = runs[0]
+    pair = result["paired_dead_air"]
 
     def row(name, fn, unit="", goal="", met=None, only_ours=False):
         cells = []
@@ -361,6 +375,9 @@ def markdown(result) -> str:
                  lambda r: (r["dead_air_ms"]["p50"] or 1e9) <= g["dead_air_p50_max_ms"]),
              row("dead air after first utterance p90", lambda r: r["dead_air_ms"]["p90"], "ms", f"<= {g['dead_air_p90_max_ms']} ms",
                  lambda r: (r["dead_air_ms"]["p90"] or 1e9) <= g["dead_air_p90_max_ms"]),
+             f"| dead air p50 / p90 over the {pair['n']} people every run calls HUMAN | "
+             + " | ".join(f"{_fmt(pair[name]['p50'], 'ms')} / {_fmt(pair[name]['p90'], 'ms')}" for name, _ in TABLE_RUNS)
+             + " |  |  |",
              row("machine decision after greeting start p50", lambda r: r["machine_after_greeting_start_ms"]["p50"], "ms",
                  f"<= {g['machine_after_greeting_p50_max_ms']} ms",
                  lambda r: (r["machine_after_greeting_start_ms"]["p50"] or 1e9) <= g["machine_after_greeting_p50_max_ms"])]
@@ -441,6 +458,7 @@ def main(argv=None) -> int:
         "params": {"ours": dataclasses.asdict(AmdParams()), "app_amd": dataclasses.asdict(variants["app_amd"].app_amd)},
         "runs": {name: metrics(items, manifest, name) for name in variants},
         "slices": {name: slices(items, manifest, name) for name in ("ours", "app_amd")},
+        "paired_dead_air": paired_dead_air(items, manifest, [name for name, _ in TABLE_RUNS]),
     }
     # the machine is shared: three measurements, the median reported, all three kept
     trials = [throughput([corpus / f for f in files], seconds=10.0, streams=200) for _ in range(3)]
