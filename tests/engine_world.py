@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import time
 import wave
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+import holidays
 import numpy as np
 
 from dialer import campaigns, storage
@@ -18,14 +19,27 @@ from dialer.engine.engine import Engine, EngineConfig
 from esl.fakeswitch import CalledPartyModel, FakeSwitch
 from esl.fakeswitch.voices import build_voices
 
-# A Tuesday, 15:00 in New York: inside every US calling window.
-PINNED = datetime(2026, 11, 24, 20, 0, tzinfo=timezone.utc)
 AGENT_PHONE = "sofia/internal/7700@127.0.0.1"
+
+
+def next_calling_tuesday(after: datetime) -> datetime:
+    """A Tuesday, 15:00 in New York (20:00 UTC), at least two days after `after`, that is no
+    public holiday in any US state: inside every US calling window. It must lie ahead of the
+    real clock, since campaigns and call records are stamped with the database's now() and the
+    reports' periods start there (a fixed date turned into the past as the calendar moved on)."""
+    day = after.date() + timedelta(days=2)
+    while True:
+        day += timedelta(days=(1 - day.weekday()) % 7)
+        if not any(day in holidays.country_holidays("US", subdiv=state, years=day.year)
+                   for state in holidays.country_holidays("US").subdivisions):
+            return datetime(day.year, day.month, day.day, 20, 0, tzinfo=timezone.utc)
+        day += timedelta(days=1)
 
 
 # Every engine of a test, in this process or a child, runs the same pinned clock: PINNED at
 # CLOCK_START (a child gets it through DIALER_TEST_CLOCK_START), then real time passing.
 CLOCK_START = float(os.environ.get("DIALER_TEST_CLOCK_START") or time.time())
+PINNED = next_calling_tuesday(datetime.fromtimestamp(CLOCK_START, timezone.utc))
 CLOCK_OFFSET = PINNED - datetime.fromtimestamp(CLOCK_START, timezone.utc)
 
 
