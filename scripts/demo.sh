@@ -6,7 +6,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/bootstrap.sh
+# services.sh leaves alone a server named by DATABASE_URL / REDIS_URL: stop with the values
+# from before `start` exported them, so the servers started here are stopped again
+SERVICES_ENV=(DATABASE_URL="${DATABASE_URL:-}" REDIS_URL="${REDIS_URL:-}")
 eval "$(bash scripts/services.sh start)"
-trap 'bash scripts/services.sh stop' EXIT
+trap 'env "${SERVICES_ENV[@]}" bash scripts/services.sh stop' EXIT
 .venv/bin/dialer db migrate
 .venv/bin/dialer demo "$@"
