@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft
 import webrtcvad
 
 from amd.audio import FRAME_SAMPLES, RATE
@@ -24,7 +25,8 @@ WINDOW = WINDOW_FRAMES * FRAME_SAMPLES
 NFFT = 1024
 BIN_HZ = RATE / NFFT
 _BAND = (int(300 / BIN_HZ), int(3400 / BIN_HZ) + 1)
-_HANN = np.hanning(WINDOW)                          # float64: numpy's float32 FFT is 3x slower here
+# float32 through scipy.fft: half the time of numpy's float64 FFT here, results within 1e-6
+_HANN = np.hanning(WINDOW).astype(np.float32)
 _PEAK_OFFSETS = np.arange(-2, 3)                    # bins summed into a peak's energy
 _MASK_OFFSETS = np.arange(-3, 4)                    # bins hidden around the first peak
 SILENT_DB = -85.0                                   # below this a frame is digital silence (lost / CN)
@@ -111,7 +113,7 @@ def all_rows(f: dict[str, np.ndarray]) -> list[FrameFeatures]:
 def _features(frames: np.ndarray, x: np.ndarray, window: np.ndarray, vads) -> dict[str, np.ndarray]:
     power = np.einsum("ij,ij->i", x, x) / FRAME_SAMPLES
     level_db = 10.0 * np.log10(power / (32768.0 ** 2) + 1e-12)
-    spectrum = np.fft.rfft(window * _HANN, NFFT)[:, _BAND[0]:_BAND[1]]
+    spectrum = scipy.fft.rfft(window * _HANN, NFFT)[:, _BAND[0]:_BAND[1]]
     p = spectrum.real ** 2 + spectrum.imag ** 2
     n_rows, n = p.shape
     total = p.sum(axis=1) + 1e-9
@@ -124,10 +126,11 @@ def _features(frames: np.ndarray, x: np.ndarray, window: np.ndarray, vads) -> di
     masked[rows, np.clip(k1[:, None] + _MASK_OFFSETS, 0, n - 1)] = 0.0
     k2 = np.argmax(masked, axis=1)
     e2 = p[rows, np.clip(k2[:, None] + _PEAK_OFFSETS, 0, n - 1)].sum(axis=1)
-    vad = np.zeros(len(frames), dtype=bool)
-    for row in range(len(frames)):
-        if level_db[row] > SILENT_DB:
-            vad[row] = vads[row].is_speech(frames[row].tobytes(), RATE)
+    # one bytes object for the batch, sliced per call (webrtcvad takes 16-bit PCM bytes)
+    pcm = frames.tobytes()
+    size = 2 * FRAME_SAMPLES
+    vad = np.array([level > SILENT_DB and vads[row].is_speech(pcm[row * size:(row + 1) * size], RATE)
+                    for row, level in enumerate(level_db.tolist())], dtype=bool)
     return {
         "level_db": level_db,
         "mean_abs": np.abs(x).mean(axis=1),
