@@ -58,6 +58,7 @@ class BeepParams:
     freq_tolerance_hz: float = 20.0
     max_glide_hz: float = 12.0      # a beep holds its pitch; a sung or spoken vowel glides
     min_beep_ms: int = 180
+    max_beep_ms: int = 1700
     max_dtmf_ms: int = 500          # key presses send 40-250 ms; longer grid pairs are beeps
     sequence_min_frames: int = 5    # a tone this long and steady makes its neighbours a sequence
     # below this frequency a tone may be a harmonic of a held vowel (voices put their 2nd-5th
@@ -65,7 +66,6 @@ class BeepParams:
     # must be longer than that to be a beep
     voice_band_hz: float = 520.0
     voice_band_min_beep_ms: int = 250
-    max_beep_ms: int = 1700
     gap_frames: int = 2             # lost frames tolerated inside a tone
     continue_purity: float = 0.30   # a frame at the tone's level and frequency with this much
     continue_level_db: float = 3.0  # of the band's energy continues a tone already under way
