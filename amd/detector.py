@@ -31,11 +31,13 @@ silence threshold 256 on the mean absolute sample, maximum word length 5000 ms).
 from __future__ import annotations
 
 import enum
-from collections import deque
 from dataclasses import dataclass
 
 from amd.audio import FRAME_MS
 from amd.features import SILENT_DB, FrameFeatures
+
+
+_BIT_COUNT = tuple(bin(i).count("1") for i in range(16))
 
 
 class AmdResult(enum.Enum):
@@ -127,10 +129,12 @@ class DialerDetector:
         self.index = -1
         self.floor_db: float | None = None
         self.peak_db = -200.0
-        self._levels: deque = deque(maxlen=3)
+        # the two frame levels before this one (newest first), for the floor's median of three
+        self._level1: float | None = None
+        self._level2: float | None = None
         self._snr_sum = 0.0
         self._snr_frames = 0
-        self._recent: deque = deque(maxlen=4)
+        self._recent_bits = 0              # voice flags of the last 4 frames, newest in bit 0
         self.in_speech = False
         self.speech_heard = False
         self.speech_ms = 0
@@ -147,15 +151,19 @@ class DialerDetector:
         if level_db <= SILENT_DB:          # lost frame or comfort noise: says nothing about noise
             return
         # the median of the last three levels: one lost or partly lost frame is not the floor
-        self._levels.append(level_db)
-        level_db = sorted(self._levels)[len(self._levels) // 2]
-        if self.floor_db is None:
+        # (with two levels so far, the higher one)
+        a, b = self._level1, self._level2
+        self._level1, self._level2 = level_db, a
+        if a is not None:
+            level_db = max(a, level_db) if b is None else max(min(a, b), min(max(a, b), level_db))
+        floor = self.floor_db
+        if floor is None:
             self.floor_db = level_db
-        elif level_db > self.floor_db:
-            self.floor_db += 0.05 if candidate else 0.1
+        elif level_db > floor:
+            self.floor_db = floor + (0.05 if candidate else 0.1)
         else:
             # fall fast when far above the frame (the call opened with speech, not noise)
-            self.floor_db -= max(0.25, 0.5 * (self.floor_db - level_db))
+            self.floor_db = floor - max(0.25, 0.5 * (floor - level_db))
 
     def is_voice(self, f: FrameFeatures, tonal: bool) -> bool:
         """Update the noise floor with this frame; is the frame the party's speech?"""
@@ -186,11 +194,11 @@ class DialerDetector:
             return None
         self.loud_ms = self.loud_ms + FRAME_MS if (loud and not tonal and self.speech_heard) else 0
         self.since_loud_ms = 0 if self.loud_ms else self.since_loud_ms + FRAME_MS
-        self._recent.append(voice)
+        self._recent_bits = bits = ((self._recent_bits << 1) | voice) & 0xF
         if not self.in_speech:
-            if voice and sum(self._recent) >= p.onset_frames:
+            if voice and _BIT_COUNT[bits] >= p.onset_frames:
                 self.in_speech = self.speech_heard = True
-                self.speech_ms += FRAME_MS * sum(self._recent)
+                self.speech_ms += FRAME_MS * _BIT_COUNT[bits]
                 self.silence_ms = 0
             elif self.speech_heard and not (tonal or in_tone):
                 self.silence_ms += FRAME_MS

@@ -16,8 +16,9 @@ PY="${PYTHON:-python3}"
 if ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then
   need_apt+=(python3-venv)
 fi
-# espeak-ng and sox build the AMD benchmark corpus and some test audio.
-for tool in espeak-ng sox; do
+# espeak-ng and sox build the AMD benchmark corpus and some test audio; flite the corpus of
+# another synthesiser (benchmarks.amd.corpus --engine flite).
+for tool in espeak-ng sox flite; do
   command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool")
 done
 

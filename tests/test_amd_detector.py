@@ -214,3 +214,20 @@ def test_streaming_equals_batch_features(subset):
         analyzer.feed_frame(f)
     analyzer.end_of_audio()
     assert analyzer.result().as_json() == analyze_samples(x).as_json()
+
+
+def test_flite_split_is_another_engine_under_the_same_rules(tmp_path):
+    """`--engine flite`: the report wordings in CMU Flite's voices, with the rules' durations,
+    and the detector treats its audio like espeak-ng's (a short answer is a person, a carrier
+    greeting followed by a beep a machine with the beep's end found)."""
+    short = corpus.render(777, 60001, "flite", "HUMAN", tmp_path, kind="short")
+    carrier = corpus.render(777, 60004, "flite", "MACHINE", tmp_path, kind="carrier", ending="beep")
+    for m in (short, carrier):
+        assert m["split"] == "flite" and m["voice"].startswith("flite:")
+    assert all(text in corpus.WORDINGS["short"][1] for text in short["text"].split(" | "))
+    assert 300 <= short["first_utterance_end_ms"] - short["speech_start_ms"] <= 1000
+    assert 1200 <= carrier["first_utterance_end_ms"] - carrier["speech_start_ms"] <= 2500
+    r = analyze_samples(audio.load_audio_8k(tmp_path / short["file"]))
+    assert (r.result, r.cause) == (AmdResult.HUMAN, Cause.SPEECH_THEN_SILENCE)
+    r = analyze_samples(audio.load_audio_8k(tmp_path / carrier["file"]))
+    assert r.result is AmdResult.MACHINE and abs(r.beep_end_ms - carrier["beep_end_ms"]) <= 100

@@ -9,13 +9,17 @@ and finished items are cached (a sidecar JSON per file) so a re-run only builds 
 
 Two disjoint splits: `tune` (the detector's thresholds were chosen on it) and `report` (the
 figures in docs/amd.md). They use disjoint espeak-ng voices and disjoint wordings, to mimic the
-held-out corpus the product is judged on.
+held-out corpus the product is judged on. `--engine flite` builds a third split, `flite`, with
+the same rules and the report split's wordings spoken by another engine (CMU Flite's voices,
+Debian package flite): a check that the thresholds chosen on espeak-ng audio carry over to a
+synthesiser nobody tuned on.
 
 The manifest (manifest.jsonl) records, for every file, where speech starts, where the first
 utterance ends, where the greeting ends and where the beep starts and ends, measured on the clean
 signal before noise, band-pass, codec and frame loss.
 
     python -m benchmarks.amd.corpus --out benchmarks/corpus --seed 20261122 --jobs 2
+    python -m benchmarks.amd.corpus --engine flite --out benchmarks/corpus_flite --humans 300 --machines 300 --negatives 60
 """
 from __future__ import annotations
 
@@ -45,7 +49,10 @@ _VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "
 VOICES = {
     "tune": [f"{d}+{v}" for d in _DIALECTS[:4] for v in _VARIANTS[0::2]],
     "report": [f"{d}+{v}" for d in _DIALECTS[4:] for v in _VARIANTS[1::2]],
+    # CMU Flite's built-in voices (flite -lv; awb_time only speaks clock times)
+    "flite": ["flite:kal", "flite:kal16", "flite:awb", "flite:rms", "flite:slt"],
 }
+ESPEAK_DEFAULT_WPM = 175    # flite has no words-per-minute: speeds map to a duration stretch
 
 NAMES = ["Sarah", "John", "Maria", "David", "Linda", "Michael", "Karen", "James", "Emily",
          "Robert", "Jessica", "Daniel", "Laura", "Kevin", "Angela", "Brian"]
@@ -96,11 +103,17 @@ def _pick(rng, weighted):
     return names[int(rng.choice(len(names), p=p / p.sum()))]
 
 
-def _espeak(text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
-    """Synthesize with espeak-ng, resample to 8 kHz, trim leading/trailing silence."""
+def _synth(text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
+    """Synthesize with espeak-ng (or flite, for "flite:" voices), resample to 8 kHz, trim
+    leading/trailing silence. `speed` is in espeak-ng's words per minute; flite gets the
+    duration stretch of that speed and keeps its voice's own pitch."""
     with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", tmp.name, text],
-                       check=True, capture_output=True, timeout=60)
+        if voice.startswith("flite:"):
+            cmd = ["flite", "-voice", voice.split(":", 1)[1], "--setf",
+                   f"duration_stretch={ESPEAK_DEFAULT_WPM / speed:.3f}", "-t", text, "-o", tmp.name]
+        else:
+            cmd = ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", tmp.name, text]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=60)
         samples, rate = audio.read_wav(tmp.name)
     x = audio.resample(samples.astype(np.float64), rate, RATE)
     return _trim(x)
@@ -217,7 +230,7 @@ def build_item(seed: int, index: int, split: str, label: str, kind: str | None =
     `kind` / `ending` force a category (tests build small fixed subsets with them)."""
     rng = np.random.default_rng([seed, index, CORPUS_VERSION])
     voices = VOICES[split]
-    side = 0 if split == "tune" else 1
+    side = 0 if split == "tune" else 1     # the flite split speaks the report wordings
     voice = str(rng.choice(voices))
     speed = int(rng.integers(135, 195))
     pitch = int(rng.integers(25, 75))
@@ -225,13 +238,13 @@ def build_item(seed: int, index: int, split: str, label: str, kind: str | None =
     def say(kind: str) -> np.ndarray:
         text = str(rng.choice(WORDINGS[kind][side])).format(name=rng.choice(NAMES), company=rng.choice(COMPANIES))
         texts.append(text)
-        y = _espeak(text, voice, speed, pitch)
+        y = _synth(text, voice, speed, pitch)
         if kind in DURATIONS_S:
             # the rules give each kind a duration range: re-speak at the rate that lands on a
             # target drawn inside it (espeak-ng's duration scales inversely with words/minute)
             target = rng.uniform(*DURATIONS_S[kind])
             rate = int(np.clip(speed * (len(y) / RATE) / target, 80, 450))
-            y = _espeak(text, voice, rate, pitch)
+            y = _synth(text, voice, rate, pitch)
         return y
 
     texts: list[str] = []
@@ -278,7 +291,7 @@ def build_item(seed: int, index: int, split: str, label: str, kind: str | None =
                     track.add(_silence(pause))
                 text = WORDINGS["personal"][side][k].format(name=rng.choice(NAMES))
                 texts.append(text)
-                track.add(_espeak(text, voice, speed, pitch), "speech")
+                track.add(_synth(text, voice, speed, pitch), "speech")
         ending = ending or _pick(rng, MACHINE_ENDINGS)
         meta["ending"] = ending
         if ending == "silence":
@@ -303,7 +316,7 @@ def build_item(seed: int, index: int, split: str, label: str, kind: str | None =
             for f, d in ((913.8, 0.274), (1370.6, 0.274), (1776.7, 0.380)):
                 track.add(_tone([f], d), "tone")
             track.add(_silence(0.3))
-            track.add(_espeak("The number you have dialed is not in service.", voice, speed, pitch), "speech")
+            track.add(_synth("The number you have dialed is not in service.", voice, speed, pitch), "speech")
             track.add(_silence(1.0))
         elif kind == "fax":
             for _ in range(2):
@@ -356,7 +369,7 @@ def _noise(rng, kind: str, n: int, voice_pool, side: int) -> np.ndarray:
     out = np.zeros(n)
     for _ in range(4 if kind == "babble" else 1):
         text = str(rng.choice(WORDINGS["tv"][side]))
-        y = _espeak(text, str(rng.choice(voice_pool)), int(rng.integers(150, 200)), int(rng.integers(30, 70)))
+        y = _synth(text, str(rng.choice(voice_pool)), int(rng.integers(150, 200)), int(rng.integers(30, 70)))
         y = np.tile(y, n // max(len(y), 1) + 1)
         shift = int(rng.integers(0, len(y) - n + 1))
         out += y[shift:shift + n] / (np.sqrt(np.mean(y ** 2)) + 1e-9)
@@ -421,14 +434,15 @@ def _write_g711(path: Path, payload: bytes, tag: int) -> None:
     path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
 
 
-def plan(humans: int, machines: int, negatives: int, tune_fraction: float):
+def plan(humans: int, machines: int, negatives: int, tune_fraction: float, engine: str = "espeak-ng"):
     """(index, split, label) for every item; indices are stable across runs."""
     jobs = []
     index = 0
     for label, count in (("HUMAN", humans), ("MACHINE", machines), ("NEGATIVE", negatives)):
         n_tune = int(round(count * tune_fraction))
         for i in range(count):
-            jobs.append((index, "tune" if i < n_tune else "report", label))
+            split = "flite" if engine == "flite" else "tune" if i < n_tune else "report"
+            jobs.append((index, split, label))
             index += 1
     return jobs
 
@@ -446,11 +460,13 @@ def main(argv=None) -> int:
     parser.add_argument("--negatives", type=int, default=180)
     parser.add_argument("--tune-fraction", type=float, default=1 / 3)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--engine", default="espeak-ng", choices=["espeak-ng", "flite"],
+                        help="flite: one split, `flite`, of the report wordings in CMU Flite's voices")
     args = parser.parse_args(argv)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(args.seed, i, split, label, out_dir)
-            for i, split, label in plan(args.humans, args.machines, args.negatives, args.tune_fraction)]
+            for i, split, label in plan(args.humans, args.machines, args.negatives, args.tune_fraction, args.engine)]
     jobs.sort(key=lambda job: job[2] != "tune")     # build the tune split first
     metas = []
     with ProcessPoolExecutor(max_workers=max(1, min(args.jobs, 2))) as pool:

@@ -9,9 +9,11 @@ second and real-time streams per core, and results per slice. Figures come from 
 and this run only.
 
     python -m benchmarks.amd.run --corpus benchmarks/corpus --split report --jobs 2
+    python -m benchmarks.amd.run --corpus benchmarks/corpus_flite --split flite --jobs 2 \
+        --out benchmarks/results/amd_flite --doc-section amd-benchmark-flite
 
 Writes benchmarks/results/amd.json, benchmarks/results/amd.md, PNG plots in
-benchmarks/results/, and the table between the markers in docs/amd.md.
+benchmarks/results/ (or --out), and the table between the markers in docs/amd.md.
 """
 from __future__ import annotations
 
@@ -425,11 +427,14 @@ def markdown(result) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", default="benchmarks/corpus")
-    parser.add_argument("--split", default="report", choices=["tune", "report", "all"])
+    parser.add_argument("--split", default="report", choices=["tune", "report", "flite", "all"],
+                        help="flite: the corpus built with --engine flite (another synthesiser)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--limit", type=int, default=0, help="analyse only the first N files (smoke runs)")
     parser.add_argument("--no-docs", action="store_true", help="do not update docs/amd.md")
+    parser.add_argument("--doc-section", default="amd-benchmark",
+                        help="docs/amd.md block to replace, between <!-- NAME:start --> and <!-- NAME:end -->")
     args = parser.parse_args(argv)
     corpus = Path(args.corpus)
     manifest = {}
@@ -473,14 +478,14 @@ def main(argv=None) -> int:
     (out_dir / "amd.md").write_text(table)
     plots(result, items, manifest, out_dir)
     if not args.no_docs:
-        _update_docs(table)
+        _update_docs(table, args.doc_section)
     print(table)
     return 0
 
 
-def _update_docs(table: str) -> None:
+def _update_docs(table: str, section: str) -> None:
     doc = ROOT / "docs" / "amd.md"
-    start, end = "<!-- amd-benchmark:start -->", "<!-- amd-benchmark:end -->"
+    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
     if not doc.exists():
         return
     text = doc.read_text()
