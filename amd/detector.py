@@ -13,7 +13,9 @@ caller; a greeting keeps talking. So:
   `human_silence_long_ms` (longer answers, where a greeting's sentence pause is likelier);
 - MACHINE / LONG_SPEECH when the speech heard reaches `machine_speech_ms`;
 - MACHINE / MUSIC when, after speech, loud sound that is not speech lasts `music_ms` (music
-  before the beep: a person waiting for the caller is quiet);
+  before the beep: a person waiting for the caller is quiet) and holds still like notes do:
+  in `music_min_steady` of its frames the strongest spectral peak or the level stays where the
+  frame before had it (a TV or voices behind a person glide and flutter like speech);
 - MACHINE / BEEP, MACHINE / FAX_TONE, NOTSURE / SIT_TONE from the tone detector (amd.beep);
 - SILENT_ANSWER (HUMAN by default, configurable) when nothing is said for `initial_silence_ms`
   (machines here start their greeting within 3 s; a person who answers and waits does not);
@@ -97,6 +99,9 @@ class DetectorParams:
     # after speech, this much loud sound that is not the party's speech (music before a beep)
     # is a recording: a person waiting for the caller is quiet
     music_ms: int = 400
+    music_min_steady: float = 0.7
+    music_steady_hz: float = 8.0          # about one 7.8 Hz bin of the tone analysis
+    music_steady_db: float = 2.0
     # loud non-speech (a TV, voices behind the party) counts as the party's silence, but no
     # HUMAN decision is taken within this long of it: music starting before a beep has time to
     # be recognised (MUSIC) and a TV behind a person who waits does not hold the decision back
@@ -141,6 +146,10 @@ class DialerDetector:
         self.silence_ms = 0
         self.voice = False                 # last frame was speech (for the beep stage's fallback)
         self.loud_ms = 0                   # loud non-speech since the last speech or quiet frame
+        # frames of that loud run whose strongest peak / level held still since the frame before
+        self._loud_steady_hz = 0
+        self._loud_steady_db = 0
+        self._previous: FrameFeatures | None = None
         self.since_loud_ms = 10 ** 9       # since the last loud non-speech frame
         self.decided: Decision | None = None
 
@@ -192,7 +201,14 @@ class DialerDetector:
         loud = not voice and self.floor_db is not None and f.level_db >= self.floor_db + p.loud_margin_db
         if self.decided is not None:
             return None
-        self.loud_ms = self.loud_ms + FRAME_MS if (loud and not tonal and self.speech_heard) else 0
+        previous, self._previous = self._previous, f
+        if loud and not tonal and self.speech_heard:
+            self.loud_ms += FRAME_MS
+            if previous is not None:
+                self._loud_steady_hz += abs(f.f1_hz - previous.f1_hz) <= p.music_steady_hz
+                self._loud_steady_db += abs(f.level_db - previous.level_db) <= p.music_steady_db
+        else:
+            self.loud_ms = self._loud_steady_hz = self._loud_steady_db = 0
         self.since_loud_ms = 0 if self.loud_ms else self.since_loud_ms + FRAME_MS
         self._recent_bits = bits = ((self._recent_bits << 1) | voice) & 0xF
         if not self.in_speech:
@@ -216,7 +232,8 @@ class DialerDetector:
         decision = None
         if self.speech_ms >= p.machine_speech_ms and self.talk_snr_db >= p.machine_min_snr_db:
             decision = Decision(AmdResult.MACHINE, Cause.LONG_SPEECH, now)
-        elif self.loud_ms >= p.music_ms:
+        elif (self.loud_ms >= p.music_ms and max(self._loud_steady_hz, self._loud_steady_db)
+              >= p.music_min_steady * self.loud_ms / FRAME_MS):
             decision = Decision(AmdResult.MACHINE, Cause.MUSIC, now)
         elif self.speech_heard and not self.in_speech and not in_tone and self.since_loud_ms > p.loud_hold_ms:
             needed = p.human_silence_short_ms if self.speech_ms <= p.short_speech_ms else p.human_silence_long_ms

@@ -78,6 +78,31 @@ def test_quiet_pause_after_speech_is_not_music():
     assert d.result is AmdResult.HUMAN
 
 
+def test_loud_background_that_glides_and_flutters_is_not_music():
+    """Voices behind a person (a TV) are loud non-speech too, but their strongest peak and their
+    level move from frame to frame; notes hold both. Same loud run, two shapes."""
+    p = DetectorParams()
+
+    def after_answer(background):
+        d = DialerDetector(p)
+        frames = [frame(False, -60.0)] * 20 + [frame(True, -25.0)] * 50 + [frame(False, -60.0)] * 5 + background
+        return next((out for out in map(d.feed, frames) if out is not None), None)
+
+    def loud(f1_hz: float, level_db: float) -> FrameFeatures:
+        return FrameFeatures(level_db=level_db, mean_abs=300.0, vad=False, f1_hz=f1_hz, f2_hz=900.0,
+                             purity1=0.3, purity2=0.5, ratio2=0.5)
+
+    tv = [loud(400.0 + 37.0 * (i % 7), -35.0 + 5.0 * (i % 2)) for i in range(50)]
+    out = after_answer(tv)
+    assert out is None or out.cause is not Cause.MUSIC
+    # the same level and peak pattern, but holding each value for 5 frames (notes)
+    notes = [loud(400.0 + 37.0 * (i // 5 % 7), -35.0 + 5.0 * (i // 5 % 2)) for i in range(50)]
+    out = after_answer(notes)
+    assert out.result is AmdResult.MACHINE and out.cause is Cause.MUSIC
+    # 4 of 5 frames steady: MUSIC as soon as the run is music_ms long
+    assert out.decision_ms == at_frame((20 + 50 + 5) * 20 + p.music_ms)
+
+
 def test_silent_answer_and_its_configurable_result():
     d = run(DialerDetector(), [(False, 10000)])
     assert (d.result, d.cause, d.decision_ms) == (AmdResult.HUMAN, Cause.SILENT_ANSWER, DetectorParams().initial_silence_ms)
