@@ -99,6 +99,8 @@ class DetectorParams:
     # after speech, this much loud sound that is not the party's speech (music before a beep)
     # is a recording: a person waiting for the caller is quiet
     music_ms: int = 400
+    # ... and holds still like notes: this share of its frames keeps the frame before's
+    # strongest peak or level (a TV or babble behind a person glides and flutters like speech)
     music_min_steady: float = 0.7
     music_steady_hz: float = 8.0          # about one 7.8 Hz bin of the tone analysis
     music_steady_db: float = 2.0
