@@ -95,7 +95,7 @@ class DetectorParams:
     machine_speech_ms: int = 4600
     # long talk only counts as a greeting when it stands this far above the noise floor on
     # average: a TV or a room full of voices behind a silent person is not a greeting
-    machine_min_snr_db: float = 16.0
+    machine_min_snr_db: float = 19.0
     # after speech, this much loud sound that is not the party's speech (music before a beep)
     # is a recording: a person waiting for the caller is quiet
     music_ms: int = 400
