@@ -67,7 +67,13 @@ def analyze(paths, as_json: bool, campaign_params) -> None:
     if not as_json and rows:
         from rich.console import Console
         from rich.table import Table
-        table = Table("file", "result", "cause", "decision ms", "beep end ms")
+        from collections import Counter
+        # paths wrap rather than lose their ends (the distinguishing part) in a narrow terminal
+        counts = Counter(r["result"] for r in rows)
+        table = Table(caption=f"{len(rows)} files: " + ", ".join(f"{k} {n}" for k, n in sorted(counts.items())))
+        table.add_column("file", overflow="fold")
+        for name in ("result", "cause", "decision ms", "beep end ms"):
+            table.add_column(name, no_wrap=True)
         for r in rows:
             table.add_row(r["file"], r["result"], r["cause"], str(r["decision_ms"]),
                           "-" if r["beep_end_ms"] is None else str(r["beep_end_ms"]))

@@ -16,10 +16,14 @@ PY="${PYTHON:-python3}"
 if ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then
   need_apt+=(python3-venv)
 fi
-# espeak-ng and sox build the AMD benchmark corpus and some test audio; flite the corpus of
-# another synthesiser (benchmarks.amd.corpus --engine flite).
-for tool in espeak-ng sox flite; do
+# espeak-ng and sox build the AMD benchmark corpus and some test audio; flite and Festival
+# (with its three English voices) the corpora of other synthesisers (benchmarks.amd.corpus
+# --engine flite|festival).
+for tool in espeak-ng sox flite festival; do
   command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool")
+done
+for pkg in festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -60,8 +60,13 @@ def test_stereo_16k_file_and_app_amd_mode(tmp_path):
 def test_table_output_and_errors(tmp_path):
     f = tmp_path / "x.wav"
     _tone_file(f)
-    result = CliRunner().invoke(main, ["amd", "analyze", str(f)])
+    long_name = tmp_path / ("a-long-recording-name-that-a-narrow-table-would-cut-" + "x" * 40 + ".wav")
+    _tone_file(long_name)
+    result = CliRunner().invoke(main, ["amd", "analyze", str(f), str(long_name)])
     assert result.exit_code == 0 and "BEEP" in result.output and "MACHINE" in result.output
+    assert "2 files: MACHINE 2" in result.output
+    # the path wraps inside its column, whole (its end tells the files apart)
+    assert "x" * 20 + ".wav" in result.output.replace("│", "").replace(" ", "").replace("\n", "")
     bad = CliRunner().invoke(main, ["amd", "analyze", "--campaign-params", "nonsense=3", str(f)])
     assert bad.exit_code != 0 and "unknown AMD parameter 'nonsense'" in bad.output
     missing = CliRunner().invoke(main, ["amd", "analyze", str(tmp_path / "nope.wav")])

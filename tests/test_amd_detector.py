@@ -241,18 +241,33 @@ def test_streaming_equals_batch_features(subset):
     assert analyzer.result().as_json() == analyze_samples(x).as_json()
 
 
-def test_flite_split_is_another_engine_under_the_same_rules(tmp_path):
-    """`--engine flite`: the report wordings in CMU Flite's voices, with the rules' durations,
-    and the detector treats its audio like espeak-ng's (a short answer is a person, a carrier
-    greeting followed by a beep a machine with the beep's end found)."""
-    short = corpus.render(777, 60001, "flite", "HUMAN", tmp_path, kind="short")
-    carrier = corpus.render(777, 60004, "flite", "MACHINE", tmp_path, kind="carrier", ending="beep")
+@pytest.mark.parametrize("engine", ["flite", "festival"])
+def test_other_engines_build_their_split_under_the_same_rules(tmp_path, engine):
+    """`--engine flite`: the report wordings in CMU Flite's voices; `--engine festival`: a third
+    set of wordings in Festival's voices. Both keep the rules' durations, and the detector
+    treats their audio like espeak-ng's (a short answer is a person, a carrier greeting
+    followed by a beep a machine with the beep's end found)."""
+    short = corpus.render(777, 60001, engine, "HUMAN", tmp_path, kind="short")
+    carrier = corpus.render(777, 60004, engine, "MACHINE", tmp_path, kind="carrier", ending="beep")
     for m in (short, carrier):
-        assert m["split"] == "flite" and m["voice"].startswith("flite:")
-    assert all(text in corpus.WORDINGS["short"][1] for text in short["text"].split(" | "))
+        assert m["split"] == engine and m["voice"].startswith(engine + ":")
+    side = corpus.WORDING_SIDE[engine]
+    assert all(text in corpus.WORDINGS["short"][side] for text in short["text"].split(" | "))
+    assert carrier["text"] in corpus.WORDINGS["carrier"][side]
     assert 300 <= short["first_utterance_end_ms"] - short["speech_start_ms"] <= 1000
     assert 1200 <= carrier["first_utterance_end_ms"] - carrier["speech_start_ms"] <= 2500
     r = analyze_samples(audio.load_audio_8k(tmp_path / short["file"]))
     assert (r.result, r.cause) == (AmdResult.HUMAN, Cause.SPEECH_THEN_SILENCE)
     r = analyze_samples(audio.load_audio_8k(tmp_path / carrier["file"]))
     assert r.result is AmdResult.MACHINE and abs(r.beep_end_ms - carrier["beep_end_ms"]) <= 100
+
+
+def test_splits_speak_disjoint_wordings_and_voices():
+    """What the detector was tuned on (tune) shares no wording with what it is measured on
+    (report, flite, festival), and no voice with the report split."""
+    for kind, sides in corpus.WORDINGS.items():
+        for a in range(len(sides)):
+            for b in range(a + 1, len(sides)):
+                assert not set(sides[a]) & set(sides[b]), kind
+    assert not set(corpus.VOICES["tune"]) & set(corpus.VOICES["report"])
+    assert set(corpus.WORDING_SIDE) == set(corpus.VOICES)

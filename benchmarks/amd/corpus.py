@@ -51,28 +51,42 @@ VOICES = {
     "report": [f"{d}+{v}" for d in _DIALECTS[4:] for v in _VARIANTS[1::2]],
     # CMU Flite's built-in voices (flite -lv; awb_time only speaks clock times)
     "flite": ["flite:kal", "flite:kal16", "flite:awb", "flite:rms", "flite:slt"],
+    # the Festival Speech Synthesis System's English voices in Debian (festvox-kallpc16k,
+    # festvox-kdlpc16k: diphones cut from recorded speech; festvox-us-slt-hts: HTS)
+    "festival": ["festival:kal_diphone", "festival:ked_diphone", "festival:cmu_us_slt_arctic_hts"],
 }
-ESPEAK_DEFAULT_WPM = 175    # flite has no words-per-minute: speeds map to a duration stretch
+ESPEAK_DEFAULT_WPM = 175    # flite and festival have no words-per-minute: speeds map to a
+                            # duration stretch (flite) or a sox tempo change (festival)
+# Which wordings each split speaks (index into the lists of WORDINGS).
+WORDING_SIDE = {"tune": 0, "report": 1, "flite": 1, "festival": 2}
+ENGINE_SPLIT = {"flite": "flite", "festival": "festival"}   # engines that build one split
 
 NAMES = ["Sarah", "John", "Maria", "David", "Linda", "Michael", "Karen", "James", "Emily",
          "Robert", "Jessica", "Daniel", "Laura", "Kevin", "Angela", "Brian"]
 COMPANIES = ["Acme Plumbing", "Riverside Dental", "Summit Insurance", "Blue Sky Realty",
              "Northwind Traders", "Oak Street Bakery", "Lakeside Auto Repair", "Pioneer Legal"]
 
-# Wordings: index 0 of each pair belongs to the tune split, index 1 to the report split.
+# Wordings: index 0 of each kind belongs to the tune split, index 1 to the report split (and
+# the flite split), index 2 to the festival split; written before any festival audio was heard.
 WORDINGS = {
     "short": (["Hello?", "Yeah?", "Hi.", "Yes?", "Hello.", "Hey."],
-              ["Hullo?", "Yes, hello?", "Speaking.", "Hi there?", "Yep?", "Go ahead."]),
+              ["Hullo?", "Yes, hello?", "Speaking.", "Hi there?", "Yep?", "Go ahead."],
+              ["Hello, yes?", "Mm, hello?", "Who's this?", "Hi, yes.", "Hello there.", "Yeah, hi?"]),
     "intro": (["Hello, this is {name}.", "Hi, {name} speaking.", "Hello, {name} here."],
-              ["Yes, this is {name}, who is it?", "Hi, you got {name}.", "Hello, {name} speaking, hi."]),
+              ["Yes, this is {name}, who is it?", "Hi, you got {name}.", "Hello, {name} speaking, hi."],
+              ["Hi, it's {name}, go ahead.", "This is {name}, hello?", "{name} speaking, who's calling?"]),
     "business": (["Thank you for calling {company}, this is {name}, how can I help you?",
                   "Good morning, {company}, {name} speaking, how may I help you today?"],
                  ["{company}, this is {name}, what can I do for you this afternoon?",
-                  "Hi, thanks for calling {company}, you are speaking with {name}, how can I help?"]),
+                  "Hi, thanks for calling {company}, you are speaking with {name}, how can I help?"],
+                 ["Good afternoon, {company}, my name is {name}, how can I help you today?",
+                  "{company} customer service, {name} speaking, how may I direct your call?"]),
     "carrier": (["Please leave a message after the tone.", "The person you called is not available.",
                  "Your call has been forwarded to voicemail."],
                 ["Leave your message after the beep.", "The subscriber cannot take your call.",
-                 "You have reached a voice mailbox."]),
+                 "You have reached a voice mailbox."],
+                ["The wireless customer you are calling is not available.",
+                 "Please record your message at the tone.", "This mailbox belongs to a customer who is away."]),
     "personal": (["Hi, you've reached {name}.", "I can't come to the phone right now.",
                   "Please leave your name and number.", "I'll get back to you as soon as I can.",
                   "Thanks for calling.", "If this is urgent, try my cell phone.",
@@ -80,11 +94,17 @@ WORDINGS = {
                  ["Hey, this is {name}.", "Sorry I missed your call.",
                   "Leave me a message with your number.", "I will call you back later today.",
                   "Thank you, bye.", "For anything urgent, please text me.",
-                  "I check messages every evening.", "Talk to you soon."]),
+                  "I check messages every evening.", "Talk to you soon."],
+                 ["Hello, you have reached the voicemail of {name}.", "I'm away from my desk at the moment.",
+                  "Please leave a short message.", "I'll return your call as soon as possible.",
+                  "Thanks a lot.", "If you need help right away, call the front office.",
+                  "Or you can reach me by email.", "Have a good one."]),
     "tv": (["and now the weather for the weekend, with sunshine expected across the region",
             "the game continues in the second half with the home team ahead by three points"],
            ["breaking news this hour, traffic is heavy on the northbound highway tonight",
-            "stay tuned after the break for the latest from the city council meeting"]),
+            "stay tuned after the break for the latest from the city council meeting"],
+           ["and that's the end of the first quarter, with the visitors leading by seven",
+            "coming up next, a look at the housing market and what it means for buyers"]),
 }
 
 # utterance durations of amd.md's corpus rules, in seconds
@@ -104,10 +124,21 @@ def _pick(rng, weighted):
 
 
 def _synth(text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
-    """Synthesize with espeak-ng (or flite, for "flite:" voices), resample to 8 kHz, trim
-    leading/trailing silence. `speed` is in espeak-ng's words per minute; flite gets the
-    duration stretch of that speed and keeps its voice's own pitch."""
+    """Synthesize with espeak-ng (flite for "flite:" voices, Festival for "festival:" ones),
+    resample to 8 kHz, trim leading/trailing silence. `speed` is in espeak-ng's words per
+    minute; flite gets the duration stretch of that speed, Festival's audio the tempo change,
+    and both keep their voice's own pitch."""
     with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
+        if voice.startswith("festival:"):
+            # text2wave reads the text on stdin; sox's WSOLA tempo (-s: tuned for speech) sets
+            # the speed for every voice alike (the HTS voice ignores Duration_Stretch)
+            with tempfile.NamedTemporaryFile(suffix=".wav") as raw:
+                subprocess.run(["text2wave", "-eval", f"(voice_{voice.split(':', 1)[1]})", "-o", raw.name],
+                               input=text.encode(), check=True, capture_output=True, timeout=60)
+                subprocess.run(["sox", "-V1", "-D", raw.name, tmp.name, "tempo", "-s",
+                                f"{speed / ESPEAK_DEFAULT_WPM:.3f}"], check=True, capture_output=True, timeout=60)
+            samples, rate = audio.read_wav(tmp.name)
+            return _trim(audio.resample(samples.astype(np.float64), rate, RATE))
         if voice.startswith("flite:"):
             cmd = ["flite", "-voice", voice.split(":", 1)[1], "--setf",
                    f"duration_stretch={ESPEAK_DEFAULT_WPM / speed:.3f}", "-t", text, "-o", tmp.name]
@@ -230,7 +261,7 @@ def build_item(seed: int, index: int, split: str, label: str, kind: str | None =
     `kind` / `ending` force a category (tests build small fixed subsets with them)."""
     rng = np.random.default_rng([seed, index, CORPUS_VERSION])
     voices = VOICES[split]
-    side = 0 if split == "tune" else 1     # the flite split speaks the report wordings
+    side = WORDING_SIDE[split]
     voice = str(rng.choice(voices))
     speed = int(rng.integers(135, 195))
     pitch = int(rng.integers(25, 75))
@@ -441,7 +472,7 @@ def plan(humans: int, machines: int, negatives: int, tune_fraction: float, engin
     for label, count in (("HUMAN", humans), ("MACHINE", machines), ("NEGATIVE", negatives)):
         n_tune = int(round(count * tune_fraction))
         for i in range(count):
-            split = "flite" if engine == "flite" else "tune" if i < n_tune else "report"
+            split = ENGINE_SPLIT.get(engine) or ("tune" if i < n_tune else "report")
             jobs.append((index, split, label))
             index += 1
     return jobs
@@ -460,8 +491,9 @@ def main(argv=None) -> int:
     parser.add_argument("--negatives", type=int, default=180)
     parser.add_argument("--tune-fraction", type=float, default=1 / 3)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--engine", default="espeak-ng", choices=["espeak-ng", "flite"],
-                        help="flite: one split, `flite`, of the report wordings in CMU Flite's voices")
+    parser.add_argument("--engine", default="espeak-ng", choices=["espeak-ng", "flite", "festival"],
+                        help="flite: one split, `flite`, of the report wordings in CMU Flite's voices; "
+                             "festival: one split, `festival`, of a third set of wordings in Festival's voices")
     args = parser.parse_args(argv)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,8 @@ and this run only.
     python -m benchmarks.amd.run --corpus benchmarks/corpus --split report --jobs 2
     python -m benchmarks.amd.run --corpus benchmarks/corpus_flite --split flite --jobs 2 \
         --out benchmarks/results/amd_flite --doc-section amd-benchmark-flite
+    python -m benchmarks.amd.run --corpus benchmarks/corpus_festival --split festival --jobs 2 \
+        --out benchmarks/results/amd_festival --doc-section amd-benchmark-festival
 
 Writes benchmarks/results/amd.json, benchmarks/results/amd.md, PNG plots in
 benchmarks/results/ (or --out), and the table between the markers in docs/amd.md.
@@ -427,8 +429,8 @@ def markdown(result) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", default="benchmarks/corpus")
-    parser.add_argument("--split", default="report", choices=["tune", "report", "flite", "all"],
-                        help="flite: the corpus built with --engine flite (another synthesiser)")
+    parser.add_argument("--split", default="report", choices=["tune", "report", "flite", "festival", "all"],
+                        help="flite, festival: the corpora built with --engine flite|festival (other synthesisers)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--limit", type=int, default=0, help="analyse only the first N files (smoke runs)")
