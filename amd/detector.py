@@ -15,7 +15,9 @@ caller; a greeting keeps talking. So:
 - MACHINE / MUSIC when, after speech, loud sound that is not speech lasts `music_ms` (music
   before the beep: a person waiting for the caller is quiet) and holds still like notes do:
   in `music_min_steady` of its frames the strongest spectral peak or the level stays where the
-  frame before had it (a TV or voices behind a person glide and flutter like speech);
+  frame before had it (a TV or voices behind a person glide and flutter like speech), and
+  plays near the greeting's level (`music_below_peak_db` of the loudest speech: a recording's
+  music comes from the same recording, the sound behind a person is well under their voice);
 - MACHINE / BEEP, MACHINE / FAX_TONE, NOTSURE / SIT_TONE from the tone detector (amd.beep);
 - SILENT_ANSWER (HUMAN by default, configurable) when nothing is said for `initial_silence_ms`
   (machines here start their greeting within 3 s; a person who answers and waits does not);
@@ -23,7 +25,9 @@ caller; a greeting keeps talking. So:
 A silence is not counted while a tone is under way, so a beep right after a short greeting is
 classified before the silence rule could call it a person. Loud sound that is not the party's
 speech (background voices, a TV) counts as silence, but HUMAN waits until `loud_hold_ms` after
-it, so music that starts right before the silence rule would fire is still heard as MUSIC.
+such sound within `loud_hold_below_peak_db` of the loudest speech, so music that starts right
+before the silence rule would fire is still heard as MUSIC, while a TV far under a person's
+voice does not hold them waiting.
 
 AppAmdDetector reproduces Asterisk's app_amd.c isAnsweringMachine() loop frame by frame with
 its defaults (initial silence 2500, greeting 1500, after-greeting silence 800, total analysis
@@ -104,10 +108,17 @@ class DetectorParams:
     music_min_steady: float = 0.7
     music_steady_hz: float = 8.0          # about one 7.8 Hz bin of the tone analysis
     music_steady_db: float = 2.0
+    # ... and plays near the greeting's level: at least half its frames within this far of the
+    # loudest speech heard (a recording's music sits 12-17 dB under the greeting's peak frames
+    # here; a TV or voices behind a person who has spoken sit further down, 18-24 dB)
+    music_below_peak_db: float = 18.0
     # loud non-speech (a TV, voices behind the party) counts as the party's silence, but no
-    # HUMAN decision is taken within this long of it: music starting before a beep has time to
-    # be recognised (MUSIC) and a TV behind a person who waits does not hold the decision back
+    # HUMAN decision is taken within loud_hold_ms of such sound within loud_hold_below_peak_db
+    # of the loudest speech: music starting before a beep has time to be recognised (MUSIC),
+    # and a TV far under the voice of a person who waits does not hold the decision back (the
+    # margin is wider than music's, as the quiet ends of a greeting's own words hold it too)
     loud_hold_ms: int = 80
+    loud_hold_below_peak_db: float = 21.0
     initial_silence_ms: int = 3600
     initial_silence_result: AmdResult = AmdResult.HUMAN
     max_analysis_ms: int = 10000
@@ -151,8 +162,9 @@ class DialerDetector:
         # frames of that loud run whose strongest peak / level held still since the frame before
         self._loud_steady_hz = 0
         self._loud_steady_db = 0
+        self._loud_near_talk = 0           # ... and whose level came near the loudest speech
         self._previous: FrameFeatures | None = None
-        self.since_loud_ms = 10 ** 9       # since the last loud non-speech frame
+        self.since_loud_ms = 10 ** 9       # since the last loud non-speech frame near the talk
         self.decided: Decision | None = None
 
     def _track_floor(self, level_db: float, candidate: bool) -> None:
@@ -204,14 +216,17 @@ class DialerDetector:
         if self.decided is not None:
             return None
         previous, self._previous = self._previous, f
+        near = False                       # loud, and near the loudest speech heard
         if loud and not tonal and self.speech_heard:
             self.loud_ms += FRAME_MS
+            near = f.level_db >= self.peak_db - p.loud_hold_below_peak_db
+            self._loud_near_talk += f.level_db >= self.peak_db - p.music_below_peak_db
             if previous is not None:
                 self._loud_steady_hz += abs(f.f1_hz - previous.f1_hz) <= p.music_steady_hz
                 self._loud_steady_db += abs(f.level_db - previous.level_db) <= p.music_steady_db
         else:
-            self.loud_ms = self._loud_steady_hz = self._loud_steady_db = 0
-        self.since_loud_ms = 0 if self.loud_ms else self.since_loud_ms + FRAME_MS
+            self.loud_ms = self._loud_steady_hz = self._loud_steady_db = self._loud_near_talk = 0
+        self.since_loud_ms = 0 if near else self.since_loud_ms + FRAME_MS
         self._recent_bits = bits = ((self._recent_bits << 1) | voice) & 0xF
         if not self.in_speech:
             if voice and _BIT_COUNT[bits] >= p.onset_frames:
@@ -235,7 +250,8 @@ class DialerDetector:
         if self.speech_ms >= p.machine_speech_ms and self.talk_snr_db >= p.machine_min_snr_db:
             decision = Decision(AmdResult.MACHINE, Cause.LONG_SPEECH, now)
         elif (self.loud_ms >= p.music_ms and max(self._loud_steady_hz, self._loud_steady_db)
-              >= p.music_min_steady * self.loud_ms / FRAME_MS):
+              >= p.music_min_steady * self.loud_ms / FRAME_MS
+              and 2 * self._loud_near_talk >= self.loud_ms / FRAME_MS):
             decision = Decision(AmdResult.MACHINE, Cause.MUSIC, now)
         elif self.speech_heard and not self.in_speech and not in_tone and self.since_loud_ms > p.loud_hold_ms:
             needed = p.human_silence_short_ms if self.speech_ms <= p.short_speech_ms else p.human_silence_long_ms

@@ -103,6 +103,27 @@ def test_loud_background_that_glides_and_flutters_is_not_music():
     assert out.decision_ms == at_frame((20 + 50 + 5) * 20 + p.music_ms)
 
 
+def test_loud_sound_far_under_the_voice_neither_is_music_nor_holds_the_person():
+    """Music in a recording plays near the greeting's level; a TV or voices well under the
+    voice of a person who has spoken are their background: no MUSIC, and the silence rule does
+    not wait for it to stop."""
+    p = DetectorParams()
+
+    def after_answer(level_db: float):
+        d = DialerDetector(p)
+        notes = [FrameFeatures(level_db=level_db, mean_abs=300.0, vad=False, f1_hz=400.0 + 37.0 * (i // 5 % 7),
+                               f2_hz=900.0, purity1=0.3, purity2=0.5, ratio2=0.5) for i in range(100)]
+        frames = [frame(False, -60.0)] * 20 + [frame(True, -15.0)] * 50 + notes
+        return next((out for out in map(d.feed, frames) if out is not None), None)
+
+    # the floor is -60 dB: both are loud (16 dB over it); the talk peaked at -15 dB
+    near = after_answer(-15.0 - p.music_below_peak_db + 3)
+    assert near.cause is Cause.MUSIC and near.decision_ms == at_frame((20 + 50) * 20 + p.music_ms)
+    far = after_answer(-15.0 - max(p.music_below_peak_db, p.loud_hold_below_peak_db) - 3)
+    assert (far.result, far.cause) == (AmdResult.HUMAN, Cause.SPEECH_THEN_SILENCE)
+    assert far.decision_ms == at_frame((20 + 50) * 20 + p.human_silence_long_ms)
+
+
 def test_silent_answer_and_its_configurable_result():
     d = run(DialerDetector(), [(False, 10000)])
     assert (d.result, d.cause, d.decision_ms) == (AmdResult.HUMAN, Cause.SILENT_ANSWER, DetectorParams().initial_silence_ms)
