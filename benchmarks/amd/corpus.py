@@ -12,7 +12,9 @@ figures in docs/amd.md). They use disjoint espeak-ng voices and disjoint wording
 held-out corpus the product is judged on. `--engine flite` builds a third split, `flite`, with
 the same rules and the report split's wordings spoken by another engine (CMU Flite's voices,
 Debian package flite): a check that the thresholds chosen on espeak-ng audio carry over to a
-synthesiser nobody tuned on.
+synthesiser nobody tuned on. `--engine festival` builds a fourth, `festival`: a third set of
+wordings in the Festival Speech Synthesis System's voices (Debian festival and its festvox
+English voices), run blind once before anything was read on it.
 
 The manifest (manifest.jsonl) records, for every file, where speech starts, where the first
 utterance ends, where the greeting ends and where the beep starts and ends, measured on the clean
@@ -20,6 +22,7 @@ signal before noise, band-pass, codec and frame loss.
 
     python -m benchmarks.amd.corpus --out benchmarks/corpus --seed 20261122 --jobs 2
     python -m benchmarks.amd.corpus --engine flite --out benchmarks/corpus_flite --humans 300 --machines 300 --negatives 60
+    python -m benchmarks.amd.corpus --engine festival --out benchmarks/corpus_festival --humans 300 --machines 300 --negatives 60
 """
 from __future__ import annotations
 
@@ -59,7 +62,6 @@ ESPEAK_DEFAULT_WPM = 175    # flite and festival have no words-per-minute: speed
                             # duration stretch (flite) or a sox tempo change (festival)
 # Which wordings each split speaks (index into the lists of WORDINGS).
 WORDING_SIDE = {"tune": 0, "report": 1, "flite": 1, "festival": 2}
-ENGINE_SPLIT = {"flite": "flite", "festival": "festival"}   # engines that build one split
 
 NAMES = ["Sarah", "John", "Maria", "David", "Linda", "Michael", "Karen", "James", "Emily",
          "Robert", "Jessica", "Daniel", "Laura", "Kevin", "Angela", "Brian"]
@@ -472,7 +474,8 @@ def plan(humans: int, machines: int, negatives: int, tune_fraction: float, engin
     for label, count in (("HUMAN", humans), ("MACHINE", machines), ("NEGATIVE", negatives)):
         n_tune = int(round(count * tune_fraction))
         for i in range(count):
-            split = ENGINE_SPLIT.get(engine) or ("tune" if i < n_tune else "report")
+            # espeak-ng builds the tune and report splits; any other engine one split of its name
+            split = ("tune" if i < n_tune else "report") if engine == "espeak-ng" else engine
             jobs.append((index, split, label))
             index += 1
     return jobs
