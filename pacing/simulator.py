@@ -34,6 +34,9 @@ from pacing.policies import RESOLUTION_BINS, KnownParameters, Pacer, make_pacer
 DAY_S = 86400.0
 WINDOW_DAYS = 30
 MIN_LIVE_FOR_RATE = 20
+DIAL_LEVEL_BIN_S = 10.0        # the dial level is averaged over bins this long
+DIAL_LEVEL_WARM_UP_S = 600.0   # left out of the smoothness figures (the first burst)
+DIAL_LEVEL_MAX_LAG_S = 1800.0  # swings up to this period's half are looked for
 
 
 def lognormal_params(mean: float, cv: float) -> tuple[float, float]:
@@ -153,12 +156,48 @@ class SimulationResult:
     hourly_abandon_rate: list[float] = field(default_factory=list)   # by hour of shift, all days
     wait_histogram: list[int] = field(default_factory=list)          # 5-s bins, last open
     drift_resets: int = 0
+    # lines ringing per logged-in agent, per day, per DIAL_LEVEL_BIN_S bin of the shift
+    dial_level: list[list[float]] = field(default_factory=list)
+    dial_level_mean: float = float("nan")
+    dial_level_cv: float = float("nan")              # std / mean of the bins, within days
+    dial_level_min_autocorr: float = float("nan")    # see dial_level_smoothness()
+    dial_level_min_autocorr_lag_s: float = float("nan")
 
     def summary(self) -> dict[str, float | int]:
         keys = ("talk_minutes_per_agent_hour", "bound_ratio", "occupancy", "mean_wait_s",
                 "p90_wait_s", "abandon_rate_30d", "abandon_rate_worst_day",
                 "abandon_rate_worst_hour", "calls", "live_answers", "abandoned")
         return {key: getattr(self, key) for key in keys}
+
+
+def dial_level_smoothness(levels: np.ndarray) -> dict[str, float]:
+    """How steadily a policy holds its dial level (lines ringing per logged-in agent, one row
+    per day of DIAL_LEVEL_BIN_S bins): the mean, the coefficient of variation of the bins
+    within each day, and the lowest autocorrelation of the bins at lags of one bin to
+    DIAL_LEVEL_MAX_LAG_S (days averaged), with its lag. A controller that overshoots and
+    corrects swings to the other side of its mean half a period later, which shows as a clearly
+    negative autocorrelation at that lag; noise gives values near 0 (about +-2/sqrt(bins)), a
+    slow drift positive ones. Days too short to look that far are skipped."""
+    first = int(DIAL_LEVEL_WARM_UP_S / DIAL_LEVEL_BIN_S)
+    max_lag = int(DIAL_LEVEL_MAX_LAG_S / DIAL_LEVEL_BIN_S)
+    means, cvs, acfs = [], [], []
+    for day in np.asarray(levels, dtype=float):
+        x = day[first:]
+        x = x[: np.flatnonzero(x).max() + 1] if x.any() else x[:0]   # the shift's end
+        if len(x) < 2 * max_lag or x.mean() <= 0:
+            continue
+        means.append(x.mean())
+        centred = x - x.mean()
+        power = float(centred @ centred)
+        cvs.append(math.sqrt(power / len(x)) / x.mean())
+        acfs.append([float(centred[:-k] @ centred[k:]) / power if power else 0.0
+                     for k in range(1, max_lag + 1)])
+    if not means:
+        return {}
+    acf = np.mean(acfs, axis=0)
+    return {"dial_level_mean": float(np.mean(means)), "dial_level_cv": float(np.mean(cvs)),
+            "dial_level_min_autocorr": float(acf.min()),
+            "dial_level_min_autocorr_lag_s": float((int(acf.argmin()) + 1) * DIAL_LEVEL_BIN_S)}
 
 
 def _rate(abandoned: np.ndarray, live: np.ndarray, minimum: int) -> float:
@@ -203,6 +242,10 @@ class Simulation:
         self.logged_total = 0.0
         self.waits: list[float] = []
         self.calls = 0
+        # lines ringing per logged-in agent, summed over each bin's pacing ticks: the dial
+        # level a controller holds, whose swings show whether it oscillates
+        self.level_sum = np.zeros((days, math.ceil(s.shift_s / DIAL_LEVEL_BIN_S)))
+        self.level_ticks = np.zeros_like(self.level_sum)
         for day in range(days):
             shift = s.shift_s if day < days - 1 or s.days == days else s.shift_s * (s.days - day)
             self._run_day(day, shift)
@@ -427,6 +470,10 @@ class Simulation:
             decision = pacer.decide(snapshot)
             if decision.calls_to_start:
                 dial(now, decision.calls_to_start)
+            if agents:
+                bin_ = int((now - start) // DIAL_LEVEL_BIN_S)
+                self.level_sum[day, bin_] += len(ringing) / len(agents)
+                self.level_ticks[day, bin_] += 1
         for agent in range(n):
             if not logged_off[agent]:
                 log_off(agent, max(end, since[agent]))
@@ -451,6 +498,7 @@ class Simulation:
         by_hour_live = hour_live.sum(axis=0)
         by_hour_aband = hour_aband.sum(axis=0)
         sim_hours = s.days * s.shift_s / 3600.0
+        levels = self.level_sum / np.maximum(self.level_ticks, 1)
         return SimulationResult(
             scenario=s,
             policy=self.policy,
@@ -478,6 +526,8 @@ class Simulation:
             wait_histogram=np.bincount(np.minimum((waits // 5).astype(int), 24),
                                        minlength=25).tolist(),
             drift_resets=getattr(self.pacer, "drift_resets", 0),
+            dial_level=levels.tolist(),
+            **dial_level_smoothness(levels),
         )
 
 

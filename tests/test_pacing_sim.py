@@ -156,3 +156,36 @@ def test_benchmark_frontier_runs_only_where_a_baseline_is_not_beaten():
     jobs = _frontier_jobs(runs, Namespace(ratio=2.0, target=0.03))
     assert sorted((j["key"], j["policy"]) for j in jobs) == [
         ("a", "predictive@0.2131"), ("d", "predictive@0.01"), ("d", "predictive@0.3")]
+
+
+def test_dial_level_smoothness_sees_a_swing_and_not_noise():
+    """The oscillation measure on known signals: noise stays near 0, a controller swinging
+    with a 10-minute period shows a strongly negative autocorrelation at half that period."""
+    from pacing.simulator import DIAL_LEVEL_BIN_S, dial_level_smoothness
+    rng = np.random.default_rng(5)
+    t = np.arange(2880) * DIAL_LEVEL_BIN_S                     # an 8-hour shift, two days
+    noise = 1.5 + 0.2 * rng.standard_normal((2, t.size))
+    calm = dial_level_smoothness(noise)
+    assert calm["dial_level_min_autocorr"] > -0.1 and abs(calm["dial_level_mean"] - 1.5) < 0.01
+    assert 0.12 < calm["dial_level_cv"] < 0.15                 # 0.2 / 1.5
+    swinging = dial_level_smoothness(noise + 0.4 * np.sin(2 * np.pi * t / 600.0))
+    assert swinging["dial_level_min_autocorr"] < -0.6
+    assert abs(swinging["dial_level_min_autocorr_lag_s"] - 300.0) <= 20.0
+    # a shift too short to look 30 minutes ahead gives no figure rather than a wrong one
+    assert dial_level_smoothness(noise[:, :300]) == {}
+
+
+def test_predictive_dial_level_is_steady_with_100_agents_and_with_5():
+    """Issue 4: smooth (no oscillation) with 100 agents, stable with 5. The VICIdial-style
+    adaptive level, run on the same list, swings more (its 15-s adaptation overshoots)."""
+    big = Scenario(agents=100, contact_rate=0.15, talk_mean_s=60, shift_s=5400, days=1, seed=3)
+    predictive = simulate(big, PacingConfig())
+    vicidial = simulate(big, PacingConfig(mode=PacingMode.VICIDIAL))
+    assert predictive.dial_level_min_autocorr > -0.2, predictive.dial_level_min_autocorr
+    assert predictive.dial_level_cv < 0.25
+    assert predictive.dial_level_cv < vicidial.dial_level_cv
+    assert vicidial.dial_level_min_autocorr < predictive.dial_level_min_autocorr
+    small = Scenario(agents=5, contact_rate=0.15, talk_mean_s=60, shift_s=5400, days=3, seed=3)
+    steady = simulate(small, PacingConfig())
+    assert steady.dial_level_min_autocorr > -0.2, steady.dial_level_min_autocorr
+    assert 0.5 < steady.dial_level_mean < 3.0
