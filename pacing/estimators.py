@@ -206,7 +206,9 @@ class FreeTimeModel:
 
     @staticmethod
     def _lookup(table: np.ndarray, elapsed: np.ndarray, top: float) -> np.ndarray:
-        position = np.sqrt(np.minimum(elapsed / top, 1.0)) * (table.shape[0] - 1)
+        # clipped at 0 too: a negative elapsed time (a clock read before a state change)
+        # would be a NaN position and an out-of-range index
+        position = np.sqrt(np.clip(elapsed / top, 0.0, 1.0)) * (table.shape[0] - 1)
         low = np.minimum(position.astype(np.int64), table.shape[0] - 2)
         frac = (position - low)[:, None]
         return table[low] * (1.0 - frac) + table[low + 1] * frac

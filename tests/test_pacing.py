@@ -126,6 +126,10 @@ def test_free_time_table_matches_the_exact_computation():
     assert np.abs(approx - np.vstack([exact_t, exact_w])).max() < 0.02
     # a wrapping agent is far more likely to be free soon than one who just started talking
     assert approx[4, 5] > approx[0, 5]
+    # a time read a moment before a state change (negative) is the start of the state, not a
+    # crash (QA: the engine's snapshot read its clock before a store query)
+    np.testing.assert_array_equal(model.free_by(np.array([-0.001]), np.array([-0.5])),
+                                  model.free_by(np.array([0.0]), np.array([0.0])))
 
 
 def test_free_time_tables_follow_the_estimates_not_every_observation():
@@ -306,3 +310,11 @@ def test_webitel_over_dial_formula():
     d = pacer.decide(snapshot(ready=2, now=1.0, account=AbandonAccount(100, 3, 100, 3),
                               limits=free))
     assert d.calls_to_start == 2                   # at the maximum: one call per agent
+
+
+def test_engine_agent_time_in_state_is_never_negative():
+    """The engine hands the pacer each agent's time in state; a `now` read before the agent's
+    last state change (a greenlet switched during a store query) counts as 0, not negative."""
+    from dialer.engine.agents import Agent
+    agent = Agent("a1", "user/1001", state_since=100.0)
+    assert agent.time_in_state(99.5) == 0.0 and agent.time_in_state(102.0) == 2.0

@@ -49,7 +49,9 @@ class Agent:
     call_uuid: str | None = None       # the customer leg bridged to the agent
 
     def time_in_state(self, now: float | None = None) -> float:
-        return (time.monotonic() if now is None else now) - self.state_since
+        # never negative: a caller's `now` may predate a state change made while it waited
+        # on I/O (the pacer's tables are indexed by this time)
+        return max(0.0, (time.monotonic() if now is None else now) - self.state_since)
 
 
 class AgentRegistry:

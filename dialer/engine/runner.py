@@ -185,8 +185,9 @@ class CampaignRunner:
         return max(0, left)
 
     def snapshot(self) -> PacingSnapshot:
-        now = time.monotonic()
         account = self.engine.store.abandon_account(self.campaign_id)
+        # the clock is read after the store's I/O: agents may change state while it runs
+        now = time.monotonic()
         self.last_account = account
         outcomes, self._pending_outcomes = self._pending_outcomes, []
         talk, self._pending_talk = self._pending_talk, []
