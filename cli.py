@@ -22,7 +22,33 @@ import click  # noqa: E402
 from dialer.errors import DialerError  # noqa: E402
 
 
-@click.group()
+def _missing_schema(exc: BaseException | None) -> str | None:
+    """The message of a psycopg UndefinedTable error in an exception's cause chain."""
+    while exc is not None:
+        if type(exc).__name__ == "UndefinedTable" and type(exc).__module__.startswith("psycopg"):
+            return str(exc).splitlines()[0]
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+class _DialerGroup(click.Group):
+    """Turns a database without the dialer's tables into one clear instruction, whichever
+    command met it first (QA: a fresh database gave raw tracebacks)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            missing = _missing_schema(exc)
+            if missing is None:
+                raise
+            raise click.ClickException(f"the database has no dialer schema ({missing}): "
+                                       "run `dialer db migrate` first") from exc
+
+
+@click.group(cls=_DialerGroup)
 def main() -> None:
     """Outbound dialer engine for FreeSWITCH."""
 

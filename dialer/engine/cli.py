@@ -71,11 +71,14 @@ def local_services(console: Console):
     from dialer.demo import check_ready
     try:
         check_ready()
-        yield
-        return
     except DialerError:
         if os.environ.get("DATABASE_URL") or os.environ.get("REDIS_URL") or not SERVICES_SCRIPT.exists():
             raise
+    else:
+        # (outside the try: an error of the demo itself must not look like missing servers)
+        storage.migrate()       # servers the operator started may hold an empty database
+        yield
+        return
     console.print("starting the project's PostgreSQL and Redis (scripts/services.sh)")
     result = subprocess.run(["bash", str(SERVICES_SCRIPT), "start"], capture_output=True, text=True, timeout=300)
     if result.returncode != 0:
