@@ -388,3 +388,17 @@ def test_no_call_while_the_clock_is_off_the_databases(world, db_url, monkeypatch
     engine.login_agent("agent-k", AGENT_PHONE, "skewed")
     gevent.sleep(1.5)
     assert attempts(db_url) == []
+
+
+def test_a_stopped_engine_removes_its_live_counters(world, db_url, redis_url):
+    """QA: `dialer status` showed a stopped campaign as running for the counters' 30-s expiry."""
+    import redis as redis_lib
+    switch, make_engine = world
+    switch.model.script("+12125550170", Behaviour(Outcome.BUSY, ring_seconds=0.3))
+    create_campaign(db_url, "counters", BASE_SETTINGS, ["+12125550170"])
+    engine = make_engine()
+    engine.login_agent("agent-k", AGENT_PHONE, "counters")
+    client = redis_lib.Redis.from_url(redis_url)
+    assert wait_until(lambda: client.keys("dialer:campaign:counters:*"), 10)
+    engine.stop(drain_timeout=2)
+    assert client.keys("dialer:campaign:counters:*") == []

@@ -157,6 +157,14 @@ class Engine:
             self.hooks.stop()
         self.receiver.stop()
         self.store.close()
+        # this engine's live counters go now, not 30 s later: `dialer status` would show its
+        # campaigns running (the expiry stays for an engine that dies without stopping)
+        keys = [CAMPAIGN_HASH.format(campaign=r.name, engine=self.engine_id) for r in self.runners.values()]
+        try:
+            if keys:
+                self.redis.delete(*keys)
+        except redis.RedisError as exc:
+            log.warning("engine %s: live counters not removed: %s", self.engine_id, exc)
 
     def may_dial(self) -> bool:
         return self.clock_ok and self.switchboard.pick_node() is not None
