@@ -158,6 +158,14 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
                 tag = struct.unpack_from("<H", body, 24)[0]
             fmt = (tag, channels, rate, block_align, bits)
         elif chunk_id == b"data":
+            if size in (0, 0xFFFFFFFF):
+                # the placeholders of a recorder that streams the file and never comes back
+                # to the header: its data runs to the end of the file
+                pcm = data[pos + 8:]
+                break
+            if len(body) < size:
+                raise AudioFormatError(f"{path}: truncated: the data chunk declares {size} bytes, "
+                                       f"the file holds {len(body)}")
             pcm = body
         pos += 8 + size + (size & 1)
     if fmt is None or pcm is None:

@@ -117,3 +117,23 @@ def test_malformed_wav_is_a_clear_error(tmp_path):
     (tmp_path / "text.wav").write_text("hello")
     with pytest.raises(AudioFormatError, match="not a RIFF"):
         audio.read_wav(tmp_path / "text.wav")
+
+
+def test_truncated_wav_is_an_error_but_a_streamed_one_is_read(tmp_path):
+    """A file cut short (its data chunk declares more than it holds) is named as such rather
+    than analysed as a few milliseconds of audio; a recorder that streams the file and leaves
+    the placeholder size (0 or 0xFFFFFFFF) in the header is read to the end of the file."""
+    samples = (1000 * np.sin(np.arange(8000) / 5.0)).astype(np.int16)
+    whole = tmp_path / "whole.wav"
+    audio.write_wav(whole, samples)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[:100])
+    with pytest.raises(AudioFormatError, match="truncated: the data chunk declares 16000 bytes, the file holds 56"):
+        audio.read_wav(cut)
+    at = data.index(b"data") + 4
+    for placeholder in (0, 0xFFFFFFFF):
+        streamed = tmp_path / f"streamed_{placeholder}.wav"
+        streamed.write_bytes(data[:at] + struct.pack("<I", placeholder) + data[at + 4:])
+        got, rate = audio.read_wav(streamed)
+        assert rate == 8000 and np.array_equal(got, samples)
