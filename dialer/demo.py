@@ -217,6 +217,8 @@ def run_demo(*, duration: float, agents: int, leads: int, seed: int, at: datetim
             while time.monotonic() - started < duration:
                 gevent.sleep(0.5)
                 live.update(live_table(engine, started, duration))
+        if not console.is_terminal:
+            console.line()      # rich leaves a piped live table's last line unterminated
         console.print("stopping: calls in flight finish, unclaimed leads go back")
     finally:
         campaign_seconds = time.monotonic() - started
