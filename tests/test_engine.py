@@ -402,3 +402,21 @@ def test_a_stopped_engine_removes_its_live_counters(world, db_url, redis_url):
     assert wait_until(lambda: client.keys("dialer:campaign:counters:*"), 10)
     engine.stop(drain_timeout=2)
     assert client.keys("dialer:campaign:counters:*") == []
+
+
+def test_a_restarted_runner_keeps_the_campaigns_live_counters(world, db_url):
+    """QA: a pacing-loop crash restarted the runner and its counters from zero, so the live
+    table disagreed with the report. The supervisor's restart carries them over."""
+    switch, make_engine = world
+    phones = [f"+121255501{n}" for n in range(71, 79)]
+    for phone in phones:
+        switch.model.script(phone, Behaviour(Outcome.BUSY, ring_seconds=0.3))
+    create_campaign(db_url, "restart", BASE_SETTINGS, phones)
+    engine = make_engine()
+    engine.login_agent("agent-r", AGENT_PHONE, "restart")
+    assert wait_until(lambda: any(r.stats.originated >= 2 for r in engine.runners.values()), 20)
+    runner = next(r for r in engine.runners.values() if r.name == "restart")
+    before = runner.stats.originated
+    gevent.kill(runner._greenlet, RuntimeError("a bug in the pacing loop"))
+    assert wait_until(lambda: next(r for r in engine.runners.values() if r.name == "restart") is not runner, 10)
+    assert next(r for r in engine.runners.values() if r.name == "restart").stats.originated >= before

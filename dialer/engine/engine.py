@@ -201,7 +201,7 @@ class Engine:
                     self.switchboard.try_api(name, f"uuid_kill {orphan_uuid}")
         rows = {row.id: row for row in self.store.campaigns()}
         for campaign_id, row in rows.items():
-            runner = self.runners.get(campaign_id)
+            runner = previous = self.runners.get(campaign_id)
             if runner is not None and runner.crashed:
                 log.error("campaign %s: runner died; restarting it", runner.name)
                 runner = None
@@ -212,7 +212,9 @@ class Engine:
                 if runner is not None:
                     runner.halt()
                 self.amd.params[row.name] = row.settings.amd_params()
-                self.runners[campaign_id] = CampaignRunner(self, row).start()
+                # the live counters go on: a restart or a settings reload is not a new campaign
+                self.runners[campaign_id] = CampaignRunner(
+                    self, row, stats=previous.stats if previous is not None else None).start()
             else:
                 if runner.status is not CampaignStatus.STOPPED:
                     runner.status = CampaignStatus(row.status)

@@ -65,7 +65,7 @@ class CampaignStats:
 
 
 class CampaignRunner:
-    def __init__(self, engine, row: CampaignRow) -> None:
+    def __init__(self, engine, row: CampaignRow, stats: CampaignStats | None = None) -> None:
         self.engine = engine
         self.row = row
         self.settings = row.settings
@@ -76,7 +76,7 @@ class CampaignRunner:
                                 redis_client=engine.redis)
         self.calls: dict[str, Call] = {}
         self.flows = gevent.pool.Group()      # one greenlet per call in flight, until its CDR is written
-        self.stats = CampaignStats()
+        self.stats = stats if stats is not None else CampaignStats()
         self._pending_outcomes: list[tuple[PacingOutcome, float]] = []
         self._pending_talk: list[float] = []
         self._caller_ids = itertools.cycle(self.settings.caller_ids.pool or ("0000000000",))
