@@ -34,7 +34,8 @@ def _setup_logging(verbose: bool) -> None:
 @click.command("demo")
 @click.option("--duration", default=120.0, show_default=True, help="seconds of campaign time (start-up not counted)")
 @click.option("--agents", default=8, show_default=True, help="simulated agents")
-@click.option("--leads", default=3000, show_default=True, help="about how many synthetic leads")
+@click.option("--leads", default=3000, show_default=True,
+              help="about how many synthetic leads at most (fewer when few area codes are open)")
 @click.option("--seed", default=7, show_default=True)
 @click.option("--at", "at_text", default=None, help="ISO 8601 moment for the compliance clock (default: now)")
 @click.option("--json", "as_json", is_flag=True, help="print only one JSON summary object on stdout")
@@ -43,7 +44,7 @@ def demo(duration: float, agents: int, leads: int, seed: int, at_text: str | Non
          verbose: bool) -> None:
     """A predictive campaign on the embedded simulated FreeSWITCH (or FREESWITCH_URL), with the
     report at the end. Starts the project's PostgreSQL and Redis when they are not running and
-    DATABASE_URL / REDIS_URL are not set."""
+    DATABASE_URL / REDIS_URL are not set, and applies the schema migrations either way."""
     from dialer.demo import run_demo
     _setup_logging(verbose)
     # With --json, stdout carries the JSON object alone; the live view goes to stderr.
