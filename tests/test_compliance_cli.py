@@ -168,6 +168,18 @@ def test_human_output(runner, dnc_files):
     assert "MS-HRS" in out.output and "77-3-723" in out.output and "next allowed at 2026-07-20T14:00:00Z" in out.output
 
 
+def test_human_output_prints_rule_packs_readably(runner, dnc_files):
+    """Rule packs as `name version, ...`, not a raw Python dict."""
+    out = runner.invoke(main, ["compliance", "check", "+12125551234", "--at", "2026-11-18T17:00:00Z",
+                               "--mode", "preview", *dnc_files])
+    assert out.exit_code == 0, out.output
+    (line,) = [line.strip() for line in out.output.splitlines() if "rule packs" in line]
+    assert "{" not in line and "'" not in line
+    assert line.startswith("rule packs: ") and "us-federal " in line
+    names = [item.split()[0] for item in line.removeprefix("rule packs: ").split(", ")]
+    assert names == sorted(names) and len(names) >= 2
+
+
 def test_batch(runner, dnc_files, rnd, tmp_path):
     batch = tmp_path / "req.jsonl"
     batch.write_text("\n".join([

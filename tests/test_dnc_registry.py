@@ -301,3 +301,76 @@ def test_rnd_cli(cli_env, tmp_path):
     assert runner.invoke(main, ["dnc", "import", str(path), "--covers-from", "2021-01-27"]).exit_code == 2
     out = runner.invoke(main, ["dnc", "stats"])
     assert "1 disconnections, data from 2021-01-27 through 2026-11-15" in out.output
+
+
+# ---------------------------------------------------------------- campaign scopes, exit codes, wording (QA 2026-12-03)
+
+def test_dnc_add_campaign_scope_must_be_an_existing_campaign_name(cli_env, db_url):
+    """The gate matches a campaign entry against the campaign's NAME: an unknown scope is refused
+    with nothing stored; an existing campaign's numeric id is stored as its name, and said so."""
+    runner = cli_env
+    assert runner.invoke(main, ["campaign", "create", "autumn"]).exit_code == 0
+    with storage.connect_db(db_url) as conn:
+        autumn_id = conn.execute("SELECT id FROM campaigns WHERE name = 'autumn'").fetchone()[0]
+
+    def entries():
+        with storage.connect_db(db_url) as conn:
+            return conn.execute("SELECT list_kind, scope, phone_e164 FROM compliance_dnc_entries ORDER BY id").fetchall()
+
+    for scope in ("winter", str(autumn_id + 1000), "Autumn"):
+        out = runner.invoke(main, ["dnc", "add", "+12125550003", "--list", "campaign", "--scope", scope])
+        assert out.exit_code == 1, out.output
+        assert f"no campaign named {scope!r}" in out.output and "nothing stored" in out.output
+    assert entries() == []
+
+    out = runner.invoke(main, ["dnc", "add", "+12125550003", "--list", "campaign", "--scope", str(autumn_id)])
+    assert out.exit_code == 0, out.output
+    assert f"{autumn_id} is the id of campaign 'autumn'" in out.output and "added to campaign autumn" in out.output
+    out = runner.invoke(main, ["dnc", "add", "+12125550003", "--list", "campaign", "--scope", "autumn"])
+    assert out.exit_code == 0 and "already on campaign autumn" in out.output and "note" not in out.output
+    assert entries() == [("campaign", "autumn", "+12125550003")]
+    # custom lists keep free names
+    assert runner.invoke(main, ["dnc", "add", "+12125550003", "--list", "custom", "--scope", "winter"]).exit_code == 0
+    help_text = " ".join(runner.invoke(main, ["dnc", "add", "--help"]).output.split())
+    assert "campaign name" in help_text and "campaign id" not in help_text
+
+
+def test_dnc_check_bad_input_exits_2_not_1(cli_env):
+    runner = cli_env
+    for args in (["notanumber"], ["notanumber", "--json"], ["2125550001", "--region", "ZZ"]):
+        out = runner.invoke(main, ["dnc", "check", *args])
+        assert out.exit_code == 2, (args, out.output)
+        assert "ON A LIST" not in out.output
+    assert "2 on a usage or input error" in " ".join(runner.invoke(main, ["dnc", "check", "--help"]).output.split())
+    # the store down: 3, "not checked", never 0 (callable) nor 1 (on a list)
+    down = runner.invoke(main, ["dnc", "check", "2125550001"],
+                         env={"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none?connect_timeout=2"})
+    assert down.exit_code == 3 and "not checked" in down.output, down.output
+
+
+def test_dnc_check_and_stats_speak_in_words(cli_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    runner = cli_env
+    registry = write(tmp_path / "reg.txt", ["212,5551234"])
+    assert runner.invoke(main, ["dnc", "import", str(registry), "--date", "2026-11-01"]).exit_code == 0
+    state = write(tmp_path / "fl.txt", ["305,5551111"])
+    assert runner.invoke(main, ["dnc", "import", str(state), "--kind", "state", "--state", "fl",
+                                "--date", "2026-11-02"]).exit_code == 0
+    out = runner.invoke(main, ["dnc", "check", "+12125551234"])
+    assert out.exit_code == 1
+    assert "federal US: listed (copy of 2026-11-01)" in out.output
+    assert "state FL: not listed (copy of 2026-11-02)" in out.output
+    assert "True" not in out.output and "False" not in out.output
+    out = runner.invoke(main, ["dnc", "check", "+13055559999"])
+    assert out.exit_code == 0 and "federal US: no copy for this area code" in out.output and "None" not in out.output
+
+    out = runner.invoke(main, ["dnc", "stats"])
+    assert out.exit_code == 0, out.output
+    assert "None" not in out.output and "…" not in out.output
+    assert "2026-11-01" in out.output and "2026-11-02" in out.output
+    assert "Reassigned numbers: 0 disconnections, no data imported" in out.output
+    rnd = write(tmp_path / "rnd.csv", ["+12125550177,2026-11-10"])
+    assert runner.invoke(main, ["dnc", "import", str(rnd), "--kind", "rnd", "--covers-from", "2026-01-01",
+                                "--date", "2026-11-15"]).exit_code == 0
+    out = runner.invoke(main, ["dnc", "stats"])
+    assert "1 disconnections, data from 2026-01-01 through 2026-11-15" in out.output

@@ -212,6 +212,30 @@ def test_redelivered_and_repeated_commands_act_once(world, db_url, redis_client)
         "dialer:commands", "engines", min="-", max="+", count=10)}
 
 
+def test_dnc_add_to_a_campaign_list_needs_an_existing_campaign_name(world, db_url, redis_client):
+    """The gate matches campaign entries by campaign name: an unknown scope is refused with
+    nothing stored; an existing campaign's numeric id is stored as its name, with a note."""
+    _switch, make = world
+    make()
+    app = WebApp(redis_client)
+    app.ok("campaign.create", {"name": "web", "settings": BASE_SETTINGS})
+    with storage.connect_db(db_url) as conn:
+        web_id = conn.execute("SELECT id FROM campaigns WHERE name = 'web'").fetchone()[0]
+    for scope in ("nope", str(web_id + 1000), ""):
+        reply = app.call("dnc.add", {"number": "+12125550177", "list": "campaign", "scope": scope})
+        assert reply["status"] == "error" and reply["error"]["code"] == "invalid", reply
+        assert "campaign" in reply["error"]["message"]
+    with storage.connect_db(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM compliance_dnc_entries").fetchone()[0] == 0
+    result = app.ok("dnc.add", {"number": "+12125550177", "list": "campaign", "scope": str(web_id)})
+    assert result["scope"] == "web" and result["changed"] is True
+    assert f"{web_id} is the id of campaign 'web'" in result["note"]
+    result = app.ok("dnc.add", {"number": "+12125550177", "list": "campaign", "scope": "web"})
+    assert result == {"number": "+12125550177", "list": "campaign", "scope": "web", "changed": False}
+    with storage.connect_db(db_url) as conn:
+        assert conn.execute("SELECT list_kind, scope FROM compliance_dnc_entries").fetchall() == [("campaign", "web")]
+
+
 def test_manual_and_preview_dial_pass_the_gate_and_bridge_the_agent(world, db_url, redis_client):
     _switch, make = world
     engine, _api = make()

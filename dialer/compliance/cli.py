@@ -2,22 +2,24 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import click
+import psycopg
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
 from dialer import storage
-from dialer.compliance.geo import normalize
+from dialer.compliance.geo import NumberError, normalize
 from dialer.compliance.model import (
     CallRequest, Campaign, ComplianceError, ConsentKind, Decision, DialMode, Lead, LineType, ListKind, Purpose, Voice,
     iso_z,
 )
-from dialer.errors import DialerError
+from dialer.errors import DialerError, StorageError
 
 CHECK_FIELDS = ("number", "at", "state", "zip", "purpose", "mode", "consent", "voice", "region", "line_type")
 _err = Console(stderr=True)
@@ -126,9 +128,37 @@ def dnc_import(paths, kind, jurisdiction, changes, snapshot, covers_from, source
         raise click.ClickException(str(exc)) from exc
 
 
+def campaign_scope(conn, scope: str) -> tuple[str, str | None]:
+    """The scope to store for a campaign do-not-call entry, and a note for the operator (or None).
+
+    The gate matches a campaign entry's scope against the campaign's NAME, so the scope must be
+    an existing campaign's name. A number that is not a name but an existing campaign's id is
+    taken as that campaign and its name is stored (the note says so). Anything else raises
+    ComplianceError and nothing is to be stored. Shared by `dialer dnc add` and the `dnc.add`
+    command of the Redis API (dialer.webapi.handlers)."""
+    scope = (scope or "").strip()
+    if not scope:
+        raise ComplianceError("a campaign entry needs a scope: the campaign's name")
+    try:
+        row = conn.execute("SELECT name FROM campaigns WHERE name = %s", (scope,)).fetchone()
+        if row is not None:
+            return row[0], None
+        if re.fullmatch(r"[0-9]{1,18}", scope):
+            row = conn.execute("SELECT name FROM campaigns WHERE id = %s", (int(scope),)).fetchone()
+            if row is not None:
+                return row[0], (f"{scope} is the id of campaign {row[0]!r}: stored under its name {row[0]!r}"
+                                " (campaign entries are matched by campaign name)")
+    except psycopg.Error as exc:
+        raise StorageError(f"cannot look up campaign {scope!r}: {exc}") from exc
+    raise ComplianceError(f"no campaign named {scope!r}: a campaign entry's scope must be an existing"
+                          " campaign's name (see `dialer campaign list`); nothing stored")
+
+
 def _entry_args(f):
     f = click.option("--list", "list_kind", type=click.Choice(["internal", "campaign", "custom"]), default="internal")(f)
-    f = click.option("--scope", default="", help="campaign id (campaign) or list name (custom)")(f)
+    f = click.option("--scope", default="",
+                     help="--list campaign: the campaign name (of an existing campaign; the gate matches names);"
+                          " --list custom: the list's name")(f)
     f = click.option("--by", "who", default="cli", help="who asks")(f)
     f = click.option("--reason", default="")(f)
     f = click.option("--region", default="US")(f)
@@ -139,11 +169,16 @@ def _entry_args(f):
 @_entry_args
 @click.option("--source", default="cli")
 def dnc_add(number, list_kind, scope, who, reason, region, source) -> None:
-    """Put a number on the internal, a campaign or a custom list (at once)."""
+    """Put a number on the internal, a campaign or a custom list (at once). A campaign list's
+    --scope is the campaign's name; an unknown campaign is refused (exit 1, nothing stored)."""
     from dialer.compliance.records import PgRecords
     try:
         phone = normalize(number, region)
         with _db() as conn:
+            if list_kind == ListKind.CAMPAIGN:
+                scope, note = campaign_scope(conn, scope)
+                if note:
+                    click.echo(f"note: {note}")
             added = PgRecords(conn).add_dnc(phone, list_kind, scope=scope, added_by=who, source=source, reason=reason)
     except DialerError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -169,17 +204,26 @@ def dnc_remove(number, list_kind, scope, who, reason, region) -> None:
 @click.option("--region", default="US")
 @click.option("--json", "as_json", is_flag=True)
 def dnc_check(number, region, as_json) -> None:
-    """Which lists a number is on, with each registry copy's date. Exit 1 when on any list."""
+    """Which lists a number is on, with each registry copy's date.
+
+    Exit 0 when on no list, 1 when on any list, 2 on a usage or input error (a NUMBER that is
+    not a phone number), 3 when the lists could not be read (the store is down)."""
     from dialer.compliance.records import PgRecords
     from dialer.compliance.registry import RegistryStore, registry_position
     from dialer.compliance.service import data_dir
     try:
         phone = normalize(number, region)
+    except NumberError as exc:      # bad input: exit 2, never 1 (1 means "on a list")
+        raise click.UsageError(str(exc)) from None
+    try:
         with _db() as conn:
             index = RegistryStore(conn, data_dir()).load_index()
             entries, _ = PgRecords(conn).lookup(phone)
     except DialerError as exc:
-        raise click.ClickException(str(exc)) from exc
+        # exit 3: "could not answer" must not read as 1, "on a list", nor as 0
+        error = click.ClickException(f"{exc} (exit 3: not checked)")
+        error.exit_code = 3
+        raise error from exc
     hits = []
     position = registry_position(phone)
     uk = phone.startswith("+44")
@@ -199,10 +243,17 @@ def dnc_check(number, region, as_json) -> None:
     else:
         click.echo(f"{phone}: {'ON A LIST' if on_any else 'not on any list'}")
         for h in hits:
-            click.echo(f"  {h['list']} {h['jurisdiction']}: {h['on_list']} (copy of {h['snapshot_date']})")
+            click.echo(f"  {h['list']} {h['jurisdiction']}: {_listed(h['on_list'], h['snapshot_date'])}")
         for e in out["entries"]:
             click.echo(f"  {e['list']} {e['scope']}: added {e['added_at']} by {e['added_by']} ({e['source']}) {e['reason']}")
     sys.exit(1 if on_any else 0)
+
+
+def _listed(on_list: bool | None, snapshot_date: str | None) -> str:
+    """A registry answer in words: listed / not listed (copy of DATE), or no copy for the area code."""
+    if on_list is None:
+        return "no copy for this area code (not checked)"
+    return f"{'listed' if on_list else 'not listed'} (copy of {snapshot_date or 'unknown date'})"
 
 
 @dnc.command("stats")
@@ -223,15 +274,22 @@ def dnc_stats() -> None:
         raise click.ClickException(str(exc)) from exc
     console = Console()
     table = Table(title="Registries (per area code / UK prefix bitsets)")
-    for col in ("list", "jurisdiction", "area codes", "numbers", "oldest copy", "newest copy", "whole list as of"):
-        table.add_column(col)
+    # Dates are never cut (no_wrap, full width); the other columns fold instead when narrow.
+    for col in ("list", "juris-\ndiction", "area\ncodes", "numbers", "oldest\ncopy", "newest\ncopy", "whole list\nas of"):
+        if col.endswith(("copy", "as of")):
+            table.add_column(col, no_wrap=True, min_width=10)
+        else:
+            table.add_column(col, overflow="fold", justify="right" if col in ("area\ncodes", "numbers") else "left")
     for row in rows:
-        table.add_row(*(str(v) for v in row))
+        table.add_row(*("–" if v is None else str(v) for v in row))
     console.print(table)
-    console.print(f"Reassigned numbers: {rnd[0]} disconnections, data from {rnd[1]} through {rnd[2]}")
+    if rnd[1] is None and rnd[2] is None:
+        console.print(f"Reassigned numbers: {rnd[0]} disconnections, no data imported (dnc import --kind rnd)")
+    else:
+        console.print(f"Reassigned numbers: {rnd[0]} disconnections, data from {rnd[1] or '?'} through {rnd[2] or '?'}")
     table = Table(title="List entries")
     for col in ("list", "scope", "entries"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold", justify="right" if col == "entries" else "left")
     for row in entries:
         table.add_row(*(str(v) for v in row))
     console.print(table)
@@ -359,7 +417,8 @@ def compliance_check(number, at, state, zip_code, purpose, mode, voice, consent,
         console.print(f"  zones {', '.join(decision.zones)}; states {', '.join(decision.states) or '-'}")
         for zone, local in decision.local_times.items():
             console.print(f"  local time {zone}: {local}")
-        console.print(f"  rule packs {decision.pack_versions}")
+        packs = ", ".join(f"{name} {version}" for name, version in sorted(decision.pack_versions.items()))
+        console.print(f"  rule packs: {packs or '-'}", markup=False, highlight=False)
     sys.exit(0 if decision.allowed else 1)
 
 

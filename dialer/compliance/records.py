@@ -49,7 +49,7 @@ def _check_entry(list_kind: str, scope: str) -> None:
     if list_kind not in ENTRY_KINDS:
         raise ComplianceError(f"list kind {list_kind!r} is not one of {', '.join(ENTRY_KINDS)}")
     if list_kind in (ListKind.CAMPAIGN, ListKind.CUSTOM) and not scope:
-        raise ComplianceError(f"a {list_kind} entry needs a scope (campaign id or list name)")
+        raise ComplianceError(f"a {list_kind} entry needs a scope (the campaign's name, or the custom list's name)")
 
 
 class MemoryRecords:

@@ -201,10 +201,20 @@ def _entry(args: dict) -> tuple[str, str, str, str, str]:
 
 
 def dnc_add(ctx: Context, args: dict) -> dict:
+    """A campaign entry's scope must be an existing campaign's name (the gate matches names); an
+    existing campaign's numeric id is taken as that campaign, its name stored and a `note` added
+    to the result. Anything else is refused (`invalid`), nothing stored."""
     phone, kind, scope, by, reason = _entry(args)
+    note = None
+    if kind == "campaign":
+        from dialer.compliance.cli import campaign_scope
+        scope, note = campaign_scope(ctx.conn, scope)
     added = PgRecords(ctx.conn).add_dnc(phone, kind, scope=scope, added_by=by, source="webapi", reason=reason)
     ctx.engine.publish("dnc_added", number=phone, list=kind, scope=scope, by=by)
-    return {"number": phone, "list": kind, "scope": scope, "changed": added}
+    result = {"number": phone, "list": kind, "scope": scope, "changed": added}
+    if note:
+        result["note"] = note
+    return result
 
 
 def dnc_remove(ctx: Context, args: dict) -> dict:
