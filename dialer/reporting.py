@@ -47,6 +47,7 @@ DEFAULT_MIN_LIVE_PER_HOUR = 20   # an hour's rate is shown only with at least th
 AGENT_STATES = ("ready", "on_call", "wrap_up", "paused", "logged_out")
 OUTCOMES = tuple(o.value for o in CallOutcome)
 IN_PROGRESS = "in_progress"      # an attempt without an outcome yet
+NO_DISPOSITION = "(none)"        # a human call without a disposition (dispositions are [A-Za-z0-9_]+)
 
 
 class ReportError(DialerError):
@@ -86,20 +87,22 @@ def local_midnight(moment: datetime, zone: ZoneInfo) -> datetime:
     return datetime.combine(moment.astimezone(zone).date(), time(0), zone)
 
 
-def worst_window(hours: dict[datetime, tuple[int, int]], start: datetime, end: datetime,
+def worst_window(hours: dict[datetime, tuple[int, ...]], start: datetime, end: datetime,
                  window_hours: int = WINDOW_HOURS) -> AbandonFigure | None:
     """The highest-rate window of `window_hours` consecutive hours within [start, end) (UTC hour
-    boundaries), from per-hour (live, abandoned); the whole range when it is not longer than a
-    window. Ties go to the earliest window. None when no window has a live answer."""
+    boundaries), from per-hour (live, abandoned) or (live, abandoned, machines); the whole range
+    when it is not longer than a window. Ties go to the earliest window. None when no window has
+    a live answer. The figure's machines are the window's machine answers (0 without them)."""
     span = int((end - start) / HOUR)
     if span <= 0:
         return None
     width = min(window_hours, span)
-    live_prefix, ab_prefix = [0], [0]
+    live_prefix, ab_prefix, mach_prefix = [0], [0], [0]
     for i in range(span):
-        live, abandoned = hours.get(start + i * HOUR, (0, 0))
-        live_prefix.append(live_prefix[-1] + live)
-        ab_prefix.append(ab_prefix[-1] + abandoned)
+        counts = hours.get(start + i * HOUR, (0, 0))
+        live_prefix.append(live_prefix[-1] + counts[0])
+        ab_prefix.append(ab_prefix[-1] + counts[1])
+        mach_prefix.append(mach_prefix[-1] + (counts[2] if len(counts) > 2 else 0))
     best: tuple[int, int, int] | None = None      # (first hour index, live, abandoned)
     for first in range(span - width + 1):
         live = live_prefix[first + width] - live_prefix[first]
@@ -110,7 +113,8 @@ def worst_window(hours: dict[datetime, tuple[int, int]], start: datetime, end: d
     if best is None:
         return None
     first, live, abandoned = best
-    return AbandonFigure(live, abandoned, start=start + first * HOUR, end=start + (first + width) * HOUR)
+    machines = mach_prefix[first + width] - mach_prefix[first]
+    return AbandonFigure(live, abandoned, machines, start=start + first * HOUR, end=start + (first + width) * HOUR)
 
 
 # ------------------------------------------------------------------ shared helpers
@@ -406,12 +410,13 @@ class CampaignReport:
     attempts: int
     cdrs: int                                     # switch records of calls that ended in the period
     outcomes: dict[str, int]                      # outcome (or in_progress) -> attempts
-    dispositions: dict[str, int]
+    dispositions: dict[str, int]                  # "(none)": human calls never dispositioned
     outcomes_by_hour: list[dict]                  # {"hour": UTC start, outcome: n, ...}
     abandon_total: AbandonFigure
     abandon_worst_30d: AbandonFigure | None
     abandon_per_day: list[dict]                   # {"day", "live", "abandoned", "machines", "rate"}
-    abandon_per_hour: list[dict]                  # hours with at least min_live_per_hour live answers
+    abandon_per_hour: list[dict]                  # {"hour", "live", "abandoned", "machines", "rate"}: hours
+                                                  # with at least min_live_per_hour live answers
     min_live_per_hour: int
     abandon_recount: dict[str, int]               # live/abandoned recounted from call_attempts
     amd_results: dict[str, int]
@@ -462,6 +467,13 @@ def _build_report(conn: psycopg.Connection, ref: CampaignRef, since: datetime, u
     dispositions = _counts(conn, "SELECT disposition, count(*) FROM call_attempts WHERE campaign_id = %s"
                                  " AND created_at >= %s AND created_at < %s AND disposition IS NOT NULL"
                                  " GROUP BY 1 ORDER BY 2 DESC, 1", period)
+    # Human calls the agent never dispositioned (still in wrap-up when the campaign stopped):
+    # shown as "(none)" so the dispositions add up to the human calls.
+    undispositioned = conn.execute("SELECT count(*) FROM call_attempts WHERE campaign_id = %s AND created_at >= %s"
+                                   " AND created_at < %s AND outcome = 'human' AND disposition IS NULL",
+                                   period).fetchone()[0]
+    if undispositioned:
+        dispositions[NO_DISPOSITION] = undispositioned
     by_hour: dict[datetime, dict] = {}
     for hour, outcome, n in conn.execute(
             "SELECT date_trunc('hour', created_at, 'UTC'), COALESCE(outcome, %s), count(*) FROM call_attempts"
@@ -496,10 +508,11 @@ def _build_report(conn: psycopg.Connection, ref: CampaignRef, since: datetime, u
         attempts=sum(outcomes.values()), cdrs=cdrs, outcomes=outcomes, dispositions=dispositions,
         outcomes_by_hour=list(by_hour.values()),
         abandon_total=AbandonFigure(*total, start=first_hour, end=end_hour),
-        abandon_worst_30d=worst_window({h: c[:2] for h, c in hours.items()}, first_hour, end_hour),
+        abandon_worst_30d=worst_window(hours, first_hour, end_hour),
         abandon_per_day=[{"day": day.isoformat(), "live": c[0], "abandoned": c[1], "machines": c[2],
                           "rate": abandon_rate(c[1], c[0])} for day, c in sorted(per_day.items())],
-        abandon_per_hour=[{"hour": hour, "live": c[0], "abandoned": c[1], "rate": abandon_rate(c[1], c[0])}
+        abandon_per_hour=[{"hour": hour, "live": c[0], "abandoned": c[1], "machines": c[2],
+                           "rate": abandon_rate(c[1], c[0])}
                           for hour, c in sorted(hours.items()) if c[0] >= min_live_per_hour],
         min_live_per_hour=min_live_per_hour,
         abandon_recount={"live": recount_live, "abandoned": recount_abandoned},
@@ -546,14 +559,15 @@ def campaign_reports(conn: psycopg.Connection, campaign: str | None = None, **op
 
 # ------------------------------------------------------------------ report output
 
-def _count_table(title: str, counts: dict[str, int], key: str = "") -> Table:
+def _count_table(title: str, counts: dict[str, int], key: str = "", total: int | None = None) -> Table:
+    """Counts with their share of `total` (default: their sum)."""
     table = Table(title=title, title_justify="left")
     table.add_column(key or title)
     table.add_column("count", justify="right")
     table.add_column("share", justify="right")
-    total = sum(counts.values())
+    total = sum(counts.values()) if total is None else total
     for name, n in counts.items():
-        table.add_row(name, str(n), f"{100 * n / total:.1f}%")
+        table.add_row(name, str(n), f"{100 * n / total:.1f}%" if total else "")
     if not counts:
         table.add_row("–", "0", "")
     return table
@@ -568,7 +582,10 @@ def render_report(report: CampaignReport) -> RenderableType:
         f"{report.cdrs} CDRs",
         style="bold")]
     parts.append(_count_table("outcomes", report.outcomes, "outcome"))
-    parts.append(_count_table("dispositions", report.dispositions, "disposition"))
+    # Shares over every human call: a call never dispositioned counts, as "(none)".
+    humans = sum(report.dispositions.values())
+    parts.append(_count_table(f"dispositions ({humans} human calls)" if humans else "dispositions",
+                              report.dispositions, "disposition", total=humans))
 
     abandon = Table(title=f"abandon rate (limit {_pct(ABANDON_LIMIT)}: 47 CFR 64.1200(a)(7))", title_justify="left")
     for column in ("window", "live", "aband.", "mach.", "rate"):
@@ -576,15 +593,18 @@ def render_report(report: CampaignReport) -> RenderableType:
     total, worst = report.abandon_total, report.abandon_worst_30d
     abandon.add_row("period", str(total.live), str(total.abandoned), str(total.machines), _rate_text(total))
     if worst is not None:
-        abandon.add_row(f"worst 30 d {worst.start:%m-%d %H}h–{worst.end:%m-%d %H}h UTC",
-                        str(worst.live), str(worst.abandoned), "", _rate_text(worst))
+        abandon.add_row(_worst_label(worst),
+                        str(worst.live), str(worst.abandoned), str(worst.machines), _rate_text(worst))
     for day in report.abandon_per_day:
         abandon.add_row(f"day {day['day']}", str(day["live"]), str(day["abandoned"]), str(day["machines"]),
                         _rate_text(AbandonFigure(day["live"], day["abandoned"])))
     for hour in report.abandon_per_hour:
         abandon.add_row(f"hour {hour['hour'].astimezone(zone):%Y-%m-%d %H:00}", str(hour["live"]),
-                        str(hour["abandoned"]), "", _rate_text(AbandonFigure(hour["live"], hour["abandoned"])))
+                        str(hour["abandoned"]), str(hour["machines"]),
+                        _rate_text(AbandonFigure(hour["live"], hour["abandoned"])))
     parts.append(abandon)
+    for note in abandon_limit_notes(report):     # in words, not only by colour (as `dialer status`)
+        parts.append(Text(note, style="red bold" if " over " in note else "yellow"))
     recount = report.abandon_recount
     if (recount["live"], recount["abandoned"]) != (total.live, total.abandoned):
         parts.append(Text(f"note: attempts recount {recount['abandoned']}/{recount['live']} differs from the "
@@ -607,6 +627,34 @@ def render_report(report: CampaignReport) -> RenderableType:
         agents.add_row(entry["agent_id"], *(_duration(entry.get(s, 0.0)) for s in AGENT_STATES[:4]))
     parts.append(agents)
     return Group(*parts)
+
+
+def _worst_label(worst: AbandonFigure) -> str:
+    return f"worst 30 d {worst.start:%m-%d %H}h–{worst.end:%m-%d %H}h UTC"
+
+
+def abandon_limit_notes(report: CampaignReport) -> list[str]:
+    """The report's abandon figures over the limit (and the period and worst 30-day window when
+    nearing it), in words: "abandon rate period 4.00% (4/100) over the 3.00% limit"."""
+    figures: list[tuple[str, AbandonFigure, bool]] = [("period", report.abandon_total, True)]
+    if report.abandon_worst_30d is not None:
+        worst = report.abandon_worst_30d
+        figures.append((_worst_label(worst), worst, True))
+    # days too (Ofcom / CRTC measure them); hours are shown, but no rule limits an hour
+    figures += [(f"day {d['day']}", AbandonFigure(d["live"], d["abandoned"]), False) for d in report.abandon_per_day]
+    notes = []
+    for label, figure, warn_early in figures:
+        rate = figure.rate
+        if rate is None:
+            continue
+        if rate > ABANDON_LIMIT:
+            level = f"over the {_pct(ABANDON_LIMIT)} limit"
+        elif warn_early and rate >= ABANDON_WARN:
+            level = f"nearing the {_pct(ABANDON_LIMIT)} limit"
+        else:
+            continue
+        notes.append(f"abandon rate {label} {_pct(rate)} ({figure.abandoned}/{figure.live}) {level}")
+    return notes
 
 
 def _duration(seconds: float) -> str:

@@ -347,3 +347,76 @@ def _plain(renderable) -> str:
     console = Console(width=200, record=True, file=io.StringIO())
     console.print(renderable)
     return console.export_text()
+
+
+# ------------------------------------------------------------------ QA 2026-12-03: machines, (none), limit in words
+
+def test_worst_window_and_hour_rows_carry_machines(db, env):
+    """The worst 30-day window and the hour rows show their machine answers (they were 0 / blank)."""
+    cid = make_campaign(db, "acme")
+    base = datetime(2026, 11, 19, 14, tzinfo=UTC)
+    add_hour(db, cid, base, live=25, abandoned=1, machines=7)
+    add_hour(db, cid, base + HOUR, live=5, abandoned=0, machines=3)
+    db.commit()
+    window = {"since": datetime(2026, 11, 18, 0, 0), "until": datetime(2026, 11, 20, 0, 0)}
+    r = reporting.campaign_report(db, "acme", min_live_per_hour=20, **window)
+    assert (r.abandon_worst_30d.live, r.abandon_worst_30d.abandoned, r.abandon_worst_30d.machines) == (30, 1, 10)
+    assert [(h["live"], h["machines"]) for h in r.abandon_per_hour] == [(25, 7)]
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    worst = reporting.worst_window({start: (10, 1, 4), start + 800 * HOUR: (10, 5, 6)}, start, start + 900 * HOUR)
+    assert (worst.live, worst.abandoned, worst.machines) == (10, 5, 6)
+
+    runner = CliRunner()
+    args = ["--campaign", "acme", "--since", "2026-11-18", "--until", "2026-11-20"]
+    data = json.loads(runner.invoke(report, [*args, "--json"]).output)["campaigns"][0]
+    assert data["abandon_worst_30d"]["machines"] == 10 and data["abandon_per_hour"][0]["machines"] == 7
+    rows = list(csv.DictReader(io.StringIO(runner.invoke(report, [*args, "--format", "csv"]).output)))
+    index = {(r["section"], r["metric"]): r["value"] for r in rows}
+    assert index[("abandon_worst_30d", "machines")] == "10" and index[("abandon_hour", "machines")] == "7"
+    lines = _plain(reporting.render_report(r)).splitlines()
+    (worst_line,) = [line for line in lines if "worst 30 d" in line and "│" in line]
+    (hour_line,) = [line for line in lines if "hour 2026-11-19 09:00" in line and "│" in line]
+    assert worst_line.split("│")[4].strip() == "10" and hour_line.split("│")[4].strip() == "7"
+
+
+def test_dispositions_count_human_calls_without_a_disposition(db, env):
+    cid = make_campaign(db, "acme")
+    base = datetime(2026, 11, 19, 14, tzinfo=UTC)
+    for outcome, disposition in [("human", "SALE"), ("human", "SALE"), ("human", "NI"), ("human", None),
+                                 ("abandoned", None), ("machine", None), ("busy", None)]:
+        add_attempt(db, cid, base, outcome, disposition=disposition)
+    db.commit()
+    r = reporting.campaign_report(db, "acme", since=base - HOUR, until=base + HOUR)
+    assert r.dispositions == {"SALE": 2, "NI": 1, "(none)": 1}
+    text = _plain(reporting.render_report(r))
+    assert "dispositions (4 human calls)" in text
+    shares = {line.split("│")[1].strip(): line.split("│")[3].strip() for line in text.splitlines()
+              if line.count("│") == 4 and line.split("│")[1].strip() in ("SALE", "NI", "(none)")}
+    assert shares == {"SALE": "50.0%", "NI": "25.0%", "(none)": "25.0%"}
+    rows = list(csv.DictReader(io.StringIO(CliRunner().invoke(
+        report, ["--campaign", "acme", "--since", (base - HOUR).isoformat(), "--until", (base + HOUR).isoformat(),
+                 "--format", "csv"]).output)))
+    assert {r["key"]: r["value"] for r in rows if r["section"] == "disposition"} == {"SALE": "2", "NI": "1", "(none)": "1"}
+
+
+def test_report_says_in_words_when_abandon_is_over_the_limit(db, env):
+    cid = make_campaign(db, "acme")
+    base = datetime(2026, 11, 19, 14, tzinfo=UTC)
+    add_hour(db, cid, base, live=100, abandoned=4)
+    db.commit()
+    result = CliRunner().invoke(report, ["--campaign", "acme", "--since", "2026-11-18", "--until", "2026-11-20"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "abandon rate period 4.00% (4/100) over the 3.00% limit" in text
+    assert "abandon rate day 2026-11-19 4.00% (4/100) over the 3.00% limit" in text
+    assert "worst 30 d 11-18 05h–11-20 05h UTC 4.00% (4/100) over the 3.00% limit" in text
+    assert "abandon rate hour" not in text          # shown in the table; no rule limits an hour
+    # nearing: said for the period and the worst window; under 2.5%: nothing
+    db.execute("UPDATE abandon_hours SET abandoned = 3 WHERE campaign_id = %s", (cid,))
+    db.commit()
+    notes = reporting.abandon_limit_notes(reporting.campaign_report(db, "acme", since=base, until=base + HOUR))
+    assert notes == ["abandon rate period 3.00% (3/100) nearing the 3.00% limit",
+                     "abandon rate worst 30 d 11-19 14h–11-19 15h UTC 3.00% (3/100) nearing the 3.00% limit"]
+    db.execute("UPDATE abandon_hours SET abandoned = 2 WHERE campaign_id = %s", (cid,))
+    db.commit()
+    assert reporting.abandon_limit_notes(reporting.campaign_report(db, "acme", since=base, until=base + HOUR)) == []
