@@ -21,8 +21,25 @@ from dialer.rediskeys import AGENTS_HASH, COMMANDS_STREAM, REPLIES_STREAM
 
 
 
+def _require_a_live_engine() -> None:
+    """Refuse at once when no engine has a recent heartbeat: the command would wait out its
+    timeout, then stay on the stream for an engine started hours later to carry out."""
+    from dialer.engine.store import ENGINE_DEAD_AFTER
+    try:
+        with storage.connect_db() as conn:
+            alive = conn.execute("SELECT count(*) FROM engine_nodes WHERE heartbeat_at >= now() - %s",
+                                 (ENGINE_DEAD_AFTER,)).fetchone()[0]
+    except DialerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not alive:
+        raise click.ClickException(f"no engine is running (none has a heartbeat in the last "
+                                   f"{ENGINE_DEAD_AFTER.total_seconds():.0f} s): start `dialer run`; "
+                                   "the command was not sent")
+
+
 def send_command(kind: str, args: dict, timeout_s: float) -> dict:
     """Send one command and wait for its reply; ClickException on error or timeout."""
+    _require_a_live_engine()
     client = storage.connect_redis()
     request_id = f"cli-{uuid.uuid4().hex}"
     reply_stream = f"{REPLIES_STREAM}:cli-{uuid.uuid4().hex[:12]}"
@@ -85,6 +102,7 @@ def login(agent_id, endpoint, campaign, timeout_s, as_json) -> None:
 @_timeout
 @_json
 def ready(agent_id, timeout_s, as_json) -> None:
+    """Make AGENT_ID ready: the engine may put the next answered call through to them."""
     _run("agent.ready", {"agent_id": agent_id}, timeout_s, as_json)
 
 
@@ -94,6 +112,7 @@ def ready(agent_id, timeout_s, as_json) -> None:
 @_timeout
 @_json
 def pause(agent_id, reason, timeout_s, as_json) -> None:
+    """Pause AGENT_ID (with a --reason): no new call reaches them until `agent ready`."""
     _run("agent.pause", {"agent_id": agent_id, "reason": reason}, timeout_s, as_json)
 
 
@@ -102,6 +121,7 @@ def pause(agent_id, reason, timeout_s, as_json) -> None:
 @_timeout
 @_json
 def logout(agent_id, timeout_s, as_json) -> None:
+    """Log AGENT_ID out: the engine hangs up their phone leg. Refused while they are on a call."""
     _run("agent.logout", {"agent_id": agent_id}, timeout_s, as_json)
 
 

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import click
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeElapsedColumn, TimeRemainingColumn, \
     TransferSpeedColumn
@@ -103,10 +104,14 @@ def campaign_list(as_json) -> None:
                                 "leads": r["leads_total"], "leads_by_status": r["leads"],
                                 "created_at": campaigns.iso_utc(r["created_at"])} for r in rows]))
         return
-    table = Table(title="campaigns")
-    for column in ("name", "status", "lists", "leads", "new", "callable", "in progress", "done", "closed",
-                   "created"):
-        table.add_column(column, justify="right" if column not in ("name", "status") else "left")
+    # Names stay whole at any width (no wrap, full width): the other columns wrap or fold instead.
+    # A light frame (no outer edge, no column rules) leaves room for them in 80-100 columns.
+    table = Table(title="campaigns", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    table.add_column("name", no_wrap=True, min_width=max((len(r["name"]) for r in rows), default=4))
+    table.add_column("status", no_wrap=True)
+    for column in ("lists", "leads", "new", "callable", "in\nprogress", "done", "closed"):
+        table.add_column(column, justify="right", overflow="fold")
+    table.add_column("created", overflow="fold")
     for r in rows:
         by = r["leads"]
         table.add_row(r["name"], r["status"], str(r["lists"]), str(r["leads_total"]), str(by.get("new", 0)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from datetime import timedelta
 
 from gevent import subprocess
@@ -40,3 +41,31 @@ def test_agent_commands_reach_the_engine(db_url, redis_url, tmp_path):
     finally:
         engine.stop(drain_timeout=2)
         switch.stop()
+
+
+def test_every_agent_command_has_a_help_description():
+    """`dialer agent --help` lists ready, pause and logout with a description (they had none)."""
+    from click.testing import CliRunner
+    from cli import main
+    runner = CliRunner()
+    listing = runner.invoke(main, ["agent", "--help"]).output
+    lines = {line.split()[0]: line.split()[1:] for line in listing.split("Commands:")[1].splitlines() if line.strip()}
+    assert set(lines) >= {"login", "ready", "pause", "logout", "disposition", "list"}
+    assert all(lines[name] for name in lines), lines
+    for name, words in (("ready", "ready"), ("pause", "Pause"), ("logout", "Log AGENT_ID out")):
+        result = runner.invoke(main, ["agent", name, "--help"])
+        assert result.exit_code == 0 and words in result.output, result.output
+
+
+def test_agent_command_without_a_running_engine_is_refused_at_once(db_url, redis_url):
+    """QA: with no engine, `agent ready` waited out its 40-s timeout, and the command stayed on
+    the stream for the next engine to carry out whenever it started."""
+    import redis as redis_lib
+    from dialer.rediskeys import COMMANDS_STREAM
+    client = redis_lib.Redis.from_url(redis_url)
+    before = client.xlen(COMMANDS_STREAM)
+    started = time.monotonic()
+    result = dialer(redis_url, db_url, "agent", "ready", "nobody")
+    assert result.returncode == 1 and "no engine is running" in result.stderr, result.stderr
+    assert time.monotonic() - started < 20
+    assert client.xlen(COMMANDS_STREAM) == before         # nothing left for a later engine

@@ -228,3 +228,23 @@ def test_operator_commands_apply_from_their_statuses_only(db):
         campaigns.apply_command(db, "c3", "start")
     campaigns.create_campaign(db, "c4", CampaignSettings())
     assert campaigns.apply_command(db, "c4", "stop").status == CampaignStatus.STOPPED   # a draft: at once
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_cli_list_keeps_campaign_names_whole(db_url, monkeypatch, width):
+    """Names are never cut (`demo-1796…` in 80-100 columns): the other columns wrap or fold."""
+    from rich.console import Console
+    from dialer import campaign_cli
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setattr(campaign_cli, "_out", Console(width=width))
+    runner = CliRunner()
+    names = ["demo-1796310609", "demo-1796310730", "qa1", "a-rather-long-campaign-name-2026"]
+    for name in names:
+        assert runner.invoke(main, ["campaign", "create", name]).exit_code == 0
+    result = runner.invoke(main, ["campaign", "list"])
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output
+    assert all(len(line) <= width for line in result.output.splitlines())
+    first_words = [line.split()[0] for line in result.output.splitlines() if line.strip()]
+    for name in names:
+        assert name in first_words, (name, result.output)
