@@ -239,3 +239,6 @@ def leads_import(file, campaign_name, list_name, default_region, rejects_path, m
     _out.print(table)
     if summary.rejects_file:
         _out.print(f"rejected rows with their reasons: {summary.rejects_file}")
+    if summary.stale_rejects_file:
+        _out.print(f"note: {summary.stale_rejects_file} is from an earlier import (this one rejected "
+                   "no row and did not write it)")

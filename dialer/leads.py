@@ -562,6 +562,9 @@ class ImportSummary:
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
     blank_lines: int = 0
     rejects_file: str | None = None
+    # a rejects file left by an earlier import of this file (this one rejected nothing, so it
+    # wrote none): reported, not deleted, so its rows are not mistaken for this import's
+    stale_rejects_file: str | None = None
     workers: int = 0
     fast_path_numbers: int = 0
     parsed_numbers: int = 0
@@ -723,6 +726,8 @@ def _read_and_stage(text, binary, total_bytes, db_url, stage, workers, region, f
     summary.rejected = sum(reasons.values())
     summary.rejects_by_reason = dict(sorted(reasons.items()))
     summary.rejects_file = str(rejects_path) if summary.rejected else None
+    if not summary.rejected and rejects_path.exists():
+        summary.stale_rejects_file = str(rejects_path)
     return summary, valid_rows
 
 

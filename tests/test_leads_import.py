@@ -328,3 +328,17 @@ def test_a_number_added_by_another_writer_during_the_insert_is_a_duplicate(db, d
     thread.join(timeout=30)
     assert results and (results[0].imported, results[0].duplicates_in_campaign) == (1, 1)
     assert db.execute("SELECT count(*) FROM leads").fetchone()[0] == 2
+
+
+def test_a_clean_reimport_points_at_the_earlier_rejects_file(db, db_url, tmp_path):
+    """QA: a file fixed and imported again with no reject left the earlier FILE.rejects.csv in
+    place, looking like this import's. It is reported (not deleted: it is the operator's file)."""
+    new_campaign(db, "c1")
+    source = write_small(tmp_path / "small.csv")
+    first = import_csv(source, "c1", db_url=db_url, workers=0)
+    assert first.rejected and first.rejects_file and first.stale_rejects_file is None
+    clean = tmp_path / "small.csv"
+    clean.write_text("phone\n+12125550123\n")
+    again = import_csv(clean, "c1", db_url=db_url, workers=0)
+    assert again.rejected == 0 and again.rejects_file is None
+    assert again.stale_rejects_file == first.rejects_file
