@@ -159,8 +159,8 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
             fmt = (tag, channels, rate, block_align, bits)
         elif chunk_id == b"data":
             if size in (0, 0xFFFFFFFF):
-                # the placeholders of a recorder that streams the file and never comes back
-                # to the header: its data runs to the end of the file
+                # the sizes a recorder that streams the file writes before it knows the
+                # length, and never comes back to fix: the data runs to the end of the file
                 pcm = data[pos + 8:]
                 break
             if len(body) < size:

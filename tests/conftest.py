@@ -22,20 +22,32 @@ def captures_dir() -> Path:
     return CAPTURES
 
 
-@pytest.fixture
-def db_url():
-    """A fresh, fully migrated database for one test, dropped afterwards."""
+def _scratch_database(migrated: bool):
+    """A fresh database for one test (with the schema or without), dropped afterwards."""
     base = config.database_url()
     name = f"test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(base, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     url = psycopg.conninfo.make_conninfo(base, dbname=name)
     try:
-        storage.migrate(url)
+        if migrated:
+            storage.migrate(url)
         yield url
     finally:
         with psycopg.connect(base, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def db_url():
+    """A fresh, fully migrated database for one test, dropped afterwards."""
+    yield from _scratch_database(migrated=True)
+
+
+@pytest.fixture
+def empty_db_url():
+    """A fresh database without the dialer's schema (as before `dialer db migrate`)."""
+    yield from _scratch_database(migrated=False)
 
 
 @pytest.fixture

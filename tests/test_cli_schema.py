@@ -1,27 +1,10 @@
 """A database without the dialer's tables: every command says to migrate, no traceback."""
 from __future__ import annotations
 
-import uuid
-
-import psycopg
 import pytest
 from click.testing import CliRunner
 
 from cli import main
-from dialer import config
-
-
-@pytest.fixture
-def empty_db_url():
-    base = config.database_url()
-    name = f"test_empty_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield psycopg.conninfo.make_conninfo(base, dbname=name)
-    finally:
-        with psycopg.connect(base, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.mark.parametrize("args", [["campaign", "list"], ["status"], ["report", "--campaign", "x"],
