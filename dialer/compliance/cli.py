@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import click
-import psycopg
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
@@ -19,7 +17,7 @@ from dialer.compliance.model import (
     CallRequest, Campaign, ComplianceError, ConsentKind, Decision, DialMode, Lead, LineType, ListKind, Purpose, Voice,
     iso_z,
 )
-from dialer.errors import DialerError, StorageError
+from dialer.errors import DialerError
 
 CHECK_FIELDS = ("number", "at", "state", "zip", "purpose", "mode", "consent", "voice", "region", "line_type")
 _err = Console(stderr=True)
@@ -128,32 +126,6 @@ def dnc_import(paths, kind, jurisdiction, changes, snapshot, covers_from, source
         raise click.ClickException(str(exc)) from exc
 
 
-def campaign_scope(conn, scope: str) -> tuple[str, str | None]:
-    """The scope to store for a campaign do-not-call entry, and a note for the operator (or None).
-
-    The gate matches a campaign entry's scope against the campaign's NAME, so the scope must be
-    an existing campaign's name. A number that is not a name but an existing campaign's id is
-    taken as that campaign and its name is stored (the note says so). Anything else raises
-    ComplianceError and nothing is to be stored. Shared by `dialer dnc add` and the `dnc.add`
-    command of the Redis API (dialer.webapi.handlers)."""
-    scope = (scope or "").strip()
-    if not scope:
-        raise ComplianceError("a campaign entry needs a scope: the campaign's name")
-    try:
-        row = conn.execute("SELECT name FROM campaigns WHERE name = %s", (scope,)).fetchone()
-        if row is not None:
-            return row[0], None
-        if re.fullmatch(r"[0-9]{1,18}", scope):
-            row = conn.execute("SELECT name FROM campaigns WHERE id = %s", (int(scope),)).fetchone()
-            if row is not None:
-                return row[0], (f"{scope} is the id of campaign {row[0]!r}: stored under its name {row[0]!r}"
-                                " (campaign entries are matched by campaign name)")
-    except psycopg.Error as exc:
-        raise StorageError(f"cannot look up campaign {scope!r}: {exc}") from exc
-    raise ComplianceError(f"no campaign named {scope!r}: a campaign entry's scope must be an existing"
-                          " campaign's name (see `dialer campaign list`); nothing stored")
-
-
 def _entry_args(f):
     f = click.option("--list", "list_kind", type=click.Choice(["internal", "campaign", "custom"]), default="internal")(f)
     f = click.option("--scope", default="",
@@ -175,11 +147,12 @@ def dnc_add(number, list_kind, scope, who, reason, region, source) -> None:
     try:
         phone = normalize(number, region)
         with _db() as conn:
+            records = PgRecords(conn)
             if list_kind == ListKind.CAMPAIGN:
-                scope, note = campaign_scope(conn, scope)
+                scope, note = records.campaign_scope(scope)
                 if note:
                     click.echo(f"note: {note}")
-            added = PgRecords(conn).add_dnc(phone, list_kind, scope=scope, added_by=who, source=source, reason=reason)
+            added = records.add_dnc(phone, list_kind, scope=scope, added_by=who, source=source, reason=reason)
     except DialerError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{phone}: {'added to' if added else 'already on'} {list_kind} {scope}".rstrip())

@@ -104,6 +104,30 @@ class PgRecords:
                     for is_entry, kind, seller, _by, at, source, _ in rows if not is_entry]
         return entries, consents
 
+    def campaign_scope(self, scope: str) -> tuple[str, str | None]:
+        """The scope to store for a campaign do-not-call entry, and a note for the operator (or None).
+
+        The gate matches a campaign entry's scope against the campaign's NAME, so the scope must be
+        an existing campaign's name. A number that is not a name but an existing campaign's id is
+        taken as that campaign and its name is stored (the note says so). Anything else raises
+        ComplianceError and nothing is to be stored. Shared by `dialer dnc add` and the Redis API's `dnc.add`."""
+        scope = (scope or "").strip()
+        if not scope:
+            raise ComplianceError("a campaign entry needs a scope: the campaign's name")
+        try:
+            row = self.conn.execute("SELECT name FROM campaigns WHERE name = %s", (scope,)).fetchone()
+            if row is not None:
+                return row[0], None
+            if re.fullmatch(r"[0-9]{1,18}", scope):
+                row = self.conn.execute("SELECT name FROM campaigns WHERE id = %s", (int(scope),)).fetchone()
+                if row is not None:
+                    return row[0], (f"{scope} is the id of campaign {row[0]!r}: stored under its name {row[0]!r}"
+                                    " (campaign entries are matched by campaign name)")
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot look up campaign {scope!r}: {exc}") from exc
+        raise ComplianceError(f"no campaign named {scope!r}: a campaign entry's scope must be an existing"
+                              " campaign's name (see `dialer campaign list`); nothing stored")
+
     def add_dnc(self, phone: str, list_kind: str, *, scope: str = "", added_by: str, source: str,
                 reason: str = "", at: datetime | None = None) -> bool:
         _check_entry(list_kind, scope)

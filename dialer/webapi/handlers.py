@@ -205,11 +205,11 @@ def dnc_add(ctx: Context, args: dict) -> dict:
     existing campaign's numeric id is taken as that campaign, its name stored and a `note` added
     to the result. Anything else is refused (`invalid`), nothing stored."""
     phone, kind, scope, by, reason = _entry(args)
+    records = PgRecords(ctx.conn)
     note = None
     if kind == "campaign":
-        from dialer.compliance.cli import campaign_scope
-        scope, note = campaign_scope(ctx.conn, scope)
-    added = PgRecords(ctx.conn).add_dnc(phone, kind, scope=scope, added_by=by, source="webapi", reason=reason)
+        scope, note = records.campaign_scope(scope)
+    added = records.add_dnc(phone, kind, scope=scope, added_by=by, source="webapi", reason=reason)
     ctx.engine.publish("dnc_added", number=phone, list=kind, scope=scope, by=by)
     result = {"number": phone, "list": kind, "scope": scope, "changed": added}
     if note:
