@@ -201,6 +201,11 @@ class DialerDetector:
         return f.level_db >= self.peak_db - p.voice_below_peak_db
 
     @property
+    def silence_after_speech_ms(self) -> int | None:
+        """How long the party has been silent since they last spoke (None before any speech)."""
+        return self.silence_ms if self.speech_heard else None
+
+    @property
     def talk_snr_db(self) -> float:
         """Mean level of the speech frames above the noise floor."""
         return self._snr_sum / self._snr_frames if self._snr_frames else 0.0
@@ -325,6 +330,11 @@ class AppAmdDetector:
                 self.in_greeting = True
                 self.speech_heard = True
         return None
+
+    @property
+    def silence_after_speech_ms(self) -> int | None:
+        """How long the party has been silent since they last spoke (None before any speech)."""
+        return self.dsp_silence if self.speech_heard else None
 
     def _decide(self, result: AmdResult, cause: Cause, now: int) -> Decision:
         self.decided = Decision(result, cause, now)

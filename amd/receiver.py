@@ -149,6 +149,12 @@ class UnicastReceiver(DatagramServer):
         if stream is not None:
             self._finish(stream, end_of_audio=True)
 
+    def silence_after_speech_ms(self, call_id: str) -> int | None:
+        """A registered call's silence since its party last spoke (None: no speech yet, or the
+        call is not registered)."""
+        stream = self._by_call.get(call_id)
+        return stream.analyzer.silence_after_speech_ms if stream is not None else None
+
     @property
     def calls(self) -> int:
         return len(self._by_call)

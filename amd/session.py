@@ -85,6 +85,13 @@ class CallAnalyzer:
     def now_ms(self) -> int:
         return (self.index + 1) * FRAME_MS
 
+    @property
+    def silence_after_speech_ms(self) -> int | None:
+        """How long the party has been silent since they last spoke, as far as the detector has
+        heard (None before any speech): the engine's measure of a person left waiting when the
+        far end hangs up before a decision (47 CFR 64.1200(a)(7)'s 2 s after the greeting)."""
+        return self.detector.silence_after_speech_ms
+
     def feed_frame(self, frame: np.ndarray) -> None:
         if self._extractor is None:
             self._extractor = FeatureExtractor(1, vad_mode=self.params.detector.vad_mode)

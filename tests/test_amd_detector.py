@@ -292,3 +292,19 @@ def test_splits_speak_disjoint_wordings_and_voices():
                 assert not set(sides[a]) & set(sides[b]), kind
     assert not set(corpus.VOICES["tune"]) & set(corpus.VOICES["report"])
     assert set(corpus.WORDING_SIDE) == set(corpus.VOICES)
+
+
+@pytest.mark.parametrize("mode", ["dialer", "app_amd"])
+def test_analyzer_tells_how_long_the_party_has_been_silent_since_speaking(mode):
+    """What the engine reads when the far end hangs up before a decision: nothing before any
+    speech, then the silence since the last speech frame."""
+    analyzer = CallAnalyzer(AmdParams.from_pairs([f"mode={mode}", "human_silence_short_ms=5000",
+                                                  "human_silence_long_ms=5000", "after_greeting_silence=5000"]))
+    for _ in range(10):
+        analyzer.feed_features(frame(False, mean_abs=30.0))
+    assert analyzer.silence_after_speech_ms is None
+    for _ in range(25):
+        analyzer.feed_features(frame(True))
+    for _ in range(50):                                  # a second of silence after "hello"
+        analyzer.feed_features(frame(False, mean_abs=30.0))
+    assert analyzer.decision is None and analyzer.silence_after_speech_ms == 1000

@@ -420,3 +420,23 @@ def test_a_restarted_runner_keeps_the_campaigns_live_counters(world, db_url):
     gevent.kill(runner._greenlet, RuntimeError("a bug in the pacing loop"))
     assert wait_until(lambda: next(r for r in engine.runners.values() if r.name == "restart") is not runner, 10)
     assert next(r for r in engine.runners.values() if r.name == "restart").stats.originated >= before
+
+
+def test_a_person_left_waiting_by_amd_who_hangs_up_is_abandoned(world, db_url):
+    """47 CFR 64.1200(a)(7): a person not put through within 2 s of their greeting was abandoned,
+    also when AMD has not decided yet. Here AMD is made slow (it waits 5 s of silence): the
+    person who says hello and waits over 2 s, then hangs up, counts as live and abandoned; one
+    who hangs up while still speaking or right after counts nowhere (not known to be a person)."""
+    switch, make_engine = world
+    waiting, quick = "+12125550181", "+12125550182"
+    switch.model.script(waiting, Behaviour(Outcome.ANSWER, ring_seconds=0.3, party=Party.HUMAN, stay_seconds=5.0))
+    switch.model.script(quick, Behaviour(Outcome.ANSWER, ring_seconds=0.3, party=Party.HUMAN, stay_seconds=0.6))
+    slow_amd = dict(BASE_SETTINGS, amd={"enabled": True, "action": "hangup",
+                                        "params": {"human_silence_short_ms": 5000, "human_silence_long_ms": 5000}})
+    create_campaign(db_url, "slow-amd", slow_amd, [waiting, quick])
+    engine = make_engine()
+    engine.login_agent("agent-w", AGENT_PHONE, "slow-amd")
+    assert wait_until(lambda: len(attempts(db_url)) == 2 and all(a[7] is not None for a in attempts(db_url)), 30)
+    rows = {a[0]: a for a in attempts(db_url)}
+    assert (rows[waiting][1], rows[waiting][5]) == ("abandoned", "hung_up_waiting_for_amd"), rows[waiting]
+    assert (rows[quick][1], rows[quick][5]) == ("no_answer", "hung_up_during_amd"), rows[quick]

@@ -55,6 +55,9 @@ class ReceiverTap:
         host, our_port = self.address
         return self.switch_ip, port, host, our_port
 
+    def silence_after_speech_ms(self, call_uuid: str) -> int | None:
+        return self.receiver.silence_after_speech_ms(call_uuid)
+
     def close(self, call_uuid: str) -> None:
         port = self._in_use.pop(call_uuid, None)
         if port is None:

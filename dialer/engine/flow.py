@@ -36,6 +36,7 @@ from esl.protocol import Event
 log = logging.getLogger(__name__)
 
 INBOX_SIZE = 1000
+RULE_GREETING_WAIT_MS = 2000    # 47 CFR 64.1200(a)(7): an agent within 2 s of the completed greeting
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,9 @@ class AmdTap(Protocol):
         """Register the call; returns (switch_local_ip, switch_local_port, our_ip, our_port)."""
 
     def close(self, call_uuid: str) -> None: ...
+
+    def silence_after_speech_ms(self, call_uuid: str) -> int | None:
+        """The party's silence since they last spoke, as heard so far (None: no speech yet)."""
 
 
 class Recorder(Protocol):
@@ -301,7 +305,15 @@ class CallFlow:
             # the rule's arithmetic that never understates the rate.
             call.outcome, call.detail = CallOutcome.ABANDONED, "hung_up_waiting_for_agent"
         else:
-            call.outcome, call.detail = CallOutcome.NO_ANSWER, "hung_up_during_amd"
+            # While AMD listens. A person who spoke and then waited in silence longer than the
+            # rule's 2 s after their greeting without being put through was abandoned, whatever
+            # AMD would have said (47 CFR 64.1200(a)(7)); counted so, live and abandoned. Any
+            # other hang-up here is not known to be a person, nor an abandonment: counted nowhere.
+            silent_ms = self.amd.silence_after_speech_ms(call.uuid) if self.amd is not None else None
+            if silent_ms is not None and silent_ms > RULE_GREETING_WAIT_MS:
+                call.outcome, call.detail = CallOutcome.ABANDONED, "hung_up_waiting_for_amd"
+            else:
+                call.outcome, call.detail = CallOutcome.NO_ANSWER, "hung_up_during_amd"
 
     def _release_agent(self) -> None:
         agent_id = self.call.agent_id
