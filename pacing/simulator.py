@@ -170,20 +170,22 @@ class SimulationResult:
         return {key: getattr(self, key) for key in keys}
 
 
-def dial_level_smoothness(levels: np.ndarray) -> dict[str, float]:
+def dial_level_smoothness(levels: np.ndarray, ticks: np.ndarray | None = None) -> dict[str, float]:
     """How steadily a policy holds its dial level (lines ringing per logged-in agent, one row
     per day of DIAL_LEVEL_BIN_S bins): the mean, the coefficient of variation of the bins
     within each day, and the lowest autocorrelation of the bins at lags of one bin to
     DIAL_LEVEL_MAX_LAG_S (days averaged), with its lag. A controller that overshoots and
     corrects swings to the other side of its mean half a period later, which shows as a clearly
     negative autocorrelation at that lag; noise gives values near 0 (about +-2/sqrt(bins)), a
-    slow drift positive ones. Days too short to look that far are skipped."""
+    slow drift positive ones. `ticks` (pacing ticks per bin, same shape) leaves out the bins
+    after a shorter shift's end. Days too short to look that far are skipped."""
     first = int(DIAL_LEVEL_WARM_UP_S / DIAL_LEVEL_BIN_S)
     max_lag = int(DIAL_LEVEL_MAX_LAG_S / DIAL_LEVEL_BIN_S)
+    levels = np.asarray(levels, dtype=float)
+    counted = np.ones_like(levels, dtype=bool) if ticks is None else np.asarray(ticks) > 0
     means, cvs, acfs = [], [], []
-    for day in np.asarray(levels, dtype=float):
-        x = day[first:]
-        x = x[: np.flatnonzero(x).max() + 1] if x.any() else x[:0]   # the shift's end
+    for day, in_shift in zip(levels, counted):
+        x = day[first:][in_shift[first:]]
         if len(x) < 2 * max_lag or x.mean() <= 0:
             continue
         means.append(x.mean())
@@ -527,7 +529,7 @@ class Simulation:
                                        minlength=25).tolist(),
             drift_resets=getattr(self.pacer, "drift_resets", 0),
             dial_level=levels.tolist(),
-            **dial_level_smoothness(levels),
+            **dial_level_smoothness(levels, self.level_ticks),
         )
 
 
