@@ -68,7 +68,8 @@ def migrate(url: str | None = None) -> list[str]:
     return applied_now
 
 
-def connect_redis(url: str | None = None, *, timeout_s: float = 2.0, retries: int = 3) -> redis.Redis:
+def connect_redis(url: str | None = None, *, timeout_s: float = 2.0, retries: int = 3,
+                  decode: bool = True) -> redis.Redis:
     """A Redis client with socket timeouts and retries with exponential backoff on connection errors."""
     return redis.Redis.from_url(
         url or config.redis_url(),
@@ -77,7 +78,7 @@ def connect_redis(url: str | None = None, *, timeout_s: float = 2.0, retries: in
         health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-        decode_responses=True,
+        decode_responses=decode,
     )
 
 

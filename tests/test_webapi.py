@@ -349,3 +349,31 @@ def test_a_command_that_cannot_take_effect_stays_pending_then_gets_an_error(worl
     reply = app.reply(request, timeout=20)
     assert reply["error"]["code"] == "unavailable" and "PostgreSQL" in reply["error"]["message"]
     assert wait_until(lambda: redis_client.xpending("dialer:commands", "engines")["pending"] == 0, 5)
+
+
+def test_poisonous_entries_are_answered_and_the_api_keeps_serving(world, redis_client):
+    """QA: an entry that is not UTF-8 killed every engine's command reader (each claimed it in
+    turn), and JSON nested too deep was never answered and came back forever. Both get a
+    `malformed` reply and are acknowledged; a refused command with a sound envelope is answered
+    on its own reply_to, with its type."""
+    _switch, make = world
+    make()
+    redis_client.xadd("dialer:commands", {"command": b"\xff\xfe\x00garbage"})
+    deep = json.dumps({"request_id": "deep-1", "type": "stats.get", "args": {}})[:-1] + \
+        ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    redis_client.xadd("dialer:commands", {"command": deep})
+    app = WebApp(redis_client, reply_to="dialer:replies:webapp-7")
+    refused = app.send("campaign.start", {})
+    # (too deep to parse, the request id cannot be read either: both are answered anonymously,
+    # with the entry id)
+    assert wait_until(lambda: len([f for _id, f in redis_client.xrange("dialer:replies")
+                                   if f["request_id"] == ""]) == 2, 15)
+    errors = sorted(json.loads(f["error"])["message"]
+                    for _id, f in redis_client.xrange("dialer:replies") if f["request_id"] == "")
+    assert errors[0].startswith("`command` is not JSON: maximum recursion depth")
+    assert errors[1] == "`command` is not UTF-8 text"
+    reply = app.reply(refused)
+    assert (reply["type"], reply["error"]["code"]) == ("campaign.start", "invalid") and "entry_id" not in reply
+    # and the reader still serves
+    assert WebApp(redis_client).ok("stats.get", {}) is not None
+    assert wait_until(lambda: redis_client.xpending("dialer:commands", "engines")["pending"] == 0, 5)

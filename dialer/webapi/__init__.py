@@ -10,11 +10,12 @@ from dialer.errors import DialerError
 class WebApiError(DialerError):
     """A command that is refused; `code` is the machine-readable reason in the error reply."""
 
-    def __init__(self, code: str, message: str, details: object = None) -> None:
+    def __init__(self, code: str, message: str, details: object = None, command=None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.details = details
+        self.command = command      # the refused command, when its envelope was sound
 
     def to_dict(self) -> dict:
         error = {"code": self.code, "message": self.message}

@@ -71,6 +71,24 @@ def error_of(exc: DialerError) -> WebApiError:
     return WebApiError("failed", str(exc))
 
 
+NOT_UTF8 = object()          # a field value that is not UTF-8
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _fields(raw: dict | None) -> dict:
+    """An entry's fields as text; a value that is not UTF-8 becomes NOT_UTF8."""
+    out: dict = {}
+    for key, value in (raw or {}).items():
+        try:
+            out[_text(key)] = _text(value)
+        except UnicodeDecodeError:
+            out[key.decode("utf-8", "replace") if isinstance(key, bytes) else key] = NOT_UTF8
+    return out
+
+
 class CommandConsumer:
     def __init__(self, engine, *, redis_url: str | None = None, database_url: str | None = None, block_ms: int = 1000, claim_idle_ms: int = 60_000,
                  request_ttl_s: int = 86_400, running_lease_s: int = 120, batch: int = 16, concurrency: int = 16,
@@ -81,6 +99,9 @@ class CommandConsumer:
         # Its own clients: a blocking XREADGROUP must not hold the engine's connection, and its
         # socket timeout must outlast the block.
         self.redis = storage.connect_redis(url, timeout_s=block_ms / 1000 + 2.0, retries=1)
+        # entries are read as bytes: one that is not UTF-8 is answered as malformed, where a
+        # decoding client would fail the whole read, on every engine, every time it is claimed
+        self.reader = storage.connect_redis(url, timeout_s=block_ms / 1000 + 2.0, retries=1, decode=False)
         self.block_ms, self.claim_idle_ms, self.batch = block_ms, claim_idle_ms, batch
         self.request_ttl_s, self.running_lease_s, self.max_deliveries = request_ttl_s, running_lease_s, max_deliveries
         self.cooperative = gevent.monkey.is_module_patched("socket")
@@ -115,6 +136,7 @@ class CommandConsumer:
             self.conn.close()
         self.store.close()
         self.redis.close()
+        self.reader.close()
 
     def _ensure_groups(self) -> None:
         for stream in self.streams:
@@ -148,22 +170,26 @@ class CommandConsumer:
                 backoff = min(backoff * 2, 5.0)
                 if isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc):
                     self._ensure_groups()     # the stream was deleted: recreate the groups
+            except Exception:                  # a bug must not end the engine's command API
+                log.exception("commands: reading failed; retrying in %.1fs", backoff)
+                gevent.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
 
     def read_once(self) -> int:
         if self.cooperative:
-            replies = self.redis.xreadgroup(GROUP, self.engine_id, {s: ">" for s in self.streams},
-                                            count=self.batch, block=self.block_ms)
+            replies = self.reader.xreadgroup(GROUP, self.engine_id, {s: ">" for s in self.streams},
+                                             count=self.batch, block=self.block_ms)
         else:
             # Sockets not patched by gevent (a library user, the tests): a blocking read would
             # hold the hub, so poll without BLOCK and sleep cooperatively in between.
-            replies = self.redis.xreadgroup(GROUP, self.engine_id, {s: ">" for s in self.streams},
-                                            count=self.batch)
+            replies = self.reader.xreadgroup(GROUP, self.engine_id, {s: ">" for s in self.streams},
+                                             count=self.batch)
             if not replies:
                 gevent.sleep(self.block_ms / 1000)
         n = 0
         for stream, entries in replies or []:
             for entry_id, fields in entries:
-                self.pool.spawn(self.handle_safely, stream, entry_id, fields or {})
+                self.pool.spawn(self.handle_safely, _text(stream), _text(entry_id), _fields(fields))
                 n += 1
         gevent.sleep(0)          # let the handlers just spawned start
         return n
@@ -172,9 +198,10 @@ class CommandConsumer:
         """Take over commands another engine (or this one before a restart) left pending."""
         n = 0
         for stream in self.streams:
-            _next, entries, *_ = self.redis.xautoclaim(stream, GROUP, self.engine_id, self.claim_idle_ms,
-                                                      start_id="0-0", count=self.batch)
+            _next, entries, *_ = self.reader.xautoclaim(stream, GROUP, self.engine_id, self.claim_idle_ms,
+                                                       start_id="0-0", count=self.batch)
             for entry_id, fields in entries:
+                entry_id, fields = _text(entry_id), _fields(fields)
                 pending = self.redis.xpending_range(stream, GROUP, min=entry_id, max=entry_id, count=1)
                 deliveries = pending[0]["times_delivered"] if pending else 1
                 self.counts["reclaimed"] += 1
@@ -194,9 +221,15 @@ class CommandConsumer:
     def handle(self, stream: str, entry_id: str, fields: dict, deliveries: int = 1) -> None:
         raw = fields.get("command")
         try:
+            if raw is NOT_UTF8:
+                raw = None
+                raise WebApiError("malformed", "`command` is not UTF-8 text")
             command = parse_command(raw)
         except WebApiError as exc:
-            self._reply(None, best_request_id(raw), None, error=exc.to_dict(), entry_id=entry_id)
+            if exc.command is not None:     # a sound envelope: answered where it asked, with its type
+                self._reply(exc.command, exc.command.request_id, None, error=exc.to_dict())
+            else:
+                self._reply(None, best_request_id(raw), None, error=exc.to_dict(), entry_id=entry_id)
             self.redis.xack(stream, GROUP, entry_id)
             return
         key = REQUEST_KEY.format(request_id=command.request_id)

@@ -41,16 +41,21 @@ def command_types() -> tuple[str, ...]:
     return tuple(sorted(f.name.removesuffix(".json") for f in folder.iterdir() if f.name.endswith(".json")))
 
 
+MAX_PROBLEM_CHARS = 300      # a problem quotes the offending value: a huge one is cut
+
+
 def _problems(validator, document) -> list[str]:
-    return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
-            for e in sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))]
+    problems = [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+                for e in sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))]
+    return [p if len(p) <= MAX_PROBLEM_CHARS else p[:MAX_PROBLEM_CHARS] + f"... ({len(p)} characters)"
+            for p in problems]
 
 
 def best_request_id(raw: str | None) -> str | None:
     """The request id of a document that may be malformed, so its error reply can be correlated."""
     try:
         document = json.loads(raw or "")
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     request_id = document.get("request_id") if isinstance(document, dict) else None
     return request_id if isinstance(request_id, str) and 0 < len(request_id) <= 128 else None
@@ -65,15 +70,18 @@ def parse_command(raw: str | None) -> Command:
         raise WebApiError("malformed", f"command larger than {MAX_COMMAND_BYTES} bytes")
     try:
         document = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:     # RecursionError: nesting too deep to parse
         raise WebApiError("malformed", f"`command` is not JSON: {exc}") from None
     problems = _problems(_validator("envelope.json"), document)
     if problems:
         raise WebApiError("malformed", "the command breaks schemas/envelope.json", problems)
+    # the envelope is sound from here: a refusal is answered on its reply_to, with its type
+    command = Command(document["request_id"], document["type"], document["args"], document.get("reply_to"))
     if document["type"] not in command_types():
         raise WebApiError("unknown_command", f"unknown command type {document['type']!r}",
-                          {"known": list(command_types())})
+                          {"known": list(command_types())}, command=command)
     problems = _problems(_validator(f"commands/{document['type']}.json"), document["args"])
     if problems:
-        raise WebApiError("invalid", f"args break schemas/commands/{document['type']}.json", problems)
-    return Command(document["request_id"], document["type"], document["args"], document.get("reply_to"))
+        raise WebApiError("invalid", f"args break schemas/commands/{document['type']}.json", problems,
+                          command=command)
+    return command
