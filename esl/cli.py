@@ -38,19 +38,25 @@ def decode(source) -> None:
     parser = FrameParser()
     failed = False
     out = sys.stdout
+
+    def write(frames) -> None:
+        nonlocal failed
+        for frame in frames:
+            try:
+                record = frame_to_json(frame)
+            except EventDecodeError as exc:
+                click.echo(f"esl decode: {exc}", err=True)
+                record = {"type": frame.content_type, "headers": frame.headers,
+                          "event": None, "body": frame.body_text()}
+                failed = True
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
     try:
         while chunk := source.read(READ_SIZE):
-            for frame in parser.feed(chunk):
-                try:
-                    record = frame_to_json(frame)
-                except EventDecodeError as exc:
-                    click.echo(f"esl decode: {exc}", err=True)
-                    record = {"type": frame.content_type, "headers": frame.headers,
-                              "event": None, "body": frame.body_text()}
-                    failed = True
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            write(parser.feed(chunk))
         parser.close()
     except ProtocolError as exc:
+        write(exc.frames)              # the complete frames of the chunk before the bad bytes
         out.flush()
         click.echo(f"esl decode: {exc}", err=True)
         raise SystemExit(1) from None  # click command: the exit status is the interface

@@ -9,7 +9,10 @@ class ESLError(DialerError):
 
 
 class ProtocolError(ESLError):
-    """Bytes that are not a valid Event Socket frame; the stream cannot be trusted after it."""
+    """Bytes that are not a valid Event Socket frame; the stream cannot be trusted after it.
+    `frames`: the complete frames a parser had read before the bad bytes."""
+
+    frames: list | tuple = ()
 
 
 class TruncatedFrame(ProtocolError):

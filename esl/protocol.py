@@ -168,39 +168,43 @@ class FrameParser:
         frames: list[Frame] = []
         buffer = self._buffer
         start = 0
-        while True:
-            if self._pending_headers is None:
-                # libesl skips stray blank lines between frames.
-                while start < len(buffer) and buffer[start] == 0x0A:
-                    start += 1
-                end = buffer.find(b"\n\n", start)
-                if end < 0:
-                    if len(buffer) - start > MAX_HEADER_BLOCK:
-                        raise ProtocolError("header block larger than 1 MiB without a blank line")
+        try:
+            while True:
+                if self._pending_headers is None:
+                    # libesl skips stray blank lines between frames.
+                    while start < len(buffer) and buffer[start] == 0x0A:
+                        start += 1
+                    end = buffer.find(b"\n\n", start)
+                    if end < 0:
+                        if len(buffer) - start > MAX_HEADER_BLOCK:
+                            raise ProtocolError("header block larger than 1 MiB without a blank line")
+                        break
+                    block = bytes(buffer[start:end]).decode("utf-8", errors="replace")
+                    start = end + 2
+                    headers = _parse_header_lines(block, decode=True)
+                    length_text = headers.get("Content-Length")
+                    if length_text is None:
+                        frames.append(Frame(headers))
+                        continue
+                    try:
+                        length = int(length_text)
+                    except ValueError:
+                        raise ProtocolError(f"Content-Length is not a number: {length_text!r}") from None
+                    if length < 0 or length > self.max_content_length:
+                        raise ProtocolError(f"Content-Length out of range: {length}")
+                    if length == 0:
+                        frames.append(Frame(headers, b""))
+                        continue
+                    self._pending_headers, self._pending_length = headers, length
+                if len(buffer) - start < self._pending_length:
                     break
-                block = bytes(buffer[start:end]).decode("utf-8", errors="replace")
-                start = end + 2
-                headers = _parse_header_lines(block, decode=True)
-                length_text = headers.get("Content-Length")
-                if length_text is None:
-                    frames.append(Frame(headers))
-                    continue
-                try:
-                    length = int(length_text)
-                except ValueError:
-                    raise ProtocolError(f"Content-Length is not a number: {length_text!r}") from None
-                if length < 0 or length > self.max_content_length:
-                    raise ProtocolError(f"Content-Length out of range: {length}")
-                if length == 0:
-                    frames.append(Frame(headers, b""))
-                    continue
-                self._pending_headers, self._pending_length = headers, length
-            if len(buffer) - start < self._pending_length:
-                break
-            body = bytes(buffer[start:start + self._pending_length])
-            start += self._pending_length
-            frames.append(Frame(self._pending_headers, body))
-            self._pending_headers = None
+                body = bytes(buffer[start:start + self._pending_length])
+                start += self._pending_length
+                frames.append(Frame(self._pending_headers, body))
+                self._pending_headers = None
+        except ProtocolError as exc:
+            exc.frames = frames       # the complete frames before the bad bytes
+            raise
         if start:
             del buffer[:start]
         return frames

@@ -246,6 +246,19 @@ def test_cli_decode_truncated_stream(captures_dir):
     assert b"short" in result.stderr
 
 
+def test_cli_decode_prints_every_complete_frame_before_a_protocol_error(captures_dir):
+    """QA: the frames of the last read chunk before bad bytes were dropped (0 printed when the
+    bad header was early in the stream)."""
+    data = (captures_dir / "03_loopback_call_plain_ALL.s2c.raw").read_bytes()
+    result = run_decode(data + b"Content-Type: api/response\nContent-Length: abc\n\n")
+    assert result.returncode == 1 and b"Content-Length is not a number" in result.stderr
+    assert len(result.stdout.decode().splitlines()) == len(parse_all(data))
+    parser = protocol.FrameParser()
+    with pytest.raises(ProtocolError) as caught:
+        parser.feed(b"Content-Type: auth/request\n\n" + b"Content-Length: -1\n\n")
+    assert [f.content_type for f in caught.value.frames] == ["auth/request"]
+
+
 def test_cli_decode_random_garbage_does_not_crash():
     rng = random.Random(7)
     result = run_decode(bytes(rng.randrange(256) for _ in range(2000)))
