@@ -677,3 +677,20 @@ def test_exchange_cache_respects_the_seventh_digit(first, second):
     one_by_one = [scrubber.classify([n])[0] for n in (first, second)]
     wanted = [None if expected[n] else "INVALID_NUMBER" for n in (first, second)]
     assert both == wanted and one_by_one == wanted
+
+
+def test_a_decision_never_placed_gives_back_every_counter():
+    """QA 2: a call allowed, then requeued for want of a line, kept its place in US-EXFREQ (3
+    prerecorded calls in 30 days), which counts calls made, answered or not. NOT_PLACED uncounts
+    every counter; NO_CONNECT only where the rule says so."""
+    gate = make_gate()
+    t0 = datetime(2026, 11, 18, 16, tzinfo=UTC)
+    kw = dict(purpose="informational", voice="prerecorded", line_type=LineType.LANDLINE)
+    ids = [gate.decide(call("+12125551234", t0 + timedelta(minutes=k), **kw)) for k in range(3)]
+    assert all(d.allowed for d in ids), [d.reasons for d in ids]
+    assert gate.decide(call("+12125551234", t0 + timedelta(minutes=5), **kw)).reasons == ["US-EXFREQ"]
+    gate.record_outcome(call("+12125551234", t0, **kw), ids[0].decision_id, Outcome.NO_CONNECT, t0)
+    assert gate.decide(call("+12125551234", t0 + timedelta(minutes=6), **kw)).reasons == ["US-EXFREQ"]
+    affected = gate.record_outcome(call("+12125551234", t0, **kw), ids[1].decision_id, Outcome.NOT_PLACED, t0)
+    assert "US-EXFREQ" in affected
+    assert gate.decide(call("+12125551234", t0 + timedelta(minutes=7), **kw)).allowed

@@ -454,7 +454,8 @@ class ComplianceGate:
     # ------------------------------------------------------------ outcomes
 
     def record_outcome(self, call: CallRequest, decision_id: str, outcome: Outcome, at: datetime) -> list[str]:
-        """Apply an outcome of an allowed call: start locks, uncount calls that did not connect.
+        """Apply an outcome of an allowed call: start locks, uncount calls that did not connect
+        (every counter, for a call that was never placed).
 
         Returns the rule ids affected. Raises StorageError when the counter store is down (the
         engine retries; until then the conservative count stands).
@@ -468,7 +469,8 @@ class ComplianceGate:
             if rule.pack_id not in packs or (rule.state and rule.state not in states):
                 continue
             part = self._key(rule, call)
-            if rule.params.get("uncount_on_outcome") == outcome:
+            if rule.params.get("uncount_on_outcome") == outcome or (
+                    rule.kind == "counter" and outcome == Outcome.NOT_PLACED):
                 self.counters.uncount(counter_key(rule.id, part), decision_id)
                 affected.append(rule.id)
             if rule.params.get("lock_on_outcome") == outcome:

@@ -78,6 +78,8 @@ class Outcome(enum.StrEnum):
     ABANDONED = "abandoned"
     MACHINE = "machine"
     DECLINED = "declined"
+    # allowed, then never placed (no line, no switch): no counter may keep it, whatever its rule
+    NOT_PLACED = "not_placed"
 
 
 class FailClosed(enum.StrEnum):

@@ -250,8 +250,9 @@ class RuleBook:
 
     def outcome_rules(self, outcome: Outcome) -> list[Rule]:
         return [r for p in self.packs for r in p.rules
-                if r.kind in ("counter", "lock")
-                and outcome in (r.params.get("lock_on_outcome"), r.params.get("uncount_on_outcome"))]
+                if (r.kind == "counter" and outcome == Outcome.NOT_PLACED)
+                or (r.kind in ("counter", "lock")
+                    and outcome in (r.params.get("lock_on_outcome"), r.params.get("uncount_on_outcome")))]
 
 
 def load_packs(directory: Path | None = None) -> RuleBook:

@@ -269,7 +269,7 @@ class CampaignRunner:
             store.requeue(lead.id, None, "no_capacity")
             # The decision counted this call in the frequency caps: it was never placed.
             try:
-                self.engine.gate.record_outcome(request, decision.decision_id, GateOutcome.NO_CONNECT,
+                self.engine.gate.record_outcome(request, decision.decision_id, GateOutcome.NOT_PLACED,
                                                 self.engine.clock())
             except DialerError as exc:
                 log.warning("campaign %s: compliance counters not corrected: %s", self.name, exc)
