@@ -58,3 +58,23 @@ def test_clock_skew_is_measured_against_the_database(db_url):
     store = EngineStore(db_url, "x")
     assert abs(store.db_clock_skew()) < 1.0
     store.close()
+
+
+def test_an_attempt_left_open_by_a_dead_engine_is_closed_and_named(db_url):
+    """QA 2: the survivor closed a dead engine's open attempts as failed/engine_lost but published
+    no call_ended: it now gets each one's uuid, node, campaign and outcome to say so."""
+    import uuid as uuid_lib
+    from dialer.engine.calls import Call
+    campaign_id = create_campaign(db_url, "lost", BASE_SETTINGS, ["+12125550151"])
+    dead = EngineStore(db_url, "dead-engine")
+    (lead,) = dead.claim_leads(campaign_id, 1)
+    call = Call(uuid=str(uuid_lib.uuid4()), campaign="lost", lead_id=lead.id, number=lead.phone_e164,
+                gateway="gw1", caller_id="+12125550199", node="fs1")
+    dead.create_attempt(call, lead, campaign_id, str(uuid_lib.uuid4()))
+    with storage.connect_db(db_url) as conn:
+        conn.execute("UPDATE leads SET claimed_until = now() - interval '1 second'")
+        conn.commit()
+    survivor = EngineStore(db_url, "survivor")
+    assert survivor.recover_expired_leases() == [(call.uuid, "fs1", "lost", "failed")]
+    for store in (dead, survivor):
+        store.close()

@@ -194,11 +194,13 @@ class Engine:
             log.warning("agent %s logged out: its engine stopped answering", agent_id)
             self._publish_agent(agent_id, {"state": "logged_out", "campaign": None, "since": round(time.time(), 3),
                                            "engine": None, "reason": "engine_lost"})
-        for orphan_uuid, node in self.store.recover_expired_leases():
+        for orphan_uuid, node, campaign, outcome in self.store.recover_expired_leases():
             # A dead engine's call may still be up: hang it up before its lead can be redialed.
             for name in ([node] if node in self.switchboard.clients else list(self.switchboard.clients)):
                 if self.switchboard.clients[name].connected:
                     self.switchboard.try_api(name, f"uuid_kill {orphan_uuid}")
+            # its engine cannot say so any more: a web app's list of live calls would keep it
+            self.publish("call_ended", campaign=campaign, uuid=orphan_uuid, outcome=outcome, detail="engine_lost")
         rows = {row.id: row for row in self.store.campaigns()}
         for campaign_id, row in rows.items():
             runner = previous = self.runners.get(campaign_id)

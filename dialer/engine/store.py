@@ -284,20 +284,22 @@ class EngineStore:
         return [agent_id for (agent_id,) in rows]
 
     @_serialized
-    def recover_expired_leases(self) -> list[tuple[str, str | None]]:
+    def recover_expired_leases(self) -> list[tuple[str, str | None, str, str]]:
         """Leads whose claim lease ran out (their engine died) become callable again. Attempts
         the dead engine left open are closed as failed (engine_lost); their (origination_uuid,
-        node) are returned so that the caller hangs those channels up before anyone redials."""
+        node, campaign name, outcome) are returned so that the caller hangs those channels up
+        before anyone redials, and tells the web app they ended."""
         with self.conn().transaction():
             orphans = self.conn().execute(
                 "UPDATE call_attempts SET ended_at = now(), outcome = COALESCE(outcome, 'failed'),"
                 " detail = COALESCE(detail, 'engine_lost') WHERE ended_at IS NULL AND lead_id IN"
                 " (SELECT id FROM leads WHERE status = 'in_progress' AND claimed_until < now())"
-                " RETURNING origination_uuid::text, node").fetchall()
+                " RETURNING origination_uuid::text, node,"
+                " (SELECT name FROM campaigns c WHERE c.id = call_attempts.campaign_id), outcome").fetchall()
             self.conn().execute(
                 "UPDATE leads SET status = 'callable', claimed_by = NULL, claimed_until = NULL"
                 " WHERE status = 'in_progress' AND claimed_until < now()")
-        return [(u, n) for u, n in orphans]
+        return [tuple(row) for row in orphans]
 
     # -- attempts and CDRs --------------------------------------------------------------------
 
