@@ -440,3 +440,30 @@ def test_a_person_left_waiting_by_amd_who_hangs_up_is_abandoned(world, db_url):
     rows = {a[0]: a for a in attempts(db_url)}
     assert (rows[waiting][1], rows[waiting][5]) == ("abandoned", "hung_up_waiting_for_amd"), rows[waiting]
     assert (rows[quick][1], rows[quick][5]) == ("no_answer", "hung_up_during_amd"), rows[quick]
+
+
+def test_placed_calls_are_recorded_so_counters_survive_a_redis_loss(world, db_url, redis_url):
+    """Each placed call writes its compliance attempt (and then its outcome) to PostgreSQL, so
+    `dialer compliance rebuild-counters` puts the frequency counters back after Redis lost them."""
+    import redis as redis_lib
+    from click.testing import CliRunner
+    from cli import main
+    switch, make_engine = world
+    phones = [f"+121255501{n}" for n in range(90, 93)]
+    for phone in phones:
+        switch.model.script(phone, Behaviour(Outcome.BUSY, ring_seconds=0.3))
+    create_campaign(db_url, "records", BASE_SETTINGS, phones)
+    engine = make_engine()
+    engine.login_agent("agent-rc", AGENT_PHONE, "records")
+    assert wait_until(lambda: len(attempts(db_url)) == 3 and all(a[7] is not None for a in attempts(db_url)), 30)
+    with storage.connect_db(db_url) as conn:
+        assert wait_until(lambda: conn.execute("SELECT count(*) FROM compliance_call_attempts"
+                                               " WHERE outcome = 'no_connect'").fetchone()[0] == 3, 10)
+    client = redis_lib.Redis.from_url(redis_url)
+    before = {k: client.zrange(k, 0, -1) for k in client.keys("cmp:c:*")}
+    assert before and all(before.values())
+    client.delete(*before)                                       # Redis lost its data
+    result = CliRunner().invoke(main, ["compliance", "rebuild-counters"],
+                                env={"DATABASE_URL": db_url, "REDIS_URL": redis_url})
+    assert result.exit_code == 0 and "from 3 placed calls" in result.output, result.output
+    assert {k: client.zrange(k, 0, -1) for k in client.keys("cmp:c:*")} == before

@@ -407,6 +407,21 @@ def _state_files(specs) -> dict[str, list[Path]]:
     return state_files
 
 
+@compliance.command("rebuild-counters")
+def compliance_rebuild_counters() -> None:
+    """Replay the placed calls of the last 366 days and their outcomes into the Redis frequency
+    counters and locks: after Redis lost its data, before any engine dials again."""
+    from dialer.compliance.attempts import rebuild_counters
+    from dialer.compliance.service import live_gate
+    try:
+        gate = live_gate()
+        with _db() as conn:
+            replayed = rebuild_counters(conn, gate, datetime.now(timezone.utc))
+    except DialerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"counters rebuilt from {replayed} placed calls")
+
+
 @compliance.command("audit")
 @click.option("--number", default=None, help="E.164 or national (with --region)")
 @click.option("--region", default="US")

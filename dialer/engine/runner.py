@@ -276,7 +276,8 @@ class CampaignRunner:
             return
         call = Call(uuid=str(uuid.uuid4()), campaign=self.name, lead_id=lead.id, number=lead.phone_e164,
                     gateway=gateway.name, caller_id=caller_id, node=node, reserved_agent=lead.callback_agent)
-        call.attempt_id = store.create_attempt(call, lead, self.campaign_id, decision.decision_id)
+        call.attempt_id = store.create_attempt(call, lead, self.campaign_id, decision.decision_id,
+                                               compliance=(request, decision))
         self.calls[call.uuid] = call
         self.stats.originated += 1
         self.stats.started_times.append(time.monotonic())
@@ -336,8 +337,8 @@ class _Recorder:
             runner.engine.spool.write(call, runner.campaign_id, hangup_event, advance_lead=True)
             fail_over = False
         try:
-            runner.engine.gate.record_outcome(self.request, self.decision_id, _GATE_OUTCOME[outcome],
-                                              runner.engine.clock())
+            runner.engine.store.record_compliance_outcome(runner.engine.gate, self.decision_id,
+                                                          _GATE_OUTCOME[outcome], runner.engine.clock())
         except DialerError as exc:
             log.warning("call %s: compliance outcome not recorded: %s", call.uuid, exc)
         runner.engine.publish("call_ended", campaign=call.campaign, uuid=call.uuid, outcome=outcome.value,

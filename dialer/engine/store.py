@@ -20,6 +20,7 @@ from psycopg.rows import dict_row
 
 from dialer import storage
 from dialer.campaigns import CallOutcome, CampaignSettings, LeadStatus
+from dialer.compliance import attempts
 from dialer.engine.calls import INVALID_NUMBER_CAUSES, Call
 from dialer.errors import StorageError
 from esl.protocol import Event
@@ -304,9 +305,20 @@ class EngineStore:
     # -- attempts and CDRs --------------------------------------------------------------------
 
     @_serialized
-    def create_attempt(self, call: Call, lead: ClaimedLead, campaign_id: int, decision_id: str) -> int:
-        """The attempt row, with our origination_uuid, before the originate is sent."""
+    def record_compliance_outcome(self, gate, decision_id: str, outcome, at: datetime) -> list[str]:
+        """The outcome on the compliance attempt row, then applied to the gate's counters and
+        locks (compliance.attempts.record_outcome)."""
+        return attempts.record_outcome(self.conn(), gate, decision_id, outcome, at)
+
+    @_serialized
+    def create_attempt(self, call: Call, lead: ClaimedLead, campaign_id: int, decision_id: str,
+                       compliance: tuple | None = None) -> int:
+        """The attempt row, with our origination_uuid, before the originate is sent; with
+        `compliance` (the gate's CallRequest and Decision), in the same transaction, the
+        compliance_call_attempts row the frequency counters are rebuilt from after a Redis loss."""
         with self.conn().transaction():
+            if compliance is not None:
+                attempts.record_attempt(self.conn(), *compliance)
             (attempt_id,) = self.conn().execute(
                 "INSERT INTO call_attempts (origination_uuid, lead_id, campaign_id, attempt_no, phone_e164,"
                 " engine_id, node, gateway, caller_id, decision_id, originated_at)"

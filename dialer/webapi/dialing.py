@@ -10,6 +10,7 @@ A live answer the bridge fails for hears the safe-harbor message and counts as a
 """
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 
@@ -17,6 +18,7 @@ import psycopg
 
 from dialer import campaigns
 from dialer.compliance.geo import normalize
+from dialer.compliance.model import Outcome as GateOutcome
 from dialer.engine.agents import AgentError, AgentState
 from dialer.engine.calls import Call, CallState
 from dialer.campaigns import CallOutcome
@@ -26,6 +28,8 @@ from dialer.engine.store import ClaimedLead
 from dialer.errors import DialerError
 from dialer.webapi import WebApiError
 from dialer.webapi.handlers import Context, local_agent
+
+log = logging.getLogger(__name__)
 
 _LEAD_COLUMNS = "id, campaign_id, phone_e164, attempts, state, zip, tz_hint, person_id, debt_id, line_type"
 PREVIEW_REASON = "preview"
@@ -171,12 +175,17 @@ def _dial(ctx: Context, runner, lead: ClaimedLead, agent) -> dict:
             runner.pool.release(gateway)
         engine.agents.transition(agent, AgentState.READY)
         ctx.store.requeue(lead.id, None, "no_capacity")
+        try:        # the decision counted a call that was never placed
+            engine.gate.record_outcome(request, decision.decision_id, GateOutcome.NOT_PLACED, engine.clock())
+        except DialerError as exc:
+            log.warning("lead %s: compliance counters not corrected: %s", lead.id, exc)
         raise WebApiError("unavailable", "no gateway channel, FreeSWITCH node or clock agreement to dial now")
     call = Call(uuid=str(uuid.uuid4()), campaign=runner.name, lead_id=lead.id, number=lead.phone_e164,
                 gateway=gateway.name, caller_id=caller_id, node=node)
     agent.call_uuid, call.agent_id = call.uuid, agent.agent_id
     try:
-        call.attempt_id = ctx.store.create_attempt(call, lead, runner.campaign_id, decision.decision_id)
+        call.attempt_id = ctx.store.create_attempt(call, lead, runner.campaign_id, decision.decision_id,
+                                                   compliance=(request, decision))
     except (DialerError, psycopg.Error):
         # No attempt recorded: no originate. The lead's lease runs out and the agent is free again.
         runner.pool.release(gateway)
