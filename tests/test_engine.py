@@ -39,6 +39,17 @@ def attempts(db_url):
             " FROM call_attempts ORDER BY id").fetchall()
 
 
+def busy_campaign(world, db_url, name: str, phones: list[str], agent_id: str):
+    """A campaign of numbers that ring busy, run by a new engine with one agent logged in."""
+    switch, make_engine = world
+    for phone in phones:
+        switch.model.script(phone, Behaviour(Outcome.BUSY, ring_seconds=0.3))
+    create_campaign(db_url, name, BASE_SETTINGS, phones)
+    engine = make_engine()
+    engine.login_agent(agent_id, AGENT_PHONE, name)
+    return engine
+
+
 @pytest.fixture
 def world(db_url, redis_url, tmp_path):
     switch = start_switch()
@@ -393,11 +404,7 @@ def test_no_call_while_the_clock_is_off_the_databases(world, db_url, monkeypatch
 def test_a_stopped_engine_removes_its_live_counters(world, db_url, redis_url):
     """QA: `dialer status` showed a stopped campaign as running for the counters' 30-s expiry."""
     import redis as redis_lib
-    switch, make_engine = world
-    switch.model.script("+12125550170", Behaviour(Outcome.BUSY, ring_seconds=0.3))
-    create_campaign(db_url, "counters", BASE_SETTINGS, ["+12125550170"])
-    engine = make_engine()
-    engine.login_agent("agent-k", AGENT_PHONE, "counters")
+    engine = busy_campaign(world, db_url, "counters", ["+12125550170"], "agent-k")
     client = redis_lib.Redis.from_url(redis_url)
     assert wait_until(lambda: client.keys("dialer:campaign:counters:*"), 10)
     engine.stop(drain_timeout=2)
@@ -407,13 +414,7 @@ def test_a_stopped_engine_removes_its_live_counters(world, db_url, redis_url):
 def test_a_restarted_runner_keeps_the_campaigns_live_counters(world, db_url):
     """QA: a pacing-loop crash restarted the runner and its counters from zero, so the live
     table disagreed with the report. The supervisor's restart carries them over."""
-    switch, make_engine = world
-    phones = [f"+121255501{n}" for n in range(71, 79)]
-    for phone in phones:
-        switch.model.script(phone, Behaviour(Outcome.BUSY, ring_seconds=0.3))
-    create_campaign(db_url, "restart", BASE_SETTINGS, phones)
-    engine = make_engine()
-    engine.login_agent("agent-r", AGENT_PHONE, "restart")
+    engine = busy_campaign(world, db_url, "restart", [f"+121255501{n}" for n in range(71, 79)], "agent-r")
     assert wait_until(lambda: any(r.stats.originated >= 2 for r in engine.runners.values()), 20)
     runner = next(r for r in engine.runners.values() if r.name == "restart")
     before = runner.stats.originated
@@ -448,13 +449,7 @@ def test_placed_calls_are_recorded_so_counters_survive_a_redis_loss(world, db_ur
     import redis as redis_lib
     from click.testing import CliRunner
     from cli import main
-    switch, make_engine = world
-    phones = [f"+121255501{n}" for n in range(90, 93)]
-    for phone in phones:
-        switch.model.script(phone, Behaviour(Outcome.BUSY, ring_seconds=0.3))
-    create_campaign(db_url, "records", BASE_SETTINGS, phones)
-    engine = make_engine()
-    engine.login_agent("agent-rc", AGENT_PHONE, "records")
+    busy_campaign(world, db_url, "records", [f"+121255501{n}" for n in range(90, 93)], "agent-rc")
     assert wait_until(lambda: len(attempts(db_url)) == 3 and all(a[7] is not None for a in attempts(db_url)), 30)
     with storage.connect_db(db_url) as conn:
         assert wait_until(lambda: conn.execute("SELECT count(*) FROM compliance_call_attempts"
