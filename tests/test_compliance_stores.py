@@ -8,8 +8,10 @@ import psycopg
 import pytest
 
 from dialer import storage
+from dialer.compliance import attempts
 from dialer.compliance import records as rec
 from dialer.compliance.audit import read_audit, verify_chain
+from dialer.compliance.counters import counter_key
 from dialer.compliance.model import CallRequest, Campaign, ConsentKind, DialMode, Lead, ListKind, Outcome, Purpose
 from dialer.compliance.records import PgRecords
 from dialer.compliance.registry import RegistryStore
@@ -33,7 +35,7 @@ def call(number="+12125551234", at=NOON_NY, **campaign) -> CallRequest:
 @pytest.fixture
 def registry_file(tmp_path):
     path = tmp_path / "federal.txt"
-    path.write_text("212,5550100\n212,5550101\n305,5550100\n")
+    path.write_text("212,5550100\n212,5550101\n305,5550100\n206,5550100\n")
     return path
 
 
@@ -48,7 +50,8 @@ def gate(db_url, redis_url, tmp_path, registry_file):
         rnd_file = tmp_path / "rnd.csv"
         rnd_file.write_text("+12125559999,2026-11-01\n")
         PgRnd(conn).import_file(rnd_file, covers_from=date(2021, 1, 27), data_through=NOON_NY.date(), source="test")
-    g = live_gate(db_url, redis_url, tmp_path)
+        g = live_gate(db_url, redis_url, tmp_path)
+        assert attempts.ensure_counters_loaded(conn, g, NOON_NY, "test") == 0    # an empty record
     yield g
     g.records.conn.close()
     g.counters.client.close()
@@ -94,6 +97,7 @@ def test_redis_caps_are_atomic_across_engines(db_url, redis_url, tmp_path, regis
         store = RegistryStore(conn, tmp_path)
         store.import_full(registry_file, kind="federal", jurisdiction="US", snapshot_date=NOON_NY.date(), source="test")
         store.import_numbers([], kind="state", jurisdiction="FL", snapshot_date=NOON_NY.date(), source="test")
+        attempts.rebuild_counters(conn, gates[0], NOON_NY)
     for g in gates:
         g.registry = g._refresh_registry(g.registry)
     results = []
@@ -203,7 +207,6 @@ def test_audit_cli_reads_and_verifies(gate, db, db_url, monkeypatch):
 
 
 def test_counters_rebuild_from_call_attempts(gate, db, redis_client):
-    from dialer.compliance import attempts
     db.autocommit = True
     fl = "+13055559000"
     placed = [gate.decide(call(fl, at=NOON_NY + timedelta(minutes=k))) for k in range(3)]
@@ -220,11 +223,36 @@ def test_counters_rebuild_from_call_attempts(gate, db, redis_client):
     with pytest.raises(StorageError):
         attempts.record_attempt(db, call(fl), gate.decide(call(fl, at=NOON_NY + timedelta(minutes=5))))
     redis_client.flushdb()
-    assert gate.decide(call(fl, at=NOON_NY + timedelta(minutes=6)), dry_run=True).allowed   # counters lost
-    assert attempts.rebuild_counters(db, gate, NOON_NY + timedelta(minutes=6)) == 4
-    assert gate.decide(call(fl, at=NOON_NY + timedelta(minutes=6)), dry_run=True).reasons == ["FL-3IN24"]
-    assert gate.decide(call("+12125559001", at=NOON_NY + timedelta(days=1), purpose=Purpose.DEBT),
-                       dry_run=True).reasons == ["US-7IN7"]
+    # counters lost: every call is refused until they are rebuilt (at zero, calls over a cap would pass)
+    assert gate.decide(call(fl, at=NOON_NY + timedelta(minutes=6)), dry_run=True).reasons == ["COUNTERS_NOT_LOADED"]
+    assert attempts.ensure_counters_loaded(db, gate, NOON_NY + timedelta(minutes=6), "test") == 4
+    assert attempts.ensure_counters_loaded(db, gate, NOON_NY + timedelta(minutes=6), "test") is None
+    # a cap or a lock requeues the lead for when it lets the call through, not closes it: the
+    # first of the three Florida calls leaves the 24 h window; the conversation's lock ends
+    capped = gate.decide(call(fl, at=NOON_NY + timedelta(minutes=6)), dry_run=True)
+    assert capped.reasons == ["FL-3IN24"] and capped.next_allowed_at == NOON_NY + timedelta(days=1)
+    locked = gate.decide(call("+12125559001", at=NOON_NY + timedelta(days=1), purpose=Purpose.DEBT), dry_run=True)
+    assert locked.reasons == ["US-7IN7"] and locked.next_allowed_at == NOON_NY + timedelta(days=7)
+
+
+def test_a_rebuild_reads_each_counter_window_and_the_old_outcomes_that_still_lock(gate, db, redis_client):
+    """A year of attempts is not replayed: only those within the longest counter window, and
+    older ones whose outcome still holds a lock (a Washington "no": 12 months)."""
+    db.autocommit = True
+    wa, fl = "+12065551234", "+13055559001"
+    rows = [("old-no", wa, NOON_NY - timedelta(days=100), "declined"),
+            ("old-miss", fl, NOON_NY - timedelta(days=40), "no_connect"),    # outside every window
+            ("recent", fl, NOON_NY - timedelta(hours=1), None)]
+    for decision_id, phone, at, outcome in rows:
+        db.execute("INSERT INTO compliance_call_attempts (decision_id, phone_e164, campaign_id, subject, attempted_at,"
+                   " counter_keys, outcome, outcome_at) VALUES (%s, %s, 'c1', 'c1', %s, %s, %s, %s)",
+                   (decision_id, phone, at, [counter_key("attempts", phone)], outcome, at if outcome else None))
+    redis_client.flushdb()
+    assert attempts.ensure_counters_loaded(db, gate, NOON_NY, "test") == 2
+    declined = gate.decide(call(wa), dry_run=True)
+    assert declined.reasons == ["WA-NO12M"], declined.blocks
+    assert declined.next_allowed_at == NOON_NY - timedelta(days=100) + timedelta(days=365)
+    assert gate.decide(call(fl), dry_run=True).counters["attempts_24h"] == 1
 
 
 def test_a_hung_query_times_out_and_blocks(gate, db_url):

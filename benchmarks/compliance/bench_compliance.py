@@ -45,6 +45,7 @@ from dialer.compliance.registry import RegistryIndex, RegistryStore  # noqa: E40
 from dialer.compliance.rnd import MemoryRnd  # noqa: E402
 from dialer.compliance.rules import load_packs  # noqa: E402
 from dialer.compliance.scrub import Scrubber, scrub_file  # noqa: E402
+from dialer.compliance.attempts import ensure_counters_loaded  # noqa: E402
 from dialer.compliance.service import live_gate  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "compliance.json"
@@ -231,6 +232,8 @@ def bench_decisions(index: RegistryIndex, pool: list[str], n: int, rng) -> dict:
 
 def bench_live(db_url: str, redis_url: str, workdir: Path, pool: list[str], n: int) -> dict:
     gate = live_gate(db_url, redis_url, workdir / "data")
+    with storage.connect_db(db_url, autocommit=True) as conn:
+        ensure_counters_loaded(conn, gate, AT, "benchmark")       # as an engine does at start
     campaign = Campaign("live", Purpose.INFORMATIONAL, DialMode.PREVIEW, caller_id="+12125550000")
     t0 = time.perf_counter()
     latencies = []

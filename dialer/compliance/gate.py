@@ -3,7 +3,8 @@
 Every rule of every applicable pack is evaluated; any rule that blocks, or cannot be evaluated
 (unknown zone or state, stale or missing registry, a store down), blocks the call with its own
 reason code. Hours are the intersection over every candidate zone and state (hours.py); when
-only hours rules block, next_allowed_at says when to requeue the lead. Counters are checked and
+only rules that pass at a known time block (hours, a frequency cap whose window will slide, a
+quiet-period lock), next_allowed_at says when to requeue the lead. Counters are checked and
 incremented in the same atomic step (counters.py), and each decision, allowed or not, is
 appended to the hash-chained audit (audit.py) unless the call is a dry run.
 """
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from dialer.compliance.counters import CounterCheck, LockCheck, counter_key, lock_key
+from dialer.compliance.counters import (CounterChange, CounterCheck, CountersNotLoaded, LockCheck, counter_key,
+                                       lock_key)
 from dialer.compliance.geo import Geography, NumberFacts
 from dialer.compliance.hours import (
     NEXT_ALLOWED_HORIZON_DAYS, HolidayCalendars, HoursCheck, MissingHolidayCalendar, build_timeline,
@@ -32,6 +34,7 @@ from dialer.compliance.rules import Rule, RuleBook
 from dialer.errors import StorageError
 
 NANP_REGIONS = frozenset({"US", "CA", "PR", "VI", "GU", "AS", "MP"})
+ZIP_REGIONS = NANP_REGIONS - {"CA"}          # where a lead's ZIP code says where the person lives
 ATTEMPT_LOG_WINDOW_MS = 86_400_000
 
 
@@ -128,13 +131,16 @@ class ComplianceGate:
         zones = dict.fromkeys(facts.zones)
         states: dict[str, None] = {}
         problem = None
-        if lead.state:
-            state = lead.state.strip().upper()
+        # A lead's state and ZIP code place a number of the US and its territories (ZIP codes);
+        # elsewhere (a UK postcode, a Canadian province no pack names) they say nothing a rule uses.
+        zip_region = facts.region in ZIP_REGIONS
+        state = lead.state.strip().upper() if lead.state else ""
+        if state and (zip_region or state in self.rulebook.states):
             if state in self.rulebook.states:
                 states[state] = None
             else:
                 problem = FailClosed.UNKNOWN_STATE
-        elif lead.zip_code:
+        elif lead.zip_code and zip_region:
             found = self.geo.zip_facts(lead.zip_code)
             if found is None:
                 problem = FailClosed.UNKNOWN_STATE
@@ -259,10 +265,20 @@ class ComplianceGate:
             by_id = {r.id: r for r in rules}
             for rule_id in result.blocked:
                 rule = by_id[rule_id]
-                blocks.append(Block(rule.id, rule.id, rule.citation, f"{counts.get(rule_id)} in window or locked"))
+                passes_ms = result.frees_ms.get(rule_id)
+                until = None if passes_ms is None else datetime.fromtimestamp(passes_ms / 1000, timezone.utc)
+                blocks.append(Block(rule.id, rule.id, rule.citation, f"{counts.get(rule_id)} in window or locked",
+                                    timed=until is not None, until=until))
+        except CountersNotLoaded as exc:
+            blocks.append(Block(FailClosed.COUNTERS_NOT_LOADED, "", "", str(exc)))
         except StorageError as exc:
             blocks.append(Block(FailClosed.COUNTER_STORE_UNAVAILABLE, "", "", str(exc)))
-        if next_at is not None and not all(b.timed for b in blocks):
+        # Only blocks that pass at a known time requeue the lead: at the latest of those times
+        # (the gate decides again then: the hours may have closed by the time a cap frees).
+        if blocks and all(b.timed for b in blocks):
+            moments = [b.until for b in blocks if b.until is not None] + ([next_at] if next_at else [])
+            next_at = max(moments) if moments else None
+        else:
             next_at = None
         return self._finish(call, decision_id, blocks, next_at, cand.zones, cand.states, local_times, counts,
                             versions, tuple(r.id for r in rules), warnings, dry_run,
@@ -460,7 +476,15 @@ class ComplianceGate:
         Returns the rule ids affected. Raises StorageError when the counter store is down (the
         engine retries; until then the conservative count stands).
         """
-        affected = []
+        affected, changes = self.outcome_changes(call, decision_id, outcome, at)
+        self.counters.apply(changes)
+        return affected
+
+    def outcome_changes(self, call: CallRequest, decision_id: str, outcome: Outcome,
+                        at: datetime) -> tuple[list[str], list[CounterChange]]:
+        """The rule ids an outcome affects and the counter changes it makes (not yet applied)."""
+        affected: list[str] = []
+        changes: list[CounterChange] = []
         now_ms = int(at.timestamp() * 1000)
         facts = self.geo.facts(call.phone_e164)
         packs = {p.id for p in self.rulebook.packs_for(facts.region)} if facts.valid else set()
@@ -471,7 +495,7 @@ class ComplianceGate:
             part = self._key(rule, call)
             if rule.params.get("uncount_on_outcome") == outcome or (
                     rule.kind == "counter" and outcome == Outcome.NOT_PLACED):
-                self.counters.uncount(counter_key(rule.id, part), decision_id)
+                changes.append(CounterChange(counter_key(rule.id, part), member=decision_id))
                 affected.append(rule.id)
             if rule.params.get("lock_on_outcome") == outcome:
                 if rule.params.get("lock_until") == "local_midnight":
@@ -481,6 +505,6 @@ class ComplianceGate:
                     ttl_ms = int((midnight - at).total_seconds() * 1000)
                 else:
                     ttl_ms = rule.params["lock_seconds"] * 1000
-                self.counters.set_lock(lock_key(rule.id, part), now_ms, ttl_ms)
+                changes.append(CounterChange(lock_key(rule.id, part), lock_from_ms=now_ms, lock_ms=ttl_ms))
                 affected.append(rule.id)
-        return affected
+        return affected, changes

@@ -95,9 +95,21 @@ class FailClosed(enum.StrEnum):
     DNC_STORE_UNAVAILABLE = "DNC_STORE_UNAVAILABLE"
     CONSENT_STORE_UNAVAILABLE = "CONSENT_STORE_UNAVAILABLE"
     COUNTER_STORE_UNAVAILABLE = "COUNTER_STORE_UNAVAILABLE"
+    COUNTERS_NOT_LOADED = "COUNTERS_NOT_LOADED"  # Redis lost the counters: they are being rebuilt
     AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
     RND_NO_DATA = "RND_NO_DATA"                  # reassigned-numbers copy missing or not covering the consent date
     RND_STORE_UNAVAILABLE = "RND_STORE_UNAVAILABLE"
+
+
+# Fail-closed reasons that pass without the lead changing. A store that is down comes back by
+# itself (the engine holds its dialing and retries soon); a list or calendar that is missing or
+# stale comes back when an operator loads it (the lead is retried later). The other reasons say
+# something about the lead itself (its number, zone, state) and close it.
+STORE_DOWN = frozenset({FailClosed.DNC_STORE_UNAVAILABLE, FailClosed.CONSENT_STORE_UNAVAILABLE,
+                        FailClosed.COUNTER_STORE_UNAVAILABLE, FailClosed.COUNTERS_NOT_LOADED,
+                        FailClosed.AUDIT_UNAVAILABLE, FailClosed.RND_STORE_UNAVAILABLE})
+DATA_MISSING = frozenset({FailClosed.REGISTRY_MISSING, FailClosed.REGISTRY_STALE, FailClosed.RND_NO_DATA,
+                          FailClosed.HOLIDAY_CALENDAR_MISSING})
 
 
 @dataclass(frozen=True)
@@ -135,7 +147,8 @@ class Block:
     rule_id: str
     citation: str
     detail: str = ""
-    timed: bool = False         # an hours rule: it will pass at next_allowed_at
+    timed: bool = False         # it will pass at a known time (an hours rule, a cap's window, a lock)
+    until: datetime | None = None   # that time, for a cap or a lock (hours: next_allowed_at)
 
 
 @dataclass(frozen=True)

@@ -230,6 +230,7 @@ class RuleBook:
         self.state_by_name = {name.lower(): code for code, info in self.states.items()
                               for name in (info.name, *info.aliases)}
         self._by_country: dict[str, tuple[RulePack, ...]] = {}
+        self._by_outcome: dict[Outcome, list[Rule]] = {}
         rule_ids = [r.id for p in packs for r in p.rules]
         if len(rule_ids) != len(set(rule_ids)):
             raise RulePackError("rule ids repeat across packs")
@@ -249,10 +250,14 @@ class RuleBook:
                              if r.kind == "registry" and r.params["list"] == (ListKind.STATE,) for s in r.states}))
 
     def outcome_rules(self, outcome: Outcome) -> list[Rule]:
-        return [r for p in self.packs for r in p.rules
+        rules = self._by_outcome.get(outcome)
+        if rules is None:
+            rules = self._by_outcome[outcome] = [
+                r for p in self.packs for r in p.rules
                 if (r.kind == "counter" and outcome == Outcome.NOT_PLACED)
                 or (r.kind in ("counter", "lock")
                     and outcome in (r.params.get("lock_on_outcome"), r.params.get("uncount_on_outcome")))]
+        return rules
 
 
 def load_packs(directory: Path | None = None) -> RuleBook:
