@@ -5,8 +5,9 @@ loopback address, and JSON-lines logs with phone numbers masked.
   engine's own figures (each campaign runner's cumulative statistics, the agent registry, the
   FreeSWITCH clients' reconnect counters), so no call path waits on them. Counters only grow:
   a runner replaced after a settings change starts from zero and its figures are added anew.
-- `/healthz` checks PostgreSQL, Redis, every FreeSWITCH node and the clock against the database's
-  (the engine places no call beyond 2 s of skew); 200 when all pass, 503 otherwise, JSON either
+- `/healthz` checks PostgreSQL, Redis, every FreeSWITCH node, the clock against the database's
+  (the engine places no call beyond 2 s of skew) and that the engine's supervision loop ran in the
+  last 10 s; 200 when all pass, 503 otherwise, JSON either
   way. `/readyz` is 200 only when the engine may dial now. `/metrics` is the exposition.
 - The HTTP server is gevent's WSGI server: requests are greenlets, the hub stays free.
 - Logs: one JSON object per line; every E.164 number in the line (message, arguments, extra
@@ -38,6 +39,7 @@ from dialer.errors import ConfigError, DialerError
 log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = "127.0.0.1:9464"
+SUPERVISION_STALE_S = 10.0       # the engine's supervision runs every second
 REFRESH_S = 1.0
 CHECK_TIMEOUT_S = 2.0
 MAX_CLOCK_SKEW_S = 2.0        # the engine's own limit (dialer.engine.engine.MAX_CLOCK_SKEW_S)
@@ -225,16 +227,22 @@ class HealthChecks:
     def health(self) -> dict:
         nodes = {name: {"ok": client.connected, "reconnects": client.reconnects}
                  for name, client in self.engine.switchboard.clients.items()}
+        since_s = time.monotonic() - self.engine.last_supervised
         checks = {"postgresql": self._timed(self._postgres), "redis": self._timed(self._redis_check),
                   "clock": self._timed(self._clock),
-                  "freeswitch": {"ok": bool(nodes) and all(n["ok"] for n in nodes.values()), "nodes": nodes}}
+                  "freeswitch": {"ok": bool(nodes) and all(n["ok"] for n in nodes.values()), "nodes": nodes},
+                  # the loop that heartbeats, renews leases and follows campaign changes
+                  "supervision": {"ok": since_s <= SUPERVISION_STALE_S, "last_s_ago": round(since_s, 1)}}
         return {"ok": all(c["ok"] for c in checks.values()), "engine": self.engine.engine_id, "checks": checks}
 
     def ready(self) -> dict:
         may_dial = self.engine.may_dial()
         postgres = self._timed(self._postgres)
+        held_s = max(0.0, self.engine.gate_held_until - time.monotonic())
         return {"ok": may_dial and postgres["ok"], "engine": self.engine.engine_id, "may_dial": may_dial,
-                "postgresql": postgres}
+                "postgresql": postgres,
+                "compliance_stores": {"ok": not self.engine.gate_probing, "held_s": round(held_s, 1),
+                                      "reasons": list(self.engine.gate_down_reasons)}}
 
     def close(self) -> None:
         if self._conn is not None:

@@ -10,3 +10,4 @@ ENGINE_STREAM = "dialer:commands:engine:{engine}"          # commands forwarded 
 REPLIES_STREAM = "dialer:replies"                          # replies, or dialer:replies:<name>
 REQUEST_KEY = "dialer:request:{request_id}"                # a command's state and stored reply
 CPS_BUCKET = "dialer:cps:{gateway}"                        # a gateway's shared calls-per-second budget
+UNICAST_BLOCK = "dialer:unicast:{low}-{high}"              # the engine holding these AMD ports (lease)

@@ -162,6 +162,14 @@ class ESLConnection:
     def wait_closed(self, timeout: float | None = None) -> bool:
         return self._closed.wait(timeout)
 
+    @property
+    def peer_address(self) -> str | None:
+        """The other end's IP address (None once the socket is gone)."""
+        try:
+            return self._sock.getpeername()[0]
+        except (OSError, IndexError, TypeError):
+            return None
+
     def wait_dispatched(self, timeout: float) -> bool:
         """After close: wait until every event received has been handed to the handler."""
         self._dispatcher.join(timeout)

@@ -96,12 +96,12 @@ def start_switch(**options) -> FakeSwitch:
 
 
 def start_engine(db_url: str, redis_url: str, switch: FakeSwitch, registry_dir: Path, *, engine_id="engine-1",
-                 ports=range(41000, 41200), web_api: bool = True, metrics: bool = True) -> Engine:
+                 ports=range(41000, 41200), web_api: bool = True, metrics: bool = True, gate=None) -> Engine:
     cfg = EngineConfig(engine_id=engine_id, database_url=db_url, redis_url=redis_url,
                        nodes=[FreeswitchNode("127.0.0.1", switch.port, "ClueCon")],
                        amd_listen=("127.0.0.1", 0), unicast_ports=ports, hook_listen=("127.0.0.1", 0),
                        metrics_listen=("127.0.0.1", 0) if metrics else None, web_api=web_api)
-    gate = live_gate(db_url, redis_url, registry_dir)
+    gate = gate or live_gate(db_url, redis_url, registry_dir)
     return Engine(cfg, gate, clock=pinned_clock()).start()
 
 

@@ -462,3 +462,150 @@ def test_placed_calls_are_recorded_so_counters_survive_a_redis_loss(world, db_ur
                                 env={"DATABASE_URL": db_url, "REDIS_URL": redis_url})
     assert result.exit_code == 0 and "from 3 placed calls" in result.output, result.output
     assert {k: client.zrange(k, 0, -1) for k in client.keys("cmp:c:*")} == before
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A Redis server of this test's own, which the test can stop and restart (empty, as a
+    Redis without persistence comes back)."""
+    import shutil
+    import socket
+    import subprocess
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    procs = []
+
+    def start():
+        procs.append(subprocess.Popen([shutil.which("redis-server"), "--bind", "127.0.0.1", "--port", str(port),
+                                       "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                                      stdout=subprocess.DEVNULL))
+        client = storage.connect_redis(f"redis://127.0.0.1:{port}/0")
+        assert wait_until(lambda: _pings(client), 10)
+
+    def stop():
+        procs[-1].terminate()
+        procs[-1].wait(10)
+
+    start()
+    yield f"redis://127.0.0.1:{port}/0", start, stop
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def _pings(client) -> bool:
+    import redis as redis_lib
+    try:
+        return bool(client.ping())
+    except redis_lib.RedisError:
+        return False
+
+
+def test_a_counter_store_outage_holds_dialing_and_keeps_every_lead(world, db_url, tmp_path, private_redis):
+    """The frequency counters' Redis goes down: each decision fails closed, the engine holds its
+    dialing (probing with one lead at a time, /readyz says why) and closes no lead. Redis comes
+    back empty (a restart): the engine rebuilds the counters from PostgreSQL, then dials again."""
+    from dialer.compliance.service import live_gate
+    switch, make_engine = world
+    counters_url, start_redis, stop_redis = private_redis
+    phones = [f"+121255502{n}" for n in range(10, 16)]
+    for phone in phones:
+        switch.model.script(phone, Behaviour(Outcome.BUSY, ring_seconds=0.3))
+    create_campaign(db_url, "outage", BASE_SETTINGS, phones)
+    gate = live_gate(db_url, counters_url, tmp_path, redis_timeout_s=0.3, redis_retries=0)
+    engine = make_engine(gate=gate)
+    assert gate.counters.loaded() is not None                   # the engine's start marked them
+    engine.login_agent("agent-o", AGENT_PHONE, "outage")
+    assert wait_until(lambda: len(attempts(db_url)) >= 1, 15)
+    stop_redis()
+    assert wait_until(lambda: engine.gate_probing, 15)
+    refused_at = time.monotonic()
+    assert not engine.may_dial()
+    ready = engine.ops.checks.ready()
+    assert not ready["ok"] and ready["compliance_stores"]["reasons"] == ["COUNTER_STORE_UNAVAILABLE"]
+    gevent.sleep(3)
+    rows = lead_rows(db_url)
+    refused = [r for r in rows.values() if r[2] == "blocked:COUNTER_STORE_UNAVAILABLE"]
+    # one lead, then another after 2 s held (the hold doubles): not a lead per tick
+    assert 1 <= len(refused) <= 2 and all(r[0] == "callable" for r in refused), rows
+    assert not [r for r in rows.values() if r[0] == "closed"], rows
+    placed_before = len(attempts(db_url))
+    start_redis()                                                # back, and empty
+    assert wait_until(lambda: len(attempts(db_url)) > placed_before, 30)
+    assert gate.counters.loaded() is not None and not engine.gate_probing
+    assert time.monotonic() - refused_at < 30
+    assert engine.ops.checks.ready()["compliance_stores"] == {"ok": True, "held_s": 0.0, "reasons": []}
+    assert not [r for r in lead_rows(db_url).values() if r[0] == "closed"]
+
+
+def test_two_nodes_a_campaign_calls_where_its_agents_are(db_url, redis_url, tmp_path):
+    """Two FreeSWITCH nodes on two addresses: agents' legs spread over them, a campaign's calls
+    go to its agents' node (uuid_bridge joins two legs of one switch), and AMD hears that node's
+    audio from its own address (a switch binds its side of the stream there)."""
+    from dialer.compliance.service import live_gate
+    from dialer.config import FreeswitchNode
+    from dialer.engine.engine import Engine, EngineConfig
+    from tests.engine_world import pinned_clock
+    switches = [start_switch(host="127.0.0.1"), start_switch(host="127.0.0.2")]
+    phone = "+12125550301"
+    for switch in switches:
+        switch.model.script(phone, Behaviour(Outcome.ANSWER, ring_seconds=0.5, party=Party.HUMAN, stay_seconds=4.0))
+    import_registry(db_url, tmp_path, [REJECTED_DNC], PINNED.date() - timedelta(days=3))
+    create_campaign(db_url, "two-idle", BASE_SETTINGS, [])
+    create_campaign(db_url, "two-a", BASE_SETTINGS, [phone])
+    cfg = EngineConfig(engine_id="engine-2n", database_url=db_url, redis_url=redis_url,
+                       nodes=[FreeswitchNode(s.config.host, s.port, "ClueCon") for s in switches],
+                       amd_listen=("127.0.0.1", 0), unicast_ports=range(41200, 41300), hook_listen=None,
+                       metrics_listen=None, web_api=False)
+    engine = Engine(cfg, live_gate(db_url, redis_url, tmp_path), clock=pinned_clock()).start()
+    try:
+        idle = engine.login_agent("agent-idle", AGENT_PHONE, "two-idle")
+        agent = engine.login_agent("agent-a", AGENT_PHONE, "two-a")
+        # the second leg goes to the node without one; the campaign's call follows its agent
+        # (both nodes have no call: the least busy node would have been the first)
+        assert (idle.node, agent.node) == tuple(engine.switchboard.clients)
+        assert wait_until(lambda: len(attempts(db_url)) == 1 and attempts(db_url)[0][7] is not None, 30)
+        (row,) = attempts(db_url)
+        assert row[1:3] == ("human", "HUMAN") and row[4] == "agent-a", row
+        assert switches[0].counters["originate_ok"] == 1                # the idle agent's leg only
+        assert switches[1].counters["originate_ok"] == 2 and switches[1].counters["unicast_datagrams"] > 0
+    finally:
+        engine.stop(drain_timeout=10)
+        for switch in switches:
+            switch.stop()
+
+
+def test_a_campaign_whose_settings_cannot_run_does_not_stop_the_engine(world, db_url):
+    """QA: a running campaign whose gateways were removed made `dialer run` exit at start, and
+    settings that crashed the pacer ended the engine's supervision. Such a campaign is not
+    served (said once, with an event); the engine and its other campaigns go on."""
+    import json
+    broken = create_campaign(db_url, "cannot-run", BASE_SETTINGS, ["+12125550401"])
+    with storage.connect_db(db_url) as conn:      # as settings stored before the check existed
+        settings = dict(BASE_SETTINGS, gateways=[])
+        conn.execute("UPDATE campaigns SET settings = %s WHERE id = %s", (json.dumps(settings), broken))
+        conn.commit()
+    engine = busy_campaign(world, db_url, "can-run", ["+12125550402"], "agent-cr")
+    assert wait_until(lambda: [a[0] for a in attempts(db_url)] == ["+12125550402"], 15)
+    assert broken not in engine.runners
+    health = engine.ops.checks.health()
+    assert health["checks"]["supervision"]["ok"], health
+
+
+def test_engines_sharing_a_node_lease_disjoint_blocks_of_amd_ports(world):
+    """Engines configured with the same DIALER_UNICAST_PORTS would ask a shared FreeSWITCH node
+    for the same ports (the second bind fails and that call gets no AMD): each leases its own
+    block of the range in Redis; with every block taken an engine does not dial; a stopped
+    engine gives its block back."""
+    switch, make_engine = world
+    shared = range(43000, 44000)                                  # two blocks of 500
+    first = make_engine(engine_id="engine-p1", ports=shared, web_api=False, metrics=False)
+    second = make_engine(engine_id="engine-p2", ports=shared, web_api=False, metrics=False)
+    assert first.amd.block and second.amd.block and not set(first.amd.block) & set(second.amd.block)
+    third = make_engine(engine_id="engine-p3", ports=shared, web_api=False, metrics=False)
+    assert third.amd.block is None and not third.may_dial()
+    first.stop(drain_timeout=5)
+    assert wait_until(lambda: third.amd.block is not None and third.may_dial(), 5)
+    assert third.amd.block == first.amd.block

@@ -61,7 +61,7 @@ def test_metrics_follow_a_campaign_and_health_reports_each_part(engine_with_ops)
     status, body = http_get(ops.address, "/healthz")
     health = json.loads(body)
     assert status == 200 and health["ok"], health
-    assert set(health["checks"]) == {"postgresql", "redis", "clock", "freeswitch"}
+    assert set(health["checks"]) == {"postgresql", "redis", "clock", "freeswitch", "supervision"}
     assert abs(health["checks"]["clock"]["skew_s"]) < 2
     assert http_get(ops.address, "/readyz")[0] == 200
 

@@ -45,6 +45,7 @@ class Agent:
     state: AgentState = AgentState.LOGGED_OUT
     state_since: float = field(default_factory=time.monotonic)
     leg_uuid: str | None = None        # the agent's always-up leg
+    node: str | None = None            # the FreeSWITCH node that leg is on: calls bridge there
     pause_reason: str | None = None
     call_uuid: str | None = None       # the customer leg bridged to the agent
 
@@ -83,18 +84,34 @@ class AgentRegistry:
         for listener in self.listeners:
             listener(agent, old)
 
-    def take_ready(self, campaign: str, agent_id: str | None = None) -> Agent | None:
+    def take_ready(self, campaign: str, agent_id: str | None = None, node: str | None = None) -> Agent | None:
         """Reserve `agent_id` if given (a callback promised to that agent), else the agent of
-        the campaign who has waited longest (fair, and the pacing model assumes it); the
+        the campaign who has waited longest (fair, and the pacing model assumes it); only an
+        agent whose leg is on `node` when given (uuid_bridge joins two legs of one switch). The
         caller bridges at once."""
         ready = [a for a in self.agents.values() if a.campaign == campaign
                  and a.state is AgentState.READY and a.leg_uuid
-                 and (agent_id is None or a.agent_id == agent_id)]
+                 and (agent_id is None or a.agent_id == agent_id) and (node is None or a.node == node)]
         if not ready:
             return None
         agent = min(ready, key=lambda a: a.state_since)
         self.transition(agent, AgentState.ON_CALL)
         return agent
+
+    def nodes_of(self, campaign: str) -> dict[str, int]:
+        """The nodes holding the campaign's logged-in agents: node -> agents ready there."""
+        nodes: dict[str, int] = {}
+        for a in self.agents.values():
+            if a.campaign == campaign and a.leg_uuid and a.node and a.state is not AgentState.LOGGED_OUT:
+                nodes[a.node] = nodes.get(a.node, 0) + (a.state is AgentState.READY)
+        return nodes
+
+    def legs_by_node(self) -> dict[str, int]:
+        legs: dict[str, int] = {}
+        for a in self.agents.values():
+            if a.leg_uuid and a.node:
+                legs[a.node] = legs.get(a.node, 0) + 1
+        return legs
 
     def by_leg(self, leg_uuid: str) -> Agent | None:
         return next((a for a in self.agents.values() if a.leg_uuid == leg_uuid), None)

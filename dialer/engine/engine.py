@@ -21,6 +21,7 @@ import redis
 from amd.receiver import UnicastReceiver
 from dialer import config, observability, storage
 from dialer.campaigns import CampaignStatus
+from dialer.compliance.attempts import ensure_counters_loaded
 from dialer.compliance.gate import ComplianceGate
 from dialer.compliance.records import opt_out_disposition
 from dialer.engine.agents import Agent, AgentError, AgentRegistry, AgentState
@@ -39,6 +40,8 @@ from esl.errors import ESLError, JobFailed
 log = logging.getLogger(__name__)
 
 MAX_CLOCK_SKEW_S = 2.0
+GATE_HOLD_MIN_S = 2.0            # dialing held after a compliance store failed, doubling ...
+GATE_HOLD_MAX_S = 30.0           # ... up to this
 EVENTS_MAXLEN = 100_000
 SUPERVISE_S = 1.0
 ABANDON_WARN_RATE = 0.025        # warn operators from 2.5%: the limit is 3% (47 CFR 64.1200(a)(7))
@@ -91,15 +94,23 @@ class Engine:
         self.agents.listeners.append(self._agent_changed)
         self.switchboard = Switchboard(cfg.nodes, on_reconcile=self._reconcile)
         self.receiver = UnicastReceiver(cfg.amd_listen)
-        # Every node streams from its own address; with one node (the usual case) that is its host.
-        self.amd = ReceiverTap(self.receiver, cfg.nodes[0].host, cfg.unicast_ports)
         self.redis = storage.connect_redis(cfg.redis_url, timeout_s=1.0, retries=1)
+        # Every node streams from its own address, on ports of the block this engine leases.
+        self.amd = ReceiverTap(self.receiver, self.switchboard.addresses, cfg.unicast_ports,
+                               redis_client=self.redis, owner=cfg.engine_id)
         self.runners: dict[int, CampaignRunner] = {}
         self.spool = EndSpool(cfg.spool_dir / f"{cfg.engine_id}.jsonl")
         self._abandon_warned: dict[int, float] = {}
+        self._refused_settings: dict[int, int] = {}   # campaign id -> settings version refused
+        self.last_supervised = time.monotonic()      # the end of the last full supervision pass
         self.owned: set[int] = set()      # campaigns whose ownership lease this engine holds
         self.clock_ok = True
         self.publish_failures = 0
+        self.gate_held_until = 0.0        # monotonic time until which no campaign dials
+        self.gate_down_reasons: list[str] = []
+        self._gate_backoff_s = 0.0
+        self._counter_check: gevent.Greenlet | None = None
+        self._counter_error_logged_at = -1e9
         self._supervisor: gevent.Greenlet | None = None
         self._halted = False
         self.hooks = None                 # the outbound socket server for dialplan hooks
@@ -115,6 +126,7 @@ class Engine:
         self.switchboard.start()
         if not self.switchboard.wait_connected(connect_timeout):
             log.warning("engine %s: not every FreeSWITCH node is connected yet", self.engine_id)
+        self._rebuild_counters()          # before any campaign can ask the gate
         self._supervise_once()
         self._supervisor = gevent.spawn(self._supervise)
         # The web app's commands (Redis streams) and the operational surface (metrics, health).
@@ -140,6 +152,8 @@ class Engine:
                 self.switchboard.try_api(call.node, f"uuid_kill {call.uuid}")
             runner.flows.join(timeout=5)
         self._halted = True
+        if self._counter_check is not None:
+            self._counter_check.kill(block=True, timeout=2)    # a rebuild gives its lock back
         if self._supervisor is not None:
             self._supervisor.join(SUPERVISE_S * 5)
             if not self._supervisor.dead:
@@ -156,6 +170,7 @@ class Engine:
         if self.hooks is not None:
             self.hooks.stop()
         self.receiver.stop()
+        self.amd.release_lease()
         self.store.close()
         # this engine's live counters go now, not 30 s later: `dialer status` would show its
         # campaigns running (the expiry stays for an engine that dies without stopping)
@@ -167,7 +182,78 @@ class Engine:
             log.warning("engine %s: live counters not removed: %s", self.engine_id, exc)
 
     def may_dial(self) -> bool:
-        return self.clock_ok and self.switchboard.pick_node() is not None
+        return (self.clock_ok and time.monotonic() >= self.gate_held_until and self.amd.block is not None
+                and self.switchboard.pick_node() is not None)
+
+    # -- the compliance gate's stores ---------------------------------------------------------
+
+    @property
+    def gate_probing(self) -> bool:
+        """A compliance store failed lately: one lead at a time asks whether it is back."""
+        return self._gate_backoff_s > 0
+
+    def gate_unavailable(self, reasons: list[str]) -> None:
+        """A decision failed closed because a store is down: hold every campaign's dialing for a
+        while (doubling up to GATE_HOLD_MAX_S) instead of claiming lead after lead to refuse."""
+        now = time.monotonic()
+        if now < self.gate_held_until:
+            return              # another decision of the same tick: the hold runs already
+        first = self._gate_backoff_s == 0
+        self._gate_backoff_s = min(GATE_HOLD_MAX_S, max(GATE_HOLD_MIN_S, 2 * self._gate_backoff_s))
+        self.gate_held_until = now + self._gate_backoff_s
+        self.gate_down_reasons = reasons
+        if first:
+            log.error("engine %s: compliance store unavailable (%s): dialing held, leads kept",
+                      self.engine_id, ", ".join(reasons))
+            self.publish("compliance_unavailable", reasons=reasons)
+
+    def gate_answered(self) -> None:
+        if self._gate_backoff_s:
+            log.warning("engine %s: compliance stores answer again: dialing resumes", self.engine_id)
+            self.publish("compliance_available")
+        self._gate_backoff_s = 0.0
+        self.gate_held_until = 0.0
+        self.gate_down_reasons = []
+
+    def _lease_ports(self) -> None:
+        """Renew this engine's block of AMD ports (engines sharing a node never ask it for the
+        same port); while Redis does not answer, the block in use is kept."""
+        try:
+            leased = self.amd.lease()
+        except DialerError as exc:
+            log.warning("engine %s: %s", self.engine_id, exc)
+            return
+        if not leased and self.amd.block is None:
+            log.error("engine %s: every block of DIALER_UNICAST_PORTS is leased by other engines:"
+                      " no call until one is free (widen the range)", self.engine_id)
+
+    def _ensure_counters(self) -> None:
+        """After a Redis restart or flush, rebuild the frequency counters from PostgreSQL (one
+        engine does it; the gate refuses calls until it is done). Checked in its own greenlet:
+        a Redis that does not answer must not hold up the heartbeat."""
+        if self._counter_check is None or self._counter_check.dead:
+            self._counter_check = gevent.spawn(self._rebuild_counters)
+
+    def _rebuild_counters(self) -> None:
+        started = time.monotonic()
+        try:
+            if self.gate.counters.loaded() is not None:
+                return
+            log.error("engine %s: the frequency counters hold no record (Redis restarted or was flushed):"
+                      " rebuilding them from PostgreSQL", self.engine_id)
+            with storage.connect_db(self.cfg.database_url) as conn:
+                replayed = ensure_counters_loaded(conn, self.gate, self.clock(), self.engine_id)
+        except DialerError as exc:
+            # tried again every second; said once a minute
+            if started - self._counter_error_logged_at >= 60:
+                self._counter_error_logged_at = started
+                log.error("engine %s: frequency counters not checked or rebuilt (tried again every second): %s",
+                          self.engine_id, exc)
+            return
+        if replayed is not None:
+            log.warning("engine %s: frequency counters rebuilt from %d placed calls in %.1f s",
+                        self.engine_id, replayed, time.monotonic() - started)
+            self.publish("counters_rebuilt", attempts=replayed)
 
     # -- supervision --------------------------------------------------------------------------
 
@@ -180,8 +266,12 @@ class Engine:
                 self._supervise_once()
             except DialerError as exc:
                 log.warning("engine %s: supervision: %s", self.engine_id, exc)
+            except Exception:     # noqa: BLE001 - a bug must not end supervision (heartbeat, leases)
+                log.exception("engine %s: supervision failed; tried again in a second", self.engine_id)
 
     def _supervise_once(self) -> None:
+        self._ensure_counters()
+        self._lease_ports()
         skew = self.store.db_clock_skew()
         if self.spool.pending():
             self.spool.replay(self.store, self._settings_of)
@@ -211,12 +301,13 @@ class Engine:
                 if runner is not None and runner.calls:
                     runner.status = CampaignStatus(row.status)   # reload once its calls have ended
                     continue
-                if runner is not None:
-                    runner.halt()
-                self.amd.params[row.name] = row.settings.amd_params()
+                if previous is not None:
+                    previous.halt()
+                    del self.runners[campaign_id]
                 # the live counters go on: a restart or a settings reload is not a new campaign
-                self.runners[campaign_id] = CampaignRunner(
-                    self, row, stats=previous.stats if previous is not None else None).start()
+                started = self._start_runner(row, previous.stats if previous is not None else None)
+                if started is not None:
+                    self.runners[campaign_id] = started
             else:
                 if runner.status is not CampaignStatus.STOPPED:
                     runner.status = CampaignStatus(row.status)
@@ -230,6 +321,27 @@ class Engine:
                 runner.halt()
                 del self.runners[campaign_id]
         self._publish_stats()
+        self.last_supervised = time.monotonic()
+
+    def _start_runner(self, row, stats) -> CampaignRunner | None:
+        """A runner for the campaign, or None (logged once per settings version) when its
+        settings cannot run: one campaign's settings never stop the engine or its other campaigns."""
+        problems = row.settings.start_problems()
+        try:
+            if not problems:
+                self.amd.params[row.name] = row.settings.amd_params()
+                return CampaignRunner(self, row, stats=stats).start()
+        except DialerError as exc:
+            problems = [str(exc)]
+        except Exception as exc:  # noqa: BLE001 - a bug met on one campaign's settings
+            log.exception("campaign %s: runner not started", row.name)
+            problems = [f"{type(exc).__name__}: {exc}"]
+        if self._refused_settings.get(row.id) != row.settings_version:
+            self._refused_settings[row.id] = row.settings_version
+            log.error("campaign %s: not served by this engine until its settings are fixed: %s",
+                      row.name, "; ".join(problems))
+            self.publish("campaign_not_served", campaign=row.name, problems=problems)
+        return None
 
     def _settings_of(self, campaign_id: int):
         runner = self.runners.get(campaign_id)
@@ -280,7 +392,10 @@ class Engine:
         """Call the agent's phone and keep the leg up, parked between calls (park_after_bridge)."""
         agent = self.agents.agents.get(agent_id) or self.agents.add(Agent(agent_id, endpoint, campaign))
         agent.campaign, agent.endpoint = campaign, endpoint
-        node = self.switchboard.pick_node()
+        # With the campaign's other agents (its calls go there), else on the node with the
+        # fewest calls and agents
+        node = (self.switchboard.pick_node(among=self.agents.nodes_of(campaign))
+                or self.switchboard.pick_node(load=self.agents.legs_by_node()))
         if node is None:
             raise ESLError("no FreeSWITCH node connected")
         leg = str(uuid.uuid4())
@@ -291,18 +406,32 @@ class Engine:
             job.wait(timeout)
         except JobFailed as exc:
             raise ESLError(f"agent {agent_id}: phone did not answer: {exc.result.strip()}") from exc
-        agent.leg_uuid = leg
+        agent.leg_uuid, agent.node = leg, node
         self.switchboard.watch(leg, lambda event, a=agent: self._agent_leg_event(a, event))
         self.agents.transition(agent, AgentState.READY)
         return agent
+
+    def hang_up_agent_leg(self, agent: Agent) -> None:
+        """The leg's hangup event then logs the agent out (_agent_leg_event)."""
+        if agent.leg_uuid and agent.node in self.switchboard.clients:
+            self.switchboard.try_api(agent.node, f"uuid_kill {agent.leg_uuid}")
+
+    def node_for_calls(self, campaign: str) -> str | None:
+        """Where the campaign's next call goes: a node holding its agents, the one with the most
+        of them ready (a call is bridged only to an agent on its own node); a campaign without
+        agents (agentless, or none logged in here) to the least busy node."""
+        nodes = self.agents.nodes_of(campaign)
+        connected = {n: ready for n, ready in nodes.items() if self.switchboard.clients[n].connected}
+        if not connected:
+            return self.switchboard.pick_node()
+        most = max(connected.values())
+        return self.switchboard.pick_node(among={n for n, ready in connected.items() if ready == most})
 
     def logout_all_agents(self, timeout: float) -> None:
         """Hang up every agent's leg and wait until each hangup has been handled."""
         for agent in list(self.agents.agents.values()):
             if agent.state is not AgentState.LOGGED_OUT and agent.leg_uuid:
-                node = self.switchboard.pick_node()
-                if node:
-                    self.switchboard.try_api(node, f"uuid_kill {agent.leg_uuid}")
+                self.hang_up_agent_leg(agent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and any(
                 a.leg_uuid for a in self.agents.agents.values() if a.state is not AgentState.LOGGED_OUT):

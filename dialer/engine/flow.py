@@ -63,8 +63,9 @@ class AmdTap(Protocol):
     """What the flow needs from the AMD receiver: start analysing a call's audio and deliver
     the decision and then the beep (or its absence) through callbacks."""
 
-    def open(self, call_uuid: str, on_decision, on_beep, campaign: str | None = None) -> tuple[str, int, str, int]:
-        """Register the call; returns (switch_local_ip, switch_local_port, our_ip, our_port)."""
+    def open(self, call_uuid: str, node: str, on_decision, on_beep,
+             campaign: str | None = None) -> tuple[str, int, str, int]:
+        """Register the call of a node; returns (switch_local_ip, switch_local_port, our_ip, our_port)."""
 
     def close(self, call_uuid: str) -> None: ...
 
@@ -219,7 +220,8 @@ class CallFlow:
 
     def _analyze(self) -> AmdVerdict | None:
         call = self.call
-        fs_ip, fs_port, our_ip, our_port = self.amd.open(call.uuid, self.on_amd, self.on_beep, campaign=call.campaign)
+        fs_ip, fs_port, our_ip, our_port = self.amd.open(call.uuid, call.node, self.on_amd, self.on_beep,
+                                                         campaign=call.campaign)
         self.switchboard.client(call.node).connection().unicast(
             call.uuid, local_ip=fs_ip, local_port=fs_port, remote_ip=our_ip, remote_port=our_port)
         item = self._wait(self.settings.amd_timeout_s, lambda i: i.kind == "amd")
@@ -235,11 +237,11 @@ class CallFlow:
             return
         call.state = CallState.WAITING_AGENT
         deadline = time.monotonic() + self.settings.agent_wait_s
-        agent = self.agents.take_ready(call.campaign, call.reserved_agent)
+        agent = self.agents.take_ready(call.campaign, call.reserved_agent, node=call.node)
         while agent is None and time.monotonic() < deadline:
             # Poll in 50 ms steps; a hangup in the meantime ends the flow.
             self._wait(0.05, lambda i: False)
-            agent = self.agents.take_ready(call.campaign, call.reserved_agent)
+            agent = self.agents.take_ready(call.campaign, call.reserved_agent, node=call.node)
         if agent is None:
             self._safe_harbor()
             return

@@ -72,7 +72,9 @@ class HookHandler:
         caller = channel.variable(Var.CALLER.value) or channel.get("Caller-Caller-ID-Number") or ""
         if not campaign:
             campaign = self.engine.store.campaign_of_number(caller)
-        agent = self.engine.agents.take_ready(campaign) if campaign else None
+        # an agent on the node this call is on (the hook's peer), as uuid_bridge needs
+        node = self.engine.switchboard.node_at(session.peer_address)
+        agent = self.engine.agents.take_ready(campaign, node=node) if campaign else None
         if agent is None:
             return          # the dialplan goes on: unavailable prompt or voicemail
         agent.call_uuid = session.uuid

@@ -1,8 +1,10 @@
 """One campaign on one engine: every tick, ask pacing how many calls to start, claim that many
 leads, and for each ask the compliance gate immediately before its originate.
 
-A blocked lead is requeued at the moment the gate says it becomes callable, or closed with the
-reason when it never will; every decision is in the gate's audit. Pause stops new originates;
+A blocked lead is requeued at the moment the gate says it becomes callable, kept and retried
+when a compliance store is down or a list is missing (the engine then holds its dialing and
+probes with one lead at a time), or closed with the reason when it never will be callable;
+every decision is in the gate's audit. Pause stops new originates;
 stop lets calls in flight finish, gives unclaimed leads back, then marks the campaign stopped.
 """
 from __future__ import annotations
@@ -14,14 +16,14 @@ import random
 import time
 import uuid
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import gevent
 import gevent.pool
 
 from dialer.campaigns import CallOutcome, CallerIdRotation, CampaignStatus
 from dialer.compliance.model import Campaign as GateCampaign
-from dialer.compliance.model import CallRequest, DialMode, LineType
+from dialer.compliance.model import DATA_MISSING, STORE_DOWN, CallRequest, DialMode, LineType
 from dialer.compliance.model import Lead as GateLead
 from dialer.compliance.model import Outcome as GateOutcome
 from dialer.engine.agents import AgentState
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 
 TICK_S = 0.5
 DIAL_CONCURRENCY = 16        # leads of one tick decided and originated at once
+STORE_DOWN_RETRY = timedelta(minutes=1)      # a lead refused because a compliance store is down
+DATA_MISSING_RETRY = timedelta(hours=1)      # ... because a list or calendar is missing or stale
 
 _GATE_OUTCOME = {CallOutcome.HUMAN: GateOutcome.CONVERSATION, CallOutcome.ABANDONED: GateOutcome.ABANDONED,
                  CallOutcome.MACHINE: GateOutcome.MACHINE, CallOutcome.BUSY: GateOutcome.NO_CONNECT,
@@ -79,7 +83,8 @@ class CampaignRunner:
         self.stats = stats if stats is not None else CampaignStats()
         self._pending_outcomes: list[tuple[PacingOutcome, float]] = []
         self._pending_talk: list[float] = []
-        self._caller_ids = itertools.cycle(self.settings.caller_ids.pool or ("0000000000",))
+        # never empty: a campaign without caller IDs is not started (CampaignSettings.start_problems)
+        self._caller_ids = itertools.cycle(self.settings.caller_ids.pool)
         self._started = time.monotonic()
         self._greenlet: gevent.Greenlet | None = None
         self.draining = False             # the engine is shutting down: no new originates
@@ -150,6 +155,8 @@ class CampaignRunner:
             return
         decision = self.pacer.decide(self.snapshot())
         wanted = min(decision.calls_to_start, self.pool.free_channels, self.caps_left())
+        if self.engine.gate_probing:
+            wanted = min(wanted, 1)    # one lead asks whether the compliance stores are back
         if wanted <= 0:
             return
         # Scheduled callbacks come before new leads; one reserved for an agent is dialed only
@@ -206,6 +213,16 @@ class CampaignRunner:
 
     # -- one lead -----------------------------------------------------------------------------
 
+    def decide(self, request: CallRequest):
+        """The gate's decision; a store failure in it holds the engine's dialing."""
+        decision = self.engine.gate.decide(request)
+        down = STORE_DOWN.intersection(decision.reasons)
+        if down:
+            self.engine.gate_unavailable(sorted(down))
+        else:
+            self.engine.gate_answered()
+        return decision
+
     def gate_request(self, lead: ClaimedLead, caller_id: str) -> CallRequest:
         s = self.settings
         return CallRequest(
@@ -229,6 +246,35 @@ class CampaignRunner:
             return pool[lead.id % len(pool)]
         return next(self._caller_ids)
 
+    def refused(self, store, lead: ClaimedLead, decision, agent_id: str | None = None) -> None:
+        """A lead the gate refused: counted, requeued or closed (_retry_at), published."""
+        reason = "blocked:" + ",".join(decision.reasons)
+        for code in decision.reasons:
+            self.stats.blocks[code] += 1
+        retry_at = self._retry_at(decision)
+        if retry_at is not None:
+            store.requeue(lead.id, retry_at, reason)
+        else:
+            store.close_lead(lead.id, reason)
+        self.engine.publish("compliance_block", campaign=self.name, lead_id=lead.id, reasons=decision.reasons,
+                            **({"agent": agent_id} if agent_id else {}))
+
+    def _retry_at(self, decision) -> datetime | None:
+        """When a blocked lead is tried again; None closes it (a rule that will not pass for it).
+
+        Blocks that pass at a known time give that time. A store that is down, or a list that
+        is missing or stale, says nothing about the lead: it is kept and retried (soon for a
+        store, which also holds the engine's dialing; later for a list an operator must load).
+        """
+        if decision.next_allowed_at is not None:
+            return decision.next_allowed_at
+        codes = {b.code for b in decision.blocks if not b.timed}
+        if not codes <= STORE_DOWN | DATA_MISSING:
+            return None
+        if codes & STORE_DOWN:
+            return self.engine.clock() + STORE_DOWN_RETRY
+        return self.engine.clock() + DATA_MISSING_RETRY
+
     def _dial_or_requeue(self, lead: ClaimedLead, tried: frozenset[str] = frozenset()) -> None:
         try:
             self._dial(lead, tried)
@@ -246,23 +292,16 @@ class CampaignRunner:
         store = self.engine.store
         caller_id = self._caller_id(lead)
         request = self.gate_request(lead, caller_id)
-        decision = self.engine.gate.decide(request)
+        decision = self.decide(request)
         if not decision.allowed:
-            reason = "blocked:" + ",".join(decision.reasons)
-            for code in decision.reasons:
-                self.stats.blocks[code] += 1
-            if decision.next_allowed_at is not None:
-                store.requeue(lead.id, decision.next_allowed_at, reason)
-            else:
-                store.close_lead(lead.id, reason)
-            self.engine.publish("compliance_block", campaign=self.name, lead_id=lead.id, reasons=decision.reasons)
+            self.refused(store, lead, decision)
             return
         try:
             gateway = self.pool.acquire(exclude=tried)
         except StorageError as exc:         # the shared calls-per-second budget is unreachable
             log.warning("campaign %s: %s", self.name, exc)
             gateway = None
-        node = self.engine.switchboard.pick_node()
+        node = self.engine.node_for_calls(self.name)
         if gateway is None or node is None:
             if gateway is not None:
                 self.pool.release(gateway)

@@ -7,6 +7,7 @@ playback, kill) goes to that node. Nodes are chosen by fewest live calls.
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Callable
 
 from dialer.config import FreeswitchNode
@@ -48,6 +49,9 @@ class Switchboard:
         self._on_reconcile = on_reconcile
         self.clients: dict[str, InboundClient] = {}
         self.live_calls: dict[str, int] = {}
+        # Each node's IP address: its unicast audio comes from there (it binds its side of the
+        # stream to it), and so does its dialplan's `socket` connection.
+        self.addresses: dict[str, str] = {node.name: _address_of(node.host) for node in nodes}
         for node in nodes:
             self.clients[node.name] = InboundClient(
                 node.host, node.port, node.password, events=ENGINE_EVENTS, event_format="json",
@@ -94,9 +98,18 @@ class Switchboard:
 
     # -- commands -----------------------------------------------------------------------------
 
-    def pick_node(self) -> str | None:
-        connected = [name for name, client in self.clients.items() if client.connected]
-        return min(connected, key=lambda name: self.live_calls[name]) if connected else None
+    def pick_node(self, among=None, load: dict[str, int] | None = None) -> str | None:
+        """The connected node (of `among`, when given) with the fewest live calls (plus `load`)."""
+        connected = [name for name, client in self.clients.items()
+                     if client.connected and (among is None or name in among)]
+        load = load or {}
+        return (min(connected, key=lambda name: (self.live_calls[name] + load.get(name, 0), name))
+                if connected else None)
+
+    def node_at(self, address: str | None) -> str | None:
+        """The node whose address this is (a dialplan hook's peer), when exactly one has it."""
+        names = [name for name, ip in self.addresses.items() if ip == address]
+        return names[0] if len(names) == 1 else None
 
     def client(self, node: str) -> InboundClient:
         return self.clients[node]
@@ -116,3 +129,11 @@ class Switchboard:
         except ESLError as exc:
             log.warning("%s: %s failed: %s", node, command.split(" ", 1)[0], exc)
             return None
+
+
+def _address_of(host: str) -> str:
+    try:
+        return socket.gethostbyname(host)
+    except OSError:
+        log.warning("FreeSWITCH node %s: address not resolved; using the name as given", host)
+        return host

@@ -145,17 +145,9 @@ def _dial(ctx: Context, runner, lead: ClaimedLead, agent) -> dict:
         raise WebApiError("conflict", f"agent {agent.agent_id} is {agent.state.value} without a free phone leg")
     caller_id = runner._caller_id(lead)      # the campaign's rotation rules
     request = runner.gate_request(lead, caller_id)
-    decision = engine.gate.decide(request)
+    decision = runner.decide(request)
     if not decision.allowed:
-        reason = "blocked:" + ",".join(decision.reasons)
-        for code in decision.reasons:
-            runner.stats.blocks[code] += 1
-        if decision.next_allowed_at is not None:
-            ctx.store.requeue(lead.id, decision.next_allowed_at, reason)
-        else:
-            ctx.store.close_lead(lead.id, reason)
-        engine.publish("compliance_block", campaign=runner.name, lead_id=lead.id, reasons=decision.reasons,
-                       agent=agent.agent_id)
+        runner.refused(ctx.store, lead, decision, agent.agent_id)
         raise WebApiError("blocked", f"the compliance gate refused the call: {', '.join(decision.reasons)}",
                           {"reasons": list(decision.reasons), "decision_id": decision.decision_id,
                            "next_allowed_at": campaigns.iso_utc(decision.next_allowed_at)})
@@ -169,7 +161,8 @@ def _dial(ctx: Context, runner, lead: ClaimedLead, agent) -> dict:
         ctx.store.requeue(lead.id, None, "agent_unavailable")
         raise WebApiError("conflict", f"agent {agent.agent_id} was taken by another call: {exc}") from exc
     gateway = runner.pool.acquire() if engine.may_dial() else None
-    node = engine.switchboard.pick_node() if gateway is not None else None
+    # the call goes where the agent's leg is: the two are bridged on that switch
+    node = engine.switchboard.pick_node(among={agent.node}) if gateway is not None else None
     if gateway is None or node is None:
         if gateway is not None:
             runner.pool.release(gateway)

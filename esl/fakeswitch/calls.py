@@ -834,6 +834,11 @@ class CallCore:
         except ValueError:
             return "-ERR invalid unicast port"
         native = "native" in headers.get("flags", "").lower()
+        own = self.switch.config.host
+        if own not in ("0.0.0.0", "") and local[0] != own:
+            # a switch binds its side of the stream to one of its own addresses (this one has
+            # one: the address it listens on); another machine's address fails to bind
+            return f"-ERR unicast cannot bind {local[0]}:{local[1]}: Cannot assign requested address"
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             sock.bind(local)
