@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from dataclasses import dataclass, field
 
 from amd.beep import BeepParams
@@ -45,12 +46,12 @@ class AmdParams:
         for key, raw in items:
             key = key.strip().replace("-", "_")
             if key in _TOP_FIELDS:
-                top[key] = _coerce(key, _TOP_FIELDS[key], raw)
+                top[key] = _in_range(key, _coerce(key, _TOP_FIELDS[key], raw), getattr(cls, key))
                 continue
             for group, klass in (("detector", DetectorParams), ("app_amd", AppAmdParams), ("beep", BeepParams)):
                 types = _fields(klass)
                 if key in types:
-                    nested[group][key] = _coerce(key, types[key], raw)
+                    nested[group][key] = _in_range(key, _coerce(key, types[key], raw), getattr(klass(), key))
                     break
             else:
                 raise ParameterError(f"unknown AMD parameter {key!r}")
@@ -61,6 +62,17 @@ class AmdParams:
             app_amd=dataclasses.replace(base.app_amd, **nested["app_amd"]),
             beep=dataclasses.replace(base.beep, **nested["beep"]),
         )
+
+
+def _in_range(key: str, value, default):
+    """Numbers are finite, and not negative where the default is not (times, counts, shares,
+    margins; a level in dBFS such as min_tone_db may be negative)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ParameterError(f"AMD parameter {key}={value!r}: must be a finite number")
+        if value < 0 <= default:
+            raise ParameterError(f"AMD parameter {key}={value!r}: must not be negative")
+    return value
 
 
 def _split(pair: str) -> tuple[str, str]:

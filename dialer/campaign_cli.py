@@ -213,6 +213,12 @@ def leads_import(file, campaign_name, list_name, default_region, rejects_path, m
             raise click.UsageError(f"--map {item!r}: expected FIELD=COLUMN")
         key, value = item.split("=", 1)
         overrides[key.strip()] = value.strip()
+    # Checked here, before the campaign or the file is looked at, to exit 2 (a usage error) with
+    # nothing imported; import_csv refuses the same paths (exit 1) for other callers.
+    rejects_target = rejects_path or file.with_name(file.stem + ".rejects.csv")
+    label = "--rejects" if rejects_path else "the default rejects file (choose another with --rejects)"
+    if problem := leads.output_paths_problem(file, [(label, rejects_target)]):
+        raise click.UsageError(problem)
     progress = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                         TransferSpeedColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=_err,
                         disable=as_json)

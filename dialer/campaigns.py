@@ -22,6 +22,7 @@ import copy
 import dataclasses
 import enum
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -160,7 +161,8 @@ class _Checker:
     def number(self, value: Any, path: str, low: float, optional: bool = False) -> float | None:
         if value is None and optional:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= low:
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                or value <= low):
             self.fail(path, f"must be a number above {low}, got {_show(value)}")
             return None
         return float(value)
@@ -375,6 +377,10 @@ class CampaignSettings:
             if zone is not None:
                 try:
                     ZoneInfo(zone)
+                    # "localtime" is the host's own zone and "Factory" no zone: engines on
+                    # several machines must agree on the campaign's hours
+                    if zone in ("localtime", "Factory"):
+                        raise ValueError(zone)
                     values["timezone"] = zone
                 except (ZoneInfoNotFoundError, ValueError):
                     check.fail("timezone", f"unknown IANA time zone {zone!r}")
@@ -523,7 +529,8 @@ def _pacing_config(mode: str, params: dict, ring_timeout_s: float):
                     raise ValueError
                 kwargs[key] = raw
             elif isinstance(default, (int, float)):
-                if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+                if (isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw)
+                        or (isinstance(default, int) and raw != int(raw))):
                     raise ValueError
                 kwargs[key] = type(default)(raw)
             else:
@@ -822,11 +829,19 @@ def set_status(conn: psycopg.Connection, name: str, target: CampaignStatus | str
             return _from_row(cur.fetchone())
 
 
+_SERVED = (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.STOPPING)
+
+
 def update_settings(conn: psycopg.Connection, name: str, assignments: Iterable[tuple[str, Any]]) -> Campaign:
     """Apply dotted-key assignments to a campaign's settings, validate, store (settings_version + 1)."""
     with conn.transaction():
         campaign = get_campaign(conn, name, for_update=True)
         settings = CampaignSettings.from_dict(apply_assignments(campaign.settings.to_dict(), assignments))
+        # A campaign an engine serves must keep what it needed to start (no caller ID would go
+        # out as a placeholder, no gateway would stop the engine's runner).
+        if campaign.status in _SERVED and (problems := settings.start_problems()):
+            raise SettingsError([f"{p} (the campaign is {campaign.status}: stop it first to remove this)"
+                                 for p in problems])
         with conn.cursor(row_factory=dict_row) as cur:
             cur.execute(f"UPDATE campaigns SET settings = %s, settings_version = settings_version + 1, "
                         f"updated_at = now() WHERE id = %s RETURNING {_COLUMNS}",

@@ -2,11 +2,14 @@
 
 Pipeline (docs/campaigns.md, "Importing leads"):
 1. The main process reads the file line by line (UTF-8, never the whole file) and cuts it into
-   chunks of whole CSV records for worker processes (or handles them itself for small files).
+   chunks of whole CSV records for worker processes (or handles them itself for small files). The
+   rejects path is checked first: never the input file, and writable (usage errors, nothing read).
 2. Each worker parses its chunk (csv module), maps columns by header name, validates every field,
    normalises the phone number to E.164 with phonenumbers and COPYs the good rows into an UNLOGGED
    staging table; bad rows go back to the main process, which writes them, in file order, to the
-   rejects CSV with a reason each.
+   rejects CSV with a reason each. State and ZIP are checked as the compliance gate will read them
+   (a state it does not know, or a ZIP it reads as another place's, would close the lead at dial
+   time): a state code (or name) of the rule packs, a +1 number's ZIP 5 digits or ZIP+4.
 3. One INSERT ... SELECT DISTINCT ON (phone_e164) ... keeps the first row of each number in the
    file and skips numbers the campaign already has, in one transaction with the list's counts: an
    import is all or nothing, and importing a file again adds nothing (every row is a duplicate).
@@ -77,12 +80,93 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
 }
 LEAD_FIELDS = tuple(FIELD_ALIASES)
 LINE_TYPES = ("unknown", "wireless", "landline")
-_STATE_RE = re.compile(r"[A-Z]{2}")
+# A US ZIP code (of a +1 number): 5 digits or ZIP+4. Anything else (notably 4 digits: a spreadsheet
+# dropped the leading zero of 01002) would be read by the gate as another place's ZIP prefix.
+_ZIP_RE = re.compile(r"\d{5}(?:-\d{4})?", re.ASCII)
 _ZONES = frozenset(available_timezones())
 
 
 def header_key(name: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
+
+
+def delimiter_hint(header: list[str]) -> str:
+    """' (the file seems to use ';' ...)' when the header is one field holding another usual
+    separator: a semicolon- or tab-separated export read as CSV has a single column, and the bare
+    "no phone column" then leaves the user guessing."""
+    if len(header) != 1:
+        return ""
+    for sep, name in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
+        if sep in header[0]:
+            return f" (the file seems to use {name} between columns; a comma is expected)"
+    return ""
+
+
+def find_phone_column(header: list[str], wanted: str = "phone") -> int | None:
+    """Index of the phone column the way the import finds it (names compared by header_key; for the
+    default name "phone", any of the import's phone aliases), or None."""
+    keys = [header_key(h) for h in header]
+    names = (header_key(wanted),) + (FIELD_ALIASES["phone"] if header_key(wanted) == "phone" else ())
+    for name in names:
+        if name in keys:
+            return keys.index(name)
+    return None
+
+
+# ------------------------------------------------------------------ output paths
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file: the same inode when both exist (symlinks and hard links
+    included), else the same resolved path (an output not created yet, a dangling symlink)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def output_problem(path: str | os.PathLike) -> str | None:
+    """Why `path` cannot be written, or None. Probed without truncating it (an existing rejects
+    file is reported as stale when nothing is rejected) and without leaving a new file behind: an
+    output found unwritable at the first reject would end an import half way, with a traceback."""
+    path = Path(path)
+    try:
+        if path.exists():
+            if path.is_dir():
+                return f"{path} is a directory"
+            # O_NONBLOCK: a FIFO without a reader fails at once instead of hanging the probe
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)
+            try:
+                os.write(fd, b"")       # procfs and the like accept the open and fail the write
+            finally:
+                os.close(fd)
+            return None
+        parent = path.parent
+        if not parent.is_dir():
+            return f"{parent} is not an existing directory"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.close(fd)
+        os.unlink(path)
+        return None
+    except OSError as exc:
+        return f"cannot write {path}: {exc.strerror or exc}"
+
+
+def output_paths_problem(source: str | os.PathLike, outputs: list[tuple[str, str | os.PathLike]]) -> str | None:
+    """A usage problem with (option, path) outputs of a command reading `source`: an output that is
+    the input file (opening it for writing would truncate the input before it is read), two outputs
+    that are one file, or an output that cannot be written. None when all is well."""
+    for option, path in outputs:
+        if same_file(path, source):
+            return f"{option} {path} is the input file {source}: it would be overwritten; choose another path"
+    for i, (option, path) in enumerate(outputs):
+        for other, other_path in outputs[i + 1:]:
+            # two outputs may share a device (/dev/null): only a regular file is truncated
+            if same_file(path, other_path) and (not Path(path).exists() or Path(path).is_file()):
+                return f"{option} and {other} are the same file ({path}); choose two different paths"
+    for option, path in outputs:
+        if problem := output_problem(path):
+            return f"{option}: {problem}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -93,8 +177,10 @@ class ColumnMap:
 
     @classmethod
     def from_header(cls, header: list[str], overrides: dict[str, str] | None = None) -> "ColumnMap":
-        if not header or all(not h.strip() for h in header):
-            raise LeadImportError("the file has no header line")
+        if not header or (len(header) == 1 and not header[0].strip()):
+            raise LeadImportError("line 1 is blank: the header line (the column names) must be the file's first line")
+        if all(not h.strip() for h in header):
+            raise LeadImportError("the header line (line 1) has no column names")
         # a column without a name (a trailing comma in the header) is called column_N (1-based)
         keys = [header_key(h) or f"column_{i + 1}" for i, h in enumerate(header)]
         seen = Counter(keys)
@@ -116,10 +202,25 @@ class ColumnMap:
                     break
         if "phone" not in fields:
             raise LeadImportError(f"no phone column: the header needs one of {', '.join(FIELD_ALIASES['phone'])} "
-                                  f"(or --map phone=COLUMN); it has {', '.join(header)}")
+                                  f"(or --map phone=COLUMN); it has {', '.join(header)}{delimiter_hint(header)}")
         used = set(fields.values())
         custom = tuple((header[i].strip() or keys[i], i) for i in range(len(header)) if i not in used)
         return cls(header=tuple(header), fields=fields, custom=custom)
+
+
+_STATES: tuple[frozenset[str], dict[str, str]] | None = None
+
+
+def us_states() -> tuple[frozenset[str], dict[str, str]]:
+    """(state and territory codes, lower-case name or alias -> code), from the compliance rule packs
+    (RuleBook.states): the gate closes a lead whose state is not among them (UNKNOWN_STATE), so the
+    import accepts exactly those."""
+    global _STATES
+    if _STATES is None:
+        from dialer.compliance.rules import load_packs   # noqa: PLC0415  (only the import needs the packs)
+        book = load_packs()
+        _STATES = (frozenset(book.states), dict(book.state_by_name))
+    return _STATES
 
 
 # ------------------------------------------------------------------ phone numbers
@@ -128,9 +229,12 @@ NANP_REGIONS = tuple(COUNTRY_CODE_TO_REGION_CODE[1])
 _DESC_NAMES = ("general_desc", "fixed_line", "mobile", "toll_free", "premium_rate", "shared_cost",
                "personal_number", "voip", "pager", "uan", "voicemail")
 # +1 or 1 (optional), then NPA NXX XXXX with one optional separator between groups and the area
-# code optionally in parentheses. Anything else takes phonenumbers.parse.
+# code optionally in parentheses. Anything else takes phonenumbers.parse. ASCII digits only: `\d`
+# would also take Arabic-Indic or full-width digits and keep them in the "E.164" string, which then
+# matches no do-not-call entry (phonenumbers.parse turns such digits into ASCII ones).
 _NANP_RE = re.compile(
-    r"\s*(?:(?P<plus>\+)?1[ .-]?)?(?:\((?P<npa1>[2-9]\d\d)\)|(?P<npa2>[2-9]\d\d))[ .-]?(?P<nxx>\d{3})[ .-]?(?P<line>\d{4})\s*")
+    r"\s*(?:(?P<plus>\+)?1[ .-]?)?(?:\((?P<npa1>[2-9]\d\d)\)|(?P<npa2>[2-9]\d\d))[ .-]?(?P<nxx>\d{3})[ .-]?(?P<line>\d{4})\s*",
+    re.ASCII)
 
 
 def _trailing_free_digits(items) -> int:
@@ -334,6 +438,7 @@ class ChunkNormalizer:
         self.columns = columns
         self.phones = PhoneNormalizer(region, fast_path)
         self.width = len(columns.header)
+        self.state_codes, self.state_by_name = us_states()
         f = columns.fields
         self._optional = [(name, f.get(name)) for name in
                           ("first_name", "last_name", "address", "city", "state", "zip", "tz_hint",
@@ -365,9 +470,16 @@ class ChunkNormalizer:
                 out.append("unknown" if name == "line_type" else None)
                 continue
             if name == "state":
-                value = value.upper()
-                if not _STATE_RE.fullmatch(value):
-                    return ("invalid_state", f"state {value!r} is not a two-letter code")
+                code = value.upper()
+                if code not in self.state_codes:
+                    code = self.state_by_name.get(" ".join(value.lower().split()))
+                    if code is None:
+                        return ("invalid_state", f"state {value!r} is not a US state or territory code (or name)")
+                value = code
+            elif name == "zip" and e164.startswith("+1") and not _ZIP_RE.fullmatch(value):
+                # only for North American numbers: elsewhere the column holds a postcode (SW1A 1AA)
+                hint = " (a leading zero lost?)" if len(value) == 4 and value.isascii() and value.isdigit() else ""
+                return ("invalid_zip", f"ZIP {value!r} is not 5 digits or ZIP+4 (12345-6789){hint}")
             elif name == "tz_hint" and value not in _ZONES:
                 return ("invalid_time_zone", f"{value!r} is not an IANA time zone")
             elif name == "line_type":
@@ -522,23 +634,82 @@ class _WorkerProcess:
                 pass
 
 
-def line_chunks(lines: Iterator[str], first_line: int, max_lines: int) -> Iterator[tuple[int, list[str]]]:
-    """Cut a stream of lines into chunks of whole CSV records: a record goes on while its count of
-    '"' is odd (inside a quoted field; an escaped quote counts twice). A record still open after
-    MAX_RECORD_LINES lines is cut there: its first line is then rejected by the worker and the lines
-    after it are read again as records."""
+def _scan_line(line: str, inside: bool) -> tuple[bool, int, bool]:
+    """How csv.reader (default dialect, strict) reads `line`, given whether a quoted field is open
+    at its start: (open at its end, commas between fields, CSV error). A quote opens a quoted field
+    only at the start of a field: a literal quote within an unquoted field (`5" tall`) is text,
+    and counting it as an opening quote misjudges where the next records end. `""` inside a quoted
+    field is an escaped quote; after a closing quote anything but a comma or the line end is an error."""
+    pos = 0
+    commas = 0
+    while True:
+        if inside:
+            quote = line.find('"', pos)
+            if quote < 0:
+                return True, commas, False
+            if line.startswith('"', quote + 1):
+                pos = quote + 2
+                continue
+            inside = False
+            pos = quote + 1
+            if pos >= len(line) or line[pos] in "\r\n":
+                return False, commas, False
+            if line[pos] != ",":
+                return False, commas, True
+            commas += 1
+            pos += 1
+        elif line.startswith('"', pos):
+            inside = True
+            pos += 1
+        else:
+            comma = line.find(",", pos)
+            if comma < 0:
+                return False, commas, False
+            commas += 1
+            pos = comma + 1
+
+
+# One whole single-line record as csv.reader (strict) reads it without error: quoted fields
+# ("" inside), unquoted fields (not starting with a quote), the line end. Matching it in C is 20x
+# faster than _scan_line on files that quote every field.
+_FIELD = r'(?:"[^"]*(?:""[^"]*)*"|[^,"\r\n][^,\r\n]*)?'
+_CLOSED_RECORD_RE = re.compile(_FIELD + r'(?:,' + _FIELD + r')*(?:\r\n|\n|\r)?')
+
+
+def line_chunks(lines: Iterator[str], first_line: int, max_lines: int,
+                columns: int | None = None) -> Iterator[tuple[int, list[str]]]:
+    """Cut a stream of lines into chunks of whole CSV records, the records RecordReader will read.
+
+    Lines go through _scan_line only while a quoted field is open or when they hold a quote. A
+    record RecordReader rejects (a CSV error, or more than one line and not `columns` fields) has
+    its first line rejected and the lines after it read again: here too, so that where a chunk
+    may end agrees with the worker's reading. A record still open after MAX_RECORD_LINES lines is
+    cut there: its first line is then rejected by the worker and the lines after it are read
+    again as records."""
     chunk: list[str] = []
     start = first_line
-    open_quotes = 0
-    open_lines = 0
+    record: list[str] = []      # lines of the record whose quoted field is open
+    inside = False
+    commas = 0
     for line in lines:
         chunk.append(line)
-        if open_quotes or '"' in line:
-            open_quotes = (open_quotes + line.count('"')) & 1
-            open_lines = open_lines + 1 if open_quotes else 0
-            if open_lines >= MAX_RECORD_LINES:
-                open_quotes = open_lines = 0
-        if not open_quotes and len(chunk) >= max_lines:
+        if record or ('"' in line and not _CLOSED_RECORD_RE.fullmatch(line)):
+            todo = deque((line,))
+            while todo:
+                text = todo.popleft()
+                if not record:
+                    inside, commas = False, 0
+                inside, more, error = _scan_line(text, inside)
+                commas += more
+                record.append(text)
+                if error or (not inside and len(record) > 1 and columns is not None and commas + 1 != columns):
+                    todo.extendleft(reversed(record[1:]))      # RecordReader reads them again
+                    record, inside = [], False
+                elif not inside:
+                    record = []
+                elif len(record) >= MAX_RECORD_LINES:
+                    record, inside = [], False
+        if not inside and len(chunk) >= max_lines:
             yield start, chunk
             start += len(chunk)
             chunk = []
@@ -601,15 +772,25 @@ class _RejectsWriter:
         self._writer = None
 
     def write(self, line: int, reason: str, detail: str, fields: list[str]) -> None:
-        if self._writer is None:
-            self._file = open(self.path, "w", encoding="utf-8", errors="surrogateescape", newline="")
-            self._writer = csv.writer(self._file)
-            self._writer.writerow([*REJECT_HEADER, *self.header])
-        self._writer.writerow([line, reason, detail, *fields])
+        # probed before the import (output_problem), but a disk can fill or a directory go away
+        # meanwhile: the import then stops before its commit, with a message rather than a traceback
+        try:
+            if self._writer is None:
+                self._file = open(self.path, "w", encoding="utf-8", errors="surrogateescape", newline="")
+                self._writer = csv.writer(self._file)
+                self._writer.writerow([*REJECT_HEADER, *self.header])
+            self._writer.writerow([line, reason, detail, *fields])
+        except OSError as exc:
+            raise LeadImportError(f"cannot write the rejects file {self.path}: {exc.strerror or exc}; "
+                                  "nothing was imported") from exc
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError as exc:
+                raise LeadImportError(f"cannot write the rejects file {self.path}: {exc.strerror or exc}; "
+                                      "nothing was imported") from exc
 
 
 def import_csv(path: str | os.PathLike, campaign: str, *, list_name: str | None = None,
@@ -632,6 +813,10 @@ def import_csv(path: str | os.PathLike, campaign: str, *, list_name: str | None 
     if not list_name:
         raise LeadImportError("the list name is empty")
     rejects_path = Path(rejects_path) if rejects_path else path.with_name(path.stem + ".rejects.csv")
+    # Before anything is read or staged: a rejects path that is the input would truncate it at the
+    # first reject (and import only what was read so far); an unwritable one would fail half way.
+    if problem := output_paths_problem(path, [("rejects file", rejects_path)]):
+        raise LeadImportError(problem)
     started = time.perf_counter()
     cpu_started = time.process_time()
 
@@ -701,7 +886,8 @@ def _read_and_stage(text, binary, total_bytes, db_url, stage, workers, region, f
     try:
         init = (db_url, stage, columns, region, fast_path)
         pool = [_WorkerProcess(init, RESULT_TIMEOUT_S) for _ in range(workers)]
-        for number, (first_line, lines) in enumerate(line_chunks(text, header_reader.line_num + 1, CHUNK_ROWS)):
+        for number, (first_line, lines) in enumerate(line_chunks(text, header_reader.line_num + 1, CHUNK_ROWS,
+                                                                  len(columns.header))):
             if not pool:
                 absorb(local.run(first_line, lines, local_conn, stage))
             else:
@@ -718,11 +904,11 @@ def _read_and_stage(text, binary, total_bytes, db_url, stage, workers, region, f
             progress(total_bytes, total_bytes)
         failed = False
     finally:
-        rejects.close()
         for worker in pool:
             worker.close(kill=failed)
         if local_conn is not None:
             local_conn.close()
+        rejects.close()     # last: its error (a full disk) must not leave workers behind
     summary.rejected = sum(reasons.values())
     summary.rejects_by_reason = dict(sorted(reasons.items()))
     summary.rejects_file = str(rejects_path) if summary.rejected else None

@@ -34,10 +34,15 @@ def _iso_option(_ctx, param, value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
-        return datetime.fromisoformat(value)
+        moment = datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not an ISO 8601 date or time (2026-11-01, 2026-11-01T08:00, "
                                  "2026-11-01T08:00:00Z)", param=param) from None
+    # the report walks the period day by day and shifts it by time zones: the far ends of the
+    # calendar overflow, and year 1 would take minutes
+    if not 2000 <= moment.year <= 2999:
+        raise click.BadParameter(f"{value!r}: the year must be between 2000 and 2999", param=param)
+    return moment
 
 
 @click.command("status")

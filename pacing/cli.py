@@ -25,20 +25,31 @@ def _json_value(value: float | int) -> float | int | None:
     return round(value, 6) if isinstance(value, float) else value
 
 
+class _Range(click.FloatRange):
+    """click.FloatRange that also refuses nan and inf (a comparison with nan is always false,
+    so FloatRange lets it through)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 @click.command("simulate")
 @click.option("--agents", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--contact-rate", type=click.FloatRange(0.001, 1.0), default=0.15,
+@click.option("--contact-rate", type=_Range(0.001, 1.0), default=0.15,
               show_default=True, help="Share of attempts answered by a live person.")
-@click.option("--talk-mean", type=click.FloatRange(min=1.0), default=120.0, show_default=True)
-@click.option("--wrap-mean", type=click.FloatRange(min=0.5), default=15.0, show_default=True)
-@click.option("--ring-mean", type=click.FloatRange(min=1.0, max=24.0), default=8.0,
+@click.option("--talk-mean", type=_Range(min=1.0), default=120.0, show_default=True)
+@click.option("--wrap-mean", type=_Range(min=0.5), default=15.0, show_default=True)
+@click.option("--ring-mean", type=_Range(min=1.0, max=24.0), default=8.0,
               show_default=True, help="Mean time to answer, seconds.")
-@click.option("--days", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+@click.option("--days", type=_Range(min=0.01, max=3660), default=1.0, show_default=True,
               help="8-hour shifts to simulate.")
 @click.option("--mode", type=click.Choice(_MODES), default="predictive", show_default=True)
-@click.option("--ratio", type=click.FloatRange(min=1.0), default=2.0, show_default=True,
+@click.option("--ratio", type=_Range(min=1.0), default=2.0, show_default=True,
               help="Calls per free agent in power mode.")
-@click.option("--target", type=click.FloatRange(0.0, 0.5), default=0.03, show_default=True,
+@click.option("--target", type=_Range(0.0, 0.5), default=0.03, show_default=True,
               help="Abandon rate target (predictive, vicidial, webitel).")
 @click.option("--uk", is_flag=True, help="UK accounting: AMD false machines count as abandoned.")
 @click.option("--known", is_flag=True, help="Predictive only: give the pacer the true parameters.")

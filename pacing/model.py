@@ -12,6 +12,7 @@ that AMD wrongly called machines; CRTC (Canada) counts per month at 5%.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -134,6 +135,16 @@ class PacingDecision:
     diagnostics: Diagnostics = field(default_factory=Diagnostics)
 
 
+# Range checks of PacingConfig (a campaign's settings reach it from JSON: NaN and 0 must not).
+_POSITIVE = ("abandon_wait_s", "ring_timeout_s", "prior_ring_mean_s", "prior_talk_mean_s", "prior_talk_cv",
+             "prior_wrap_mean_s", "prior_wrap_cv", "prior_weight", "prior_contact_weight", "max_share_fraction",
+             "exact_max_relative_sd", "shift_length_s")
+_NOT_NEGATIVE = ("amd_post_greeting_s", "budget_sigmas", "reserve_abandons", "calibration_step",
+                 "vicidial_max_level")
+_FINITE = ("target", "ratio", "vicidial_intensity", "vicidial_diff_target", "memory_attempts", "memory_calls",
+           *_POSITIVE, *_NOT_NEGATIVE)
+
+
 @dataclass(frozen=True, slots=True)
 class PacingConfig:
     mode: PacingMode = PacingMode.PREDICTIVE
@@ -183,3 +194,16 @@ class PacingConfig:
             raise ConfigError(f"prior contact rate must be in (0, 1], got {self.prior_contact_rate}")
         if self.vicidial_drop_method not in ("HARD_LIMIT", "AVERAGE", "TAPERED"):
             raise ConfigError(f"unknown VICIdial drop method {self.vicidial_drop_method!r}")
+        for name in _FINITE:
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)}")
+        for name in _POSITIVE:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be above 0, got {getattr(self, name)}")
+        for name in _NOT_NEGATIVE:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
+        if not 0.0 <= self.amd_false_machine_share <= 1.0:
+            raise ConfigError(f"amd_false_machine_share must be in [0, 1], got {self.amd_false_machine_share}")
+        if self.memory_calls < 1 or self.memory_attempts < 1 or self.exact_max_terms < 1:
+            raise ConfigError("memory_calls, memory_attempts and exact_max_terms must be at least 1")

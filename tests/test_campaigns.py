@@ -61,6 +61,7 @@ def test_full_settings_normalise():
     ({"ring_timeout": 25}, "ring_timeout: unknown setting"),
     ({"dial_mode": "robocall"}, "dial_mode: must be one of 'predictive', 'progressive', 'preview', 'agentless'"),
     ({"timezone": "Mars/Olympus"}, "timezone: unknown IANA time zone 'Mars/Olympus'"),
+    ({"timezone": "localtime"}, "timezone: unknown IANA time zone 'localtime'"),    # the host's zone
     ({"caller_ids": {"pool": ["+1 212 055 0100"]}}, "caller_ids.pool[0]: '+1 212 055 0100' is not a valid E.164"),
     ({"caller_ids": {"rotation": "sometimes"}}, "caller_ids.rotation: must be one of"),
     ({"gateways": "trunk"}, "gateways: must be a list"),
@@ -79,6 +80,14 @@ def test_full_settings_normalise():
     ({"pacing": {"mode": "preview"}}, "pacing.mode: 'preview' does not go with dial_mode 'predictive'"),
     ({"amd": {"action": "voicemail_drop"}}, "amd.voicemail_message: required when amd.action is 'voicemail_drop'"),
     ({"amd": {"params": {"nonsense_ms": 3}}}, "amd.params: unknown AMD parameter 'nonsense_ms'"),
+    # QA: values the engine cannot use were accepted (memory_calls=0 crashed its supervision)
+    ({"pacing": {"params": {"memory_calls": 0}}}, "pacing.params: memory_calls, memory_attempts and exact_max_terms"),
+    ({"pacing": {"params": {"ratio": float("nan")}}}, "pacing.params.ratio: bad value"),
+    ({"pacing": {"params": {"abandon_wait_s": -5}}}, "pacing.params: abandon_wait_s must be above 0"),
+    ({"pacing": {"params": {"exact_max_terms": 1.5}}}, "pacing.params.exact_max_terms: bad value"),
+    ({"amd": {"params": {"beep_max_wait_ms": -1}}}, "beep_max_wait_ms=-1: must not be negative"),
+    ({"amd": {"params": {"voice_margin_db": float("inf")}}}, "voice_margin_db=inf: must be a finite number"),
+    ({"gateways": [{"name": "a", "max_cps": float("nan")}]}, "gateways[0].max_cps: must be a number above 0.0"),
     ({"dial_mode": "agentless", "voice": "live"}, "voice: an agentless campaign plays a prerecorded"),
     ([], ": must be an object"),
 ])
@@ -166,6 +175,21 @@ def test_status_transitions(db):
     assert campaigns.set_status(db, "c1", "stopped").status == CampaignStatus.STOPPED
     assert campaigns.set_status(db, "c1", "running").status == CampaignStatus.RUNNING
     assert all(target != source for source, targets in TRANSITIONS.items() for target in targets)
+
+
+def test_a_served_campaign_keeps_what_it_needs_to_run(db):
+    """QA: removing the caller IDs or gateways of a running campaign was accepted; its calls then
+    went out with a placeholder caller ID and engines refused to start."""
+    campaigns.create_campaign(db, "c3", CampaignSettings())
+    campaigns.update_settings(db, "c3", [(k, v) for k, v in READY.items()])
+    campaigns.set_status(db, "c3", "running")
+    for status in ("running", "paused", "stopping"):
+        if status != "running":
+            campaigns.set_status(db, "c3", status)
+        with pytest.raises(SettingsError, match="caller_ids.pool.*stop it first"):
+            campaigns.update_settings(db, "c3", [("caller_ids.pool", [])])
+    campaigns.set_status(db, "c3", "stopped")
+    assert campaigns.update_settings(db, "c3", [("caller_ids.pool", [])]).settings.caller_ids.pool == ()
 
 
 def test_update_settings_validates_and_bumps_version(db):

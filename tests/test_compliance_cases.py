@@ -226,6 +226,9 @@ def test_mississippi_central_standard_time(at, allowed, next_at):
     ("+12125551234", {"state": "ZZ"}, "2026-11-18T16:00:00Z", False, {"UNKNOWN_STATE"}),
     ("+12125551234", {"zip_code": "00000"}, "2026-11-18T16:00:00Z", False, {"UNKNOWN_STATE"}),
     ("+12125551234", {"zip_code": "abc"}, "2026-11-18T16:00:00Z", False, {"UNKNOWN_STATE"}),
+    # QA: "1002" (01002, Massachusetts, its leading zero lost) was read as New York's 100
+    ("+12125551234", {"zip_code": "1002"}, "2026-11-18T16:00:00Z", False, {"UNKNOWN_STATE"}),
+    ("+12125551234", {"zip_code": "01002-1234"}, "2026-11-19T01:30:00Z", False, {"MA-HRS"}),
     # Alaska 907 spans Anchorage and Adak (one hour apart).
     ("+19075551234", {}, "2026-11-18T17:00:00Z", False, {"US-HRS"}),   # 08:00 AKST, 07:00 HST-Adak
     ("+19075551234", {}, "2026-11-18T18:00:00Z", True, set()),
@@ -574,6 +577,8 @@ def test_florida_three_calls_per_24h_per_subject():
         assert gate.decide(call("+13055551234", t0 + timedelta(hours=k))).allowed
     fourth = gate.decide(call("+13055551234", t0 + timedelta(hours=3)))
     assert fourth.reasons == ["FL-3IN24"] and fourth.counters["FL-3IN24"] == 3
+    # requeued for when the first call leaves the window (a cap does not close the lead)
+    assert fourth.next_allowed_at == t0 + timedelta(hours=24)
     assert gate.decide(call("+13055551234", t0 + timedelta(hours=3), subject="other")).allowed
     assert gate.decide(call("+13055551234", t0 + timedelta(hours=24, seconds=1))).allowed
     # Dry runs never count: the window (t0+1h, t0+25h] holds the calls at t0+2h and t0+24h.
@@ -598,7 +603,7 @@ def test_reg_f_seven_in_seven_and_conversation_lock():
         assert d.allowed
         ids.append(d.decision_id)
     blocked = gate.decide(call("+12125551234", t0 + timedelta(hours=8), **kw))
-    assert blocked.reasons == ["US-7IN7"]
+    assert blocked.reasons == ["US-7IN7"] and blocked.next_allowed_at == t0 + timedelta(days=7)
     # A call that did not connect does not count (1006.14(b)(3)).
     gate.record_outcome(call("+12125551234", t0, **kw), ids[0], Outcome.NO_CONNECT, t0 + timedelta(hours=8))
     assert gate.decide(call("+12125551234", t0 + timedelta(hours=9), **kw)).allowed
@@ -607,7 +612,8 @@ def test_reg_f_seven_in_seven_and_conversation_lock():
     # A conversation starts a 7-day quiet period for that debt.
     talk = datetime(2026, 11, 30, 15, tzinfo=UTC)
     gate.record_outcome(call("+12125551234", talk, **kw), "x", Outcome.CONVERSATION, talk)
-    assert gate.decide(call("+12125551234", talk + timedelta(days=6), **kw)).reasons == ["US-7IN7"]
+    quiet = gate.decide(call("+12125551234", talk + timedelta(days=6), **kw))
+    assert quiet.reasons == ["US-7IN7"] and quiet.next_allowed_at == talk + timedelta(days=7)
     assert gate.decide(call("+12125551234", talk + timedelta(days=7, seconds=1), **kw)).allowed
 
 
@@ -694,3 +700,35 @@ def test_a_decision_never_placed_gives_back_every_counter():
     affected = gate.record_outcome(call("+12125551234", t0, **kw), ids[1].decision_id, Outcome.NOT_PLACED, t0)
     assert "US-EXFREQ" in affected
     assert gate.decide(call("+12125551234", t0 + timedelta(minutes=7), **kw)).allowed
+
+
+# ---------------------------------------------------------------- digits of other scripts
+
+ARABIC_INDIC = "+1212٥٥٥0130"       # U+0665: a "5" that `\d` matches but no list entry does
+FULL_WIDTH = "+1212５５５0131"
+
+
+@pytest.mark.parametrize("text", [ARABIC_INDIC, FULL_WIDTH])
+def test_other_digit_scripts_become_ascii_or_are_invalid(text):
+    """QA: such numbers were stored as written and passed the internal list of the ASCII number.
+    Entered by an operator (dnc add, compliance check) or imported, they become ASCII E.164; a
+    request that reaches the gate with them anyway is not a number it can look up: blocked."""
+    from dialer.compliance.geo import normalize
+    from dialer.leads import PhoneNormalizer
+    ascii_number = text.translate(str.maketrans("٥５", "55"))
+    assert normalize(text) == ascii_number
+    assert PhoneNormalizer("US").normalize(text[2:])[0] == ascii_number
+    decision = make_gate().decide(call(text, NOON_NY, purpose="informational"), dry_run=True)
+    assert decision.reasons == ["INVALID_NUMBER"]
+
+
+def test_a_uk_postcode_or_a_foreign_region_does_not_block_a_uk_number():
+    """QA: a UK lead with its postcode (a US ZIP lookup found none) was blocked UNKNOWN_STATE,
+    and the engine closed it: UK leads with postcodes could never be dialed."""
+    at = datetime(2026, 11, 18, 12, tzinfo=UTC)      # noon in London
+    for lead in ({"zip_code": "SW1A 1AA"}, {"state": "Greater London"}, {"zip_code": "SW1A 1AA", "state": "ENG"}):
+        decision = make_gate().decide(call("+442071234567", at, purpose="informational", **lead), dry_run=True)
+        assert "UNKNOWN_STATE" not in decision.reasons, (lead, decision.reasons)
+    # a US number still needs a state it can place
+    assert "UNKNOWN_STATE" in make_gate().decide(call("+12125551234", at, purpose="informational",
+                                                       state="Greater London"), dry_run=True).reasons

@@ -250,3 +250,98 @@ def test_scrub_rejects_numbers_on_a_state_list(runner, dnc_files, tmp_path):
     bad = runner.invoke(main, ["compliance", "scrub", str(leads), "--out", str(tmp_path / "c.csv"),
                                "--rejects", str(tmp_path / "r.csv"), *dnc_files, "--state-dnc-file", "Texas"])
     assert bad.exit_code == 2 and "expected XX=PATH" in bad.output
+
+
+# ---------------------------------------------------------------- scrub: QA fixes (outputs, CSV, headers)
+
+def scrub_cli(runner, leads, out, rejects, *extra):
+    return runner.invoke(main, ["compliance", "scrub", str(leads), "--out", str(out), "--rejects", str(rejects),
+                                *extra])
+
+
+def test_scrub_refuses_an_output_that_is_the_input_or_two_outputs_that_are_one(runner, dnc_files, tmp_path):
+    """`--rejects leads.csv` (or --out) truncated the input, then failed on its empty header."""
+    leads = tmp_path / "leads.csv"
+    leads.write_text("id,phone\n1,2125551234\n")
+    (tmp_path / "link.csv").symlink_to(leads)
+    cases = [(tmp_path / "o.csv", leads), (leads, tmp_path / "r.csv"), (tmp_path / "link.csv", tmp_path / "r.csv"),
+             (tmp_path / "o.csv", tmp_path / "sub" / ".." / "leads.csv")]
+    (tmp_path / "sub").mkdir()
+    for out, rejects in cases:
+        result = scrub_cli(runner, leads, out, rejects, *dnc_files)
+        assert result.exit_code == 2 and "is the input file" in result.output, (out, rejects, result.output)
+        assert leads.read_text() == "id,phone\n1,2125551234\n"
+    # the input named through a symlink, the output as the real file
+    result = scrub_cli(runner, tmp_path / "link.csv", leads, tmp_path / "r.csv", *dnc_files)
+    assert result.exit_code == 2 and "is the input file" in result.output
+    result = scrub_cli(runner, leads, tmp_path / "same.csv", tmp_path / "same.csv", *dnc_files)
+    assert result.exit_code == 2 and "same file" in result.output
+    assert leads.read_text() == "id,phone\n1,2125551234\n"
+    assert not (tmp_path / "o.csv").exists() and not (tmp_path / "same.csv").exists()
+
+
+@pytest.mark.parametrize("which", ["--out", "--rejects"])
+def test_scrub_into_a_missing_directory_is_a_clear_error(runner, dnc_files, tmp_path, which):
+    leads = tmp_path / "leads.csv"
+    leads.write_text("id,phone\n1,2125551234\n")
+    paths = {"--out": tmp_path / "o.csv", "--rejects": tmp_path / "r.csv"}
+    paths[which] = tmp_path / "nodir" / "x.csv"
+    result = scrub_cli(runner, leads, paths["--out"], paths["--rejects"], *dnc_files)
+    assert result.exit_code == 2, result.output
+    assert which in result.output and "not an existing directory" in result.output
+    assert not isinstance(result.exception, OSError)
+    assert not paths["--out"].exists() and not paths["--rejects"].exists()
+
+
+def test_scrub_rejects_an_unclosed_quote_alone_and_still_checks_the_rows_after_it(runner, dnc_files, tmp_path):
+    """Cutting records by counting quotes merged every line after an unclosed quote into one
+    "clean" record: listed numbers then passed as clean."""
+    leads = tmp_path / "leads.csv"
+    leads.write_text('id,phone,note\n'
+                     '1,2125551234,"open quote\n'
+                     '2,2125550100,listed\n'
+                     '3,2125550101,listed too\n'
+                     '4,2125551235,fine\n')
+    result = scrub_cli(runner, leads, tmp_path / "c.csv", tmp_path / "r.csv", *dnc_files)
+    assert result.exit_code == 0, result.output
+    clean = (tmp_path / "c.csv").read_text()
+    assert clean == "id,phone,note\n4,2125551235,fine\n"
+    rejects = list(csv.reader(open(tmp_path / "r.csv", newline="")))
+    assert rejects == [["id", "phone", "note", "reject_reason"],
+                       ['1,2125551234,"open quote', "", "", "BAD_QUOTING"],
+                       ["2", "2125550100", "listed", "US-DNC-1"], ["3", "2125550101", "listed too", "US-DNC-1"]]
+
+
+def test_scrub_reads_a_literal_quote_inside_a_field_as_text(runner, dnc_files, tmp_path):
+    """`5" tall` gave a _csv.Error traceback and outputs holding only the header."""
+    leads = tmp_path / "leads.csv"
+    leads.write_text('phone,name,note\n2125551234,Bob,5" tall\n2125551235,Ann,x\n2125550100,Cy,"6"" tall"\n')
+    result = scrub_cli(runner, leads, tmp_path / "c.csv", tmp_path / "r.csv", *dnc_files)
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    assert (tmp_path / "c.csv").read_text() == 'phone,name,note\n2125551234,Bob,5" tall\n2125551235,Ann,x\n'
+    assert (tmp_path / "r.csv").read_text() == 'phone,name,note,reject_reason\n2125550100,Cy,"6"" tall",US-DNC-1\n'
+
+
+def test_scrub_accepts_a_bom_and_the_header_names_the_import_accepts(runner, dnc_files, tmp_path):
+    leads = tmp_path / "leads.csv"
+    leads.write_bytes("\ufeffPhone Number,Name\n2125551234,Bob\n2125550100,Listed\n".encode())
+    result = scrub_cli(runner, leads, tmp_path / "c.csv", tmp_path / "r.csv", *dnc_files)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "c.csv").read_text() == "Phone Number,Name\n2125551234,Bob\n"
+    plain = tmp_path / "plain.csv"
+    plain.write_text("id,Phone\n1,2125551234\n")
+    result = scrub_cli(runner, plain, tmp_path / "c.csv", tmp_path / "r.csv", "--phone-column", "PHONE", *dnc_files)
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("content, message", [
+    ("phone;first_name;state\n2125550110;Ann;NY\n", "seems to use ';' between columns; a comma is expected"),
+    ("\nphone\n2125551234\n", "line 1 is blank"),
+])
+def test_scrub_header_problems_say_what_is_wrong(runner, dnc_files, tmp_path, content, message):
+    leads = tmp_path / "leads.csv"
+    leads.write_text(content)
+    result = scrub_cli(runner, leads, tmp_path / "c.csv", tmp_path / "r.csv", *dnc_files)
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert not (tmp_path / "c.csv").exists()        # refused before any output is written

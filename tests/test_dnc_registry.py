@@ -234,7 +234,12 @@ def test_tps_and_ctps_import(store, tmp_path):
     assert bitsets.keys() == {207, 740, 16} and report.bad_lines == 2
     result = store.import_full(regular, kind="tps", jurisdiction="GB", snapshot_date=TODAY, source="tps")
     assert (result.area_codes, result.numbers) == (3, 3)
-    store.import_full(mixed, kind="ctps", jurisdiction="GB", snapshot_date=TODAY, source="ctps")
+    # A full list with unreadable lines is refused whole (it would drop their numbers): nothing imported.
+    with pytest.raises(DncImportError, match=r"2 of 5 lines(.|\n)*line 4(.|\n)*line 5"):
+        store.import_full(mixed, kind="ctps", jurisdiction="GB", snapshot_date=TODAY, source="ctps")
+    assert store.coverage() == {("tps", "GB"): TODAY}
+    readable = write(tmp_path / "ctps.txt", ["+44 20 7123 4567", "447400123456", "016977 3456"])
+    store.import_full(readable, kind="ctps", jurisdiction="GB", snapshot_date=TODAY, source="ctps")
     index = store.load_index()
     assert index.lookup("tps", "GB", *registry_position("+442071234567")) == (True, TODAY)
     assert index.lookup("tps", "GB", *registry_position("+442071234568")) == (False, TODAY)
@@ -256,8 +261,14 @@ def test_tps_cli_and_check(cli_env, tmp_path):
     assert runner.invoke(main, ["dnc", "import", str(tps), "--kind", "tps", "--state", "XX"]).exit_code == 2
     out = runner.invoke(main, ["dnc", "check", "+442071234567", "--json"])
     assert out.exit_code == 1
+    # A UK number is always subject to TPS and CTPS: the CTPS, never imported, is reported unchecked.
     assert json.loads(out.output)["registries"] == [
+        {"list": "ctps", "jurisdiction": "GB", "on_list": None, "snapshot_date": None},
         {"list": "tps", "jurisdiction": "GB", "on_list": True, "snapshot_date": "2026-11-01"}]
+    out = runner.invoke(main, ["dnc", "check", "020 7123 4568", "--region", "GB"])
+    assert out.exit_code == 3 and "ctps GB: never imported (not checked)" in out.output, out.output
+    ctps = write(tmp_path / "ctps.txt", [])
+    assert runner.invoke(main, ["dnc", "import", str(ctps), "--kind", "ctps", "--date", "2026-11-01"]).exit_code == 0
     assert runner.invoke(main, ["dnc", "check", "020 7123 4568", "--region", "GB"]).exit_code == 0
     out = runner.invoke(main, ["dnc", "stats"])
     assert out.exit_code == 0 and "tps" in out.output and "GB" in out.output
@@ -362,7 +373,8 @@ def test_dnc_check_and_stats_speak_in_words(cli_env, tmp_path, monkeypatch):
     assert "state FL: not listed (copy of 2026-11-02)" in out.output
     assert "True" not in out.output and "False" not in out.output
     out = runner.invoke(main, ["dnc", "check", "+13055559999"])
-    assert out.exit_code == 0 and "federal US: no copy for this area code" in out.output and "None" not in out.output
+    # no federal copy for 305: not decided (3), never "not on any list" (0)
+    assert out.exit_code == 3 and "federal US: no copy for this area code" in out.output and "None" not in out.output
 
     out = runner.invoke(main, ["dnc", "stats"])
     assert out.exit_code == 0, out.output
@@ -374,3 +386,210 @@ def test_dnc_check_and_stats_speak_in_words(cli_env, tmp_path, monkeypatch):
                                 "--date", "2026-11-15"]).exit_code == 0
     out = runner.invoke(main, ["dnc", "stats"])
     assert "1 disconnections, data from 2026-01-01 through 2026-11-15" in out.output
+
+
+# ---------------------------------------------------------------- QA 2026-12-03 (2): dates, snapshots, numbers, exit codes
+
+def _today_utc() -> date:
+    from datetime import datetime, timezone
+    return datetime.now(timezone.utc).date()
+
+
+def test_dnc_import_refuses_a_date_after_today(cli_env, tmp_path, db_url):
+    """A copy dated in the future never goes stale and makes the real change lists look older."""
+    runner = cli_env
+    registry = write(tmp_path / "f415.txt", ["4155550100"])
+    rnd = write(tmp_path / "rnd.csv", ["+12125550177,2026-11-10"])
+    tomorrow = (_today_utc() + timedelta(days=1)).isoformat()
+    for args in ([str(registry), "--date", "2062-01-01"], [str(registry), "--date", tomorrow],
+                 [str(registry), "--changes", "--date", tomorrow],
+                 [str(registry), "--kind", "state", "--state", "TX", "--date", tomorrow],
+                 [str(rnd), "--kind", "rnd", "--date", "2099-12-01", "--covers-from", "2021-01-01"]):
+        out = runner.invoke(main, ["dnc", "import", *args])
+        assert out.exit_code == 2, (args, out.output)
+        assert "is after today" in out.output and "nothing imported" in out.output
+    with storage.connect_db(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM compliance_dnc_imports").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM compliance_rnd_imports").fetchone()[0] == 0
+    # today (UTC) is allowed, and is the default
+    assert runner.invoke(main, ["dnc", "import", str(registry), "--date", _today_utc().isoformat()]).exit_code == 0
+    assert runner.invoke(main, ["dnc", "import", str(rnd), "--kind", "rnd", "--covers-from", "2021-01-01"]).exit_code == 0
+
+
+def test_files_given_together_are_one_snapshot(cli_env, tmp_path, store):
+    """A state's list in several files is one list: their union, not the last file alone."""
+    runner = cli_env
+    fl_a, fl_b = write(tmp_path / "flA.txt", ["3055550111"]), write(tmp_path / "flB.txt", ["8135550112"])
+    out = runner.invoke(main, ["dnc", "import", str(fl_a), str(fl_b), "--kind", "state", "--state", "TX",
+                               "--date", "2026-12-02"])
+    assert out.exit_code == 0, out.output
+    assert "2 lines, 2 area codes, +2 -0, 0 bad lines" in out.output
+    for number in ("3055550111", "8135550112"):
+        out = runner.invoke(main, ["dnc", "check", number, "--json"])
+        assert {"list": "state", "jurisdiction": "TX", "on_list": True}.items() \
+            <= json.loads(out.output)["registries"][1].items(), out.output
+    out = runner.invoke(main, ["dnc", "import", str(fl_b), str(fl_a), "--kind", "state", "--state", "TX",
+                               "--date", "2026-12-02"])
+    assert "already imported" in out.output            # the same set of files, in any order
+    # Federal files given together that share an area code: the area code holds both.
+    a = write(tmp_path / "a.txt", ["2125550001"])
+    b = write(tmp_path / "b.txt", ["2125550002", "3055550003"])
+    result = store.import_full([a, b], kind="federal", jurisdiction="US", snapshot_date=TODAY, source="ftc")
+    assert (result.area_codes, result.numbers, result.added, result.removed) == (2, 3, 3, 0)
+    index = store.load_index()
+    assert index.lookup("federal", "US", 212, 5550001) == (True, TODAY)
+    assert index.lookup("federal", "US", 212, 5550002) == (True, TODAY)
+
+
+def test_common_notations_and_a_bom_are_read(tmp_path):
+    path = tmp_path / "notations.txt"
+    path.write_bytes(b"\xef\xbb\xbf2125550180\n212-555-0181\n(212) 555.0182\n+1 212 555 0183\n1-212-555-0184\n"
+                     b"1-800-FLOWERS\n")
+    report = ParseReport()
+    bitsets = build_bitsets([path], report)
+    assert count_bits(bitsets[212]) == 5
+    assert report.bad_lines == 1 and "FLOWERS" in report.bad_samples[0]     # letters never become digits
+    uk = tmp_path / "uk.txt"
+    uk.write_bytes(b"\xef\xbb\xbf02071234567\n(020) 7123 4568\n")
+    report = ParseReport()
+    assert count_bits(build_bitsets([uk], report, uk=True)[207]) == 2 and report.bad_lines == 0
+
+
+def test_a_full_import_with_an_unreadable_line_imports_nothing(store, tmp_path, cli_env):
+    """A full copy not read whole would silently drop the numbers on the lines not read."""
+    first = write(tmp_path / "r1.txt", ["2125550180", "2125550181"])
+    store.import_full(first, kind="federal", jurisdiction="US", snapshot_date=TODAY, source="ftc")
+    broken = write(tmp_path / "r2.txt", ["2125550180", "212555018", "garbage"])
+    with pytest.raises(DncImportError, match=r"2 of 3 lines(.|\n)*line 2(.|\n)*line 3(.|\n)*nothing|nothing"):
+        store.import_full(broken, kind="federal", jurisdiction="US", snapshot_date=TODAY + timedelta(days=1),
+                          source="ftc")
+    with pytest.raises(DncImportError, match=r"r2\.txt line 2"):        # several files: the file is named
+        store.import_full([first, broken], kind="federal", jurisdiction="US", snapshot_date=TODAY, source="ftc")
+    index = store.load_index()
+    assert index.lookup("federal", "US", 212, 5550181) == (True, TODAY)           # untouched
+    state = write(tmp_path / "tx.txt", ["2145550100", "oops"])
+    with pytest.raises(DncImportError):
+        store.import_full(state, kind="state", jurisdiction="TX", snapshot_date=TODAY, source="tx")
+    assert store.coverage() == {} and store.load_index().lookup("state", "TX", 214, 5550100) == (None, None)
+    out = cli_env.invoke(main, ["dnc", "import", str(broken), "--date", "2026-12-01"])
+    assert out.exit_code == 1 and "line 2" in out.output and "nothing was imported" in out.output, out.output
+
+
+def test_full_import_counts_against_the_previous_snapshot(store, tmp_path):
+    first = write(tmp_path / "r1.txt", ["2125550180", "2125550181", "3055550001"])
+    result = store.import_full(first, kind="federal", jurisdiction="US", snapshot_date=TODAY, source="ftc")
+    assert (result.added, result.removed) == (3, 0)
+    same = store.import_full(first, kind="federal", jurisdiction="US", snapshot_date=TODAY + timedelta(days=1),
+                             source="ftc")
+    assert (same.skipped, same.added, same.removed) == (False, 0, 0)
+    # 212-555-0181 in another notation is the same number: nothing removed; 0182 is new.
+    changed = write(tmp_path / "r2.txt", ["2125550180", "212-555-0181", "2125550182"])
+    result = store.import_full(changed, kind="federal", jurisdiction="US", snapshot_date=TODAY + timedelta(days=2),
+                               source="ftc")
+    assert (result.added, result.removed, result.report.bad_lines) == (1, 0, 0)
+    assert store.load_index().lookup("federal", "US", 212, 5550181)[0] is True
+    smaller = write(tmp_path / "r3.txt", ["2125550180"])
+    result = store.import_full(smaller, kind="federal", jurisdiction="US", snapshot_date=TODAY + timedelta(days=3),
+                               source="ftc")
+    assert (result.added, result.removed) == (0, 2)        # federal: 305 is not in the file and stays
+    # A whole list also counts the numbers of the area codes it drops.
+    store.import_full(write(tmp_path / "tx1.txt", ["2145550001", "7135550002", "7135550003"]), kind="state",
+                      jurisdiction="TX", snapshot_date=TODAY, source="tx")
+    result = store.import_full(write(tmp_path / "tx2.txt", ["2145550001", "8175550004"]), kind="state",
+                               jurisdiction="TX", snapshot_date=TODAY + timedelta(days=1), source="tx")
+    assert (result.added, result.removed) == (1, 2)
+    with storage.connect_db(store.conn.info.dsn) as conn:
+        assert conn.execute("SELECT added, removed FROM compliance_dnc_imports ORDER BY id DESC LIMIT 1"
+                            ).fetchone() == (1, 2)
+
+
+def test_dnc_numbers_must_be_complete_and_valid(cli_env, db_url):
+    runner = cli_env
+    for args in (["add", "212555017"], ["add", "555"], ["add", "1234567890"], ["check", "2125550"],
+                 ["check", "2125550", "--json"], ["remove", "212555017"]):
+        out = runner.invoke(main, ["dnc", *args])
+        assert out.exit_code == 2, (args, out.output)
+        assert "not a valid phone number" in out.output and "not on any list" not in out.output
+    assert "too short" in runner.invoke(main, ["dnc", "add", "212555017"]).output
+    with storage.connect_db(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM compliance_dnc_entries").fetchone()[0] == 0
+        # An entry stored before numbers were validated can still be taken off.
+        from dialer.compliance.records import PgRecords
+        PgRecords(conn).add_dnc("+1555", "internal", added_by="old", source="cli")
+        conn.commit()
+    out = runner.invoke(main, ["dnc", "remove", "555"])
+    assert out.exit_code == 0 and "+1555: removed from internal" in out.output, out.output
+    assert "2 on a usage or input error (a NUMBER that is not a complete, valid phone number)" in \
+        " ".join(runner.invoke(main, ["dnc", "check", "--help"]).output.split())
+
+
+def test_dnc_import_state_must_be_known(cli_env, tmp_path, store):
+    runner = cli_env
+    path = write(tmp_path / "fl.txt", ["3055550111"])
+    for state in ("ZZ", "Floridaa", "XX"):
+        out = runner.invoke(main, ["dnc", "import", str(path), "--kind", "state", "--state", state,
+                                   "--date", "2026-12-01"])
+        assert out.exit_code == 2 and "not a state the rule packs know" in out.output, out.output
+    assert store.metadata() == [] and store.coverage() == {}
+    for state in ("florida", "New  York", "tx"):
+        assert runner.invoke(main, ["dnc", "import", str(path), "--kind", "state", "--state", state,
+                                    "--date", "2026-12-01"]).exit_code == 0
+    assert set(store.coverage()) == {("state", "FL"), ("state", "NY"), ("state", "TX")}
+
+
+def test_dnc_check_exit_3_when_it_cannot_decide(cli_env, tmp_path):
+    runner = cli_env
+    # nothing imported: the federal registry applies to every US number, so this is not "not listed"
+    out = runner.invoke(main, ["dnc", "check", "+12125551234"])
+    assert out.exit_code == 3 and "federal US: never imported (not checked)" in out.output, out.output
+    assert "not on any list" not in out.output
+    registry = write(tmp_path / "reg.txt", ["212,5551234"])
+    assert runner.invoke(main, ["dnc", "import", str(registry), "--date", "2026-11-01"]).exit_code == 0
+    assert runner.invoke(main, ["dnc", "check", "+12125550000"]).exit_code == 0
+    out = runner.invoke(main, ["dnc", "check", "+13055559999", "--json"])
+    assert out.exit_code == 3 and json.loads(out.output)["registries"][0]["on_list"] is None
+    assert runner.invoke(main, ["dnc", "check", "+12125551234"]).exit_code == 1
+    help_text = " ".join(runner.invoke(main, ["dnc", "check", "--help"]).output.split())
+    assert "3 when it could not be decided" in help_text and "no copy" in help_text
+
+
+def test_dnc_check_on_a_database_without_the_schema_exits_3(empty_db_url, monkeypatch):
+    """Not checked (3), never "on a list" (1): the top-level missing-schema message kept exit 1."""
+    monkeypatch.setenv("DATABASE_URL", empty_db_url)
+    runner = CliRunner()
+    out = runner.invoke(main, ["dnc", "check", "+12125551234"])
+    assert out.exit_code == 3 and "dialer db migrate" in out.output and "not checked" in out.output, out.output
+
+
+def test_dnc_remove_resolves_the_campaign_scope_and_refuses_an_internal_scope(cli_env, db_url):
+    runner = cli_env
+    assert runner.invoke(main, ["campaign", "create", "autumn"]).exit_code == 0
+    with storage.connect_db(db_url) as conn:
+        autumn_id = conn.execute("SELECT id FROM campaigns WHERE name = 'autumn'").fetchone()[0]
+
+    def active():
+        with storage.connect_db(db_url) as conn:
+            return conn.execute("SELECT list_kind, scope FROM compliance_dnc_entries WHERE removed_at IS NULL"
+                                " ORDER BY id").fetchall()
+
+    assert runner.invoke(main, ["dnc", "add", "2125550199", "--list", "campaign", "--scope", str(autumn_id)]).exit_code == 0
+    out = runner.invoke(main, ["dnc", "remove", "2125550199", "--list", "campaign", "--scope", str(autumn_id)])
+    assert out.exit_code == 0 and "removed from campaign autumn" in out.output, out.output
+    assert active() == []
+    for command in ("add", "remove"):
+        out = runner.invoke(main, ["dnc", command, "2125550198", "--list", "internal", "--scope", "x"])
+        assert out.exit_code == 2 and "--scope goes with --list campaign or custom" in out.output, out.output
+    assert active() == []
+    # an internal entry filed under a scope before this check still comes off with the internal list
+    with storage.connect_db(db_url) as conn:
+        from dialer.compliance.records import PgRecords
+        PgRecords(conn).add_dnc("+12125550198", "internal", scope="x", added_by="old", source="cli")
+        conn.commit()
+    out = runner.invoke(main, ["dnc", "remove", "2125550198"])
+    assert out.exit_code == 0 and "removed from internal" in out.output and active() == []
+    # entries of a campaign that no longer exists stay removable by the name stored
+    with storage.connect_db(db_url) as conn:
+        PgRecords(conn).add_dnc("+12125550197", "campaign", scope="gone", added_by="old", source="cli")
+        conn.commit()
+    out = runner.invoke(main, ["dnc", "remove", "2125550197", "--list", "campaign", "--scope", "gone"])
+    assert out.exit_code == 0 and "removed from campaign gone" in out.output and active() == []

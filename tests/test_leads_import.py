@@ -27,7 +27,7 @@ SMALL = (
     "3125550142,Too,Many,IL,60601,,,x,extra\r\n"                                      # 8 column count
     "\"3125550143\"x,Quote,Broken,IL,60601,,,\r\n"                                    # 9 bad quoting
     "4155550123,Sf,Ca,CA,94103,Mars/Base,,\r\n"                                       # 10 bad time zone
-    "4155550124,Sf,Ca,California,94103,,,\r\n"                                        # 11 bad state
+    "4155550124,Sf,Ca,ZZ,94103,,,\r\n"                                                # 11 bad state (no such code)
     "\r\n"                                                                            # 12 blank
     "4155550125,@@BAD@@,Enc,CA,94103,,,\r\n"                                          # 13 bad encoding
     "6175550199,Multi,\"12 Elm St\r\nApt 4\",MA,02134,,landline,\r\n"                 # 14-15 good
@@ -253,6 +253,14 @@ def test_trailing_free_digit_analysis():
         assert leads._trailing_free_digits(_parser.parse(pattern)) == free, pattern
 
 
+def records_of(lines, first_line=2):
+    return [(r.line, r.fields, r.reason) for r in leads.RecordReader(iter(lines), columns=2, first_line=first_line)]
+
+
+def records_by_chunk(chunks):
+    return [record for start, chunk in chunks for record in records_of(chunk, start)]
+
+
 def test_line_chunks_keep_records_whole():
     lines = [f'{i},"a\n' if i % 5 == 0 else f"{i},b\n" for i in range(20)]
     lines[5] = '5,"multi\n'
@@ -260,8 +268,9 @@ def test_line_chunks_keep_records_whole():
     chunks = list(leads.line_chunks(iter(lines), 2, 3))
     assert sum(len(c) for _, c in chunks) == 20
     assert [start for start, _ in chunks][0] == 2
-    for start, chunk in chunks:
-        assert sum(line.count('"') for line in chunk) % 2 == 0 or chunk is chunks[-1][1]
+    assert [start for start, _ in chunks] == [2 + sum(len(c) for _, c in chunks[:i]) for i in range(len(chunks))]
+    # chunks end where csv.reader ends records: read chunk by chunk = read whole
+    assert records_by_chunk(chunks) == records_of(lines)
     # an unclosed quote never swallows more than MAX_RECORD_LINES lines
     open_quote = ['"x,1\n'] + [f"{i},2\n" for i in range(1000)]
     assert max(len(c) for _, c in leads.line_chunks(iter(open_quote), 2, 10)) <= leads.MAX_RECORD_LINES + 10
@@ -342,3 +351,170 @@ def test_a_clean_reimport_points_at_the_earlier_rejects_file(db, db_url, tmp_pat
     again = import_csv(clean, "c1", db_url=db_url, workers=0)
     assert again.rejected == 0 and again.rejects_file is None
     assert again.stale_rejects_file == first.rejects_file
+
+
+# ------------------------------------------------------------------ QA fixes: outputs, ZIP/state, chunks, messages
+
+def lead_count(db):
+    return db.execute("SELECT count(*) FROM leads").fetchone()[0]
+
+
+def test_a_rejects_path_that_is_the_input_is_refused_before_anything_is_read(db, db_url, tmp_path, monkeypatch):
+    """--rejects equal to the input truncated it at the first reject and committed what had been read."""
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    new_campaign(db)
+    source = write_small(tmp_path / "small.csv")
+    original = source.read_bytes()
+    (tmp_path / "link.csv").symlink_to(source)
+    runner = CliRunner()
+    for rejects in (source, tmp_path / "link.csv", tmp_path / "." / "small.csv"):
+        result = runner.invoke(main, ["leads", "import", str(source), "--campaign", "c1", "--rejects", str(rejects)])
+        assert result.exit_code == 2, result.output
+        assert "is the input file" in result.output and "Traceback" not in result.output
+    # the input given through a symlink, the rejects as the real file
+    result = runner.invoke(main, ["leads", "import", str(tmp_path / "link.csv"), "--campaign", "c1",
+                                  "--rejects", str(source)])
+    assert result.exit_code == 2 and "is the input file" in result.output
+    with pytest.raises(LeadImportError, match="is the input file"):
+        import_csv(source, "c1", db_url=db_url, workers=0, rejects_path=tmp_path / "link.csv")
+    assert source.read_bytes() == original
+    assert lead_count(db) == 0
+    assert db.execute("SELECT count(*) FROM lead_lists").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("rejects", ["{tmp}/nodir/r.csv", "/proc/version", "{tmp}"])
+def test_an_unwritable_rejects_path_is_a_usage_error_not_a_traceback(db, db_url, tmp_path, monkeypatch, rejects):
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    new_campaign(db)
+    source = write_small(tmp_path / "small.csv")
+    result = CliRunner().invoke(main, ["leads", "import", str(source), "--campaign", "c1",
+                                       "--rejects", rejects.format(tmp=tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "--rejects" in result.output
+    assert lead_count(db) == 0
+    assert not (tmp_path / "nodir").exists()
+    # the library refuses it too (before staging anything)
+    if rejects != "{tmp}":
+        with pytest.raises(LeadImportError, match="rejects file"):
+            import_csv(source, "c1", db_url=db_url, workers=0, rejects_path=rejects.format(tmp=tmp_path))
+
+
+def test_probing_the_rejects_path_leaves_no_file_and_keeps_an_old_one(db, db_url, tmp_path):
+    new_campaign(db)
+    clean = tmp_path / "clean.csv"
+    clean.write_text("phone\n2125550100\n")
+    import_csv(clean, "c1", db_url=db_url, workers=0)
+    assert not (tmp_path / "clean.rejects.csv").exists()       # written only when a row is rejected
+    old = tmp_path / "old.csv"
+    old.write_text("from an earlier import\n")
+    summary = import_csv(clean, "c1", db_url=db_url, workers=0, list_name="again", rejects_path=old)
+    assert old.read_text() == "from an earlier import\n" and summary.stale_rejects_file == str(old)
+
+
+def test_zip_codes_of_north_american_numbers_must_be_5_digits_or_zip_plus_4(db, db_url, tmp_path):
+    """A 4-digit ZIP (Excel dropped the leading zero of 01002, Amherst MA) would be read by the gate
+    as ZIP3 100 (New York)."""
+    new_campaign(db)
+    source = tmp_path / "zips.csv"
+    source.write_text("phone,zip\n"
+                      "4135550101,1002\n"           # 2 reject: leading zero lost
+                      "4135550102,01002\n"          # 3 good
+                      "4135550103,01002-1234\n"     # 4 good (ZIP+4)
+                      "4135550104,0100\n"           # 5 reject
+                      "4135550105,010021234\n"      # 6 reject (not 5 or 5+4 with the hyphen)
+                      "4135550106,ABCDE\n"          # 7 reject
+                      "4135550107, 01002 \n"        # 8 good (blanks around)
+                      "+44 20 7946 0958,SW1A 1AA\n"  # 9 good: not a +1 number, a postcode
+                      "4135550108,\n")              # 10 good: no ZIP
+    summary = import_csv(source, "c1", db_url=db_url, workers=0)
+    rejects = read_rejects(tmp_path / "zips.rejects.csv")
+    assert {int(r[0]): r[1] for r in rejects[1:]} == {2: "invalid_zip", 5: "invalid_zip", 6: "invalid_zip",
+                                                       7: "invalid_zip"}
+    assert "leading zero" in rejects[1][2]
+    assert summary.imported == 5
+    assert dict(db.execute("SELECT phone_e164, zip FROM leads").fetchall()) == {
+        "+14135550102": "01002", "+14135550103": "01002-1234", "+14135550107": "01002",
+        "+442079460958": "SW1A 1AA", "+14135550108": None}
+
+
+def test_states_must_be_known_codes_or_names(db, db_url, tmp_path):
+    """A state the rule packs do not know was stored and then closed the lead at dial time
+    (UNKNOWN_STATE); names the rule book knows are stored as their codes."""
+    new_campaign(db)
+    source = tmp_path / "states.csv"
+    source.write_text("phone,state\n"
+                      "3055550101,fl\n"                 # 2 good
+                      "3055550102,Florida\n"            # 3 good -> FL
+                      "3055550103,ZZ\n"                 # 4 reject
+                      "3055550104,XX\n"                 # 5 reject
+                      "7875550105,PR\n"                 # 6 good (territory)
+                      "3055550106,Floride\n"            # 7 reject
+                      "2025550107,district of  columbia\n")   # 8 good -> DC
+    summary = import_csv(source, "c1", db_url=db_url, workers=0)
+    rejects = read_rejects(tmp_path / "states.rejects.csv")
+    assert {int(r[0]): r[1] for r in rejects[1:]} == {4: "invalid_state", 5: "invalid_state", 7: "invalid_state"}
+    assert summary.imported == 4
+    assert sorted(r[0] for r in db.execute("SELECT state FROM leads").fetchall()) == ["DC", "FL", "FL", "PR"]
+
+
+def test_a_stray_quote_before_a_chunk_boundary_does_not_split_the_next_record(db, db_url, tmp_path, monkeypatch):
+    """QA repro: `5" tall` (a literal quote in an unquoted field) less than 200 lines before a chunk
+    boundary made the chunker count a quoted field open, so it cut inside a later multi-line
+    record and both halves were rejected."""
+    lines = [f"21255{i:05d},N,x\n" for i in range(1, 8)]
+    lines[2] = '2125550100,Bob,5" tall\n'
+    lines += ['2126660000,Multi,"first line\n', 'second line"\n', "2126660001,After,x\n", "2126660002,Last,x\n"]
+    chunks = list(leads.line_chunks(iter(lines), 2, 8, 3))
+    assert records_by_chunk3(chunks) == records_of3(lines)
+    assert all(c[-1] != '2126660000,Multi,"first line\n' for _, c in chunks)
+
+    new_campaign(db)
+    monkeypatch.setattr(leads, "CHUNK_ROWS", 8)
+    source = tmp_path / "stray.csv"
+    source.write_text("phone,name,note\n" + "".join(lines))
+    summary = import_csv(source, "c1", db_url=db_url, workers=0)
+    assert (summary.rejected, summary.imported) == (0, 10)
+    assert db.execute("SELECT custom FROM leads WHERE phone_e164 = '+12126660000'").fetchone()[0] == \
+        {"name": "Multi", "note": "first line\nsecond line"}
+
+
+def records_of3(lines, first_line=2):
+    return [(r.line, r.fields, r.reason) for r in leads.RecordReader(iter(lines), columns=3, first_line=first_line)]
+
+
+def records_by_chunk3(chunks):
+    return [record for start, chunk in chunks for record in records_of3(chunk, start)]
+
+
+def test_chunks_end_where_the_workers_reader_ends_records():
+    """Whatever the quoting (stray quotes, escaped quotes, broken lines the reader rejects and
+    reads past), reading chunk by chunk gives the records reading the whole stream gives."""
+    rng = random.Random(20261203)
+    pieces = ["a", "b", ",", ",", '"', " ", '""', '5" tall']
+    for _ in range(1500):
+        columns = rng.randint(1, 4)
+        lines = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 6))) + rng.choice(["\n", "\r\n"])
+                 for _ in range(rng.randint(1, 40))]
+        whole = [(r.line, r.fields, r.reason) for r in leads.RecordReader(iter(lines), columns=columns, first_line=2)]
+        for max_lines in (1, 3, 5):
+            chunks = list(leads.line_chunks(iter(lines), 2, max_lines, columns))
+            assert [line for _, chunk in chunks for line in chunk] == lines
+            by_chunk = [(r.line, r.fields, r.reason) for start, chunk in chunks
+                        for r in leads.RecordReader(iter(chunk), columns=columns, first_line=start)]
+            assert by_chunk == whole, (columns, max_lines, lines)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("phone;first_name;state\n2125550110;Ann;NY\n", "seems to use ';' between columns; a comma is expected"),
+    ("phone\tname\n2125550110\tAnn\n", "seems to use tabs"),
+    ("\nphone,name\n2125550110,Ann\n", "line 1 is blank"),
+    (",,\n2125550110,Ann,\n", "has no column names"),
+])
+def test_header_problems_say_what_is_wrong(db, db_url, tmp_path, content, message):
+    new_campaign(db)
+    source = tmp_path / "h.csv"
+    source.write_text(content)
+    with pytest.raises(LeadImportError, match=re.escape(message)):
+        import_csv(source, "c1", db_url=db_url, workers=0)
+    assert lead_count(db) == 0

@@ -112,6 +112,16 @@ def test_known_parameters_variant_runs_on_the_same_list():
     assert_within_budget(known)
 
 
+@pytest.mark.parametrize("option,value", [("--days", "nan"), ("--days", "inf"), ("--contact-rate", "nan"),
+                                          ("--ring-mean", "nan"), ("--ratio", "nan")])
+def test_cli_simulate_refuses_numbers_that_are_not_finite(option, value):
+    """QA: nan passed click's ranges (every comparison with nan is false): nonsense figures, or
+    a simulation that never ends."""
+    from cli import main
+    out = CliRunner().invoke(main, ["simulate", option, value, "--mode", "power", "--json"])
+    assert out.exit_code == 2 and ("is not a finite number" in out.output or "not in the range" in out.output), out.output
+
+
 def test_cli_simulate_prints_the_result_line():
     from cli import main
     runner = CliRunner()

@@ -252,6 +252,10 @@ def test_report_errors(env, db):
     assert result.exit_code == 1 and "no campaign named 'nope'" in result.output
     result = runner.invoke(report, ["--since", "yesterday"])
     assert result.exit_code == 2 and "ISO 8601" in result.output
+    # QA: the far ends of the calendar overflowed (a traceback), year 1 took 23 s of CPU
+    for option, moment in (("--until", "9999-12-31T23:30:00Z"), ("--since", "0001-01-01T00:00:00+05:00")):
+        result = runner.invoke(report, [option, moment])
+        assert result.exit_code == 2 and "between 2000 and 2999" in result.output, result.output
 
 
 # ------------------------------------------------------------------ status with and without Redis

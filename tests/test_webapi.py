@@ -377,3 +377,17 @@ def test_poisonous_entries_are_answered_and_the_api_keeps_serving(world, redis_c
     # and the reader still serves
     assert WebApp(redis_client).ok("stats.get", {}) is not None
     assert wait_until(lambda: redis_client.xpending("dialer:commands", "engines")["pending"] == 0, 5)
+
+
+def test_dnc_add_refuses_a_number_that_is_not_complete(world, db_url, redis_client):
+    """QA: a truncated number was stored (as "+1212555017"), protecting nobody; a scope on the
+    internal list made an entry nobody removes. Both are refused, nothing stored."""
+    _switch, make = world
+    make()
+    app = WebApp(redis_client)
+    for args in ({"number": "212555017"}, {"number": "555"}, {"number": "+12125550177", "scope": "x"}):
+        reply = app.call("dnc.add", args)
+        assert reply["status"] == "error" and reply["error"]["code"] == "invalid", reply
+    assert "too short" in app.call("dnc.add", {"number": "212555017"})["error"]["message"]
+    with storage.connect_db(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM compliance_dnc_entries").fetchone()[0] == 0

@@ -12,12 +12,12 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from rich.table import Table
 
 from dialer import storage
-from dialer.compliance.geo import NumberError, normalize
+from dialer.compliance.geo import NumberError, normalize, valid_number
 from dialer.compliance.model import (
     CallRequest, Campaign, ComplianceError, ConsentKind, Decision, DialMode, Lead, LineType, ListKind, Purpose, Voice,
     iso_z,
 )
-from dialer.errors import DialerError
+from dialer.errors import DialerError, StorageError
 
 CHECK_FIELDS = ("number", "at", "state", "zip", "purpose", "mode", "consent", "voice", "region", "line_type")
 _err = Console(stderr=True)
@@ -57,6 +57,41 @@ def _iso_date(option: str, value: str | None) -> date | None:
         raise click.UsageError(f"{option} {value!r} is not YYYY-MM-DD") from None
 
 
+def _not_in_future(option: str, value: date, what: str) -> date:
+    """A list's date after today (UTC) would keep the copy fresh for ever (the registry age rules
+    never see it go stale) and refuse the real change lists as older: a usage error."""
+    today = datetime.now(timezone.utc).date()
+    if value > today:
+        raise click.UsageError(f"{option} {value} is after today ({today}, UTC): {what}; nothing imported")
+    return value
+
+
+def _state_code(value: str) -> str:
+    """The 2-letter code of a state the rule packs know, given as its code or its name ("florida" -> FL)."""
+    from dialer.compliance.rules import load_packs
+    try:
+        book = load_packs()
+    except DialerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    text = " ".join(value.split())
+    if text.upper() in book.states:
+        return text.upper()
+    code = book.state_by_name.get(text.lower())
+    if code is None:
+        # A list filed under an unknown code would never be consulted while the real one stays missing.
+        raise click.UsageError(f"--state {value!r} is not a state the rule packs know; give its 2-letter code"
+                               f" or name ({', '.join(sorted(book.states))}); nothing imported")
+    return code
+
+
+def _dnc_number(number: str, region: str) -> str:
+    """E.164 of a complete, valid number; UsageError (exit 2) otherwise (geo.valid_number)."""
+    try:
+        return valid_number(number, region)
+    except NumberError as exc:
+        raise click.UsageError(f"{exc}; nothing done") from None
+
+
 def _import_rnd(paths, covers_from: date | None, data_through: date, source: str | None) -> None:
     from dialer.compliance.rnd import PgRnd
     try:
@@ -82,15 +117,21 @@ def _import_rnd(paths, covers_from: date | None, data_through: date, source: str
               help="federal: US National DNC Registry / Canada's DNCL by area code; state: a state's whole list;"
                    " tps/ctps: UK (Corporate) Telephone Preference Service; rnd: FCC Reassigned Numbers Database"
                    " disconnections (NUMBER,YYYY-MM-DD lines)")
-@click.option("--state", "jurisdiction", default=None, help="state code for --kind state")
-@click.option("--changes", is_flag=True, help="files are change lists (number,A|D lines)")
+@click.option("--state", "jurisdiction", default=None,
+              help="--kind state: the state, as its 2-letter code or name (a state the rule packs know)")
+@click.option("--changes", is_flag=True, help="files are change lists (number,A|D lines), applied in order")
 @click.option("--date", "snapshot", default=None,
-              help="snapshot date (YYYY-MM-DD); for rnd the date the data runs through; default today (UTC)")
+              help="snapshot date (YYYY-MM-DD, not after today UTC); for rnd the date the data runs through;"
+                   " default today (UTC)")
 @click.option("--covers-from", default=None,
               help="rnd: first date the data covers (consent older than that gets 'no data'); default: as before")
 @click.option("--source", default=None, help="where the file came from; default its name")
 def dnc_import(paths, kind, jurisdiction, changes, snapshot, covers_from, source) -> None:
-    """Import full registry files or change lists, or reassigned-number records. Idempotent."""
+    """Import full registry files or change lists, or reassigned-number records. Idempotent.
+
+    Full files given together are one snapshot (their union: a list delivered in several files),
+    imported at once. A full import with a line that is not a phone number imports nothing (exit 1,
+    the lines named): a list read in part would drop the numbers on those lines."""
     from dialer.compliance.registry import RegistryStore
     from dialer.compliance.service import data_dir
     if kind == "state" and not jurisdiction:
@@ -103,22 +144,31 @@ def dnc_import(paths, kind, jurisdiction, changes, snapshot, covers_from, source
     if kind == "rnd":
         if changes:
             raise click.UsageError("RND files only add disconnections: no --changes")
+        _not_in_future("--date", snap_date, "RND data cannot run through a day still to come")
         _import_rnd(paths, _iso_date("--covers-from", covers_from), snap_date, source)
         return
+    _not_in_future("--date", snap_date, "a registry copy cannot be dated in the future")
+    if kind == "state":
+        jurisdiction = _state_code(jurisdiction)
     jurisdiction = (jurisdiction or ("GB" if kind in ("tps", "ctps") else "US")).upper()
+    # Change lists apply one after another; full files together are one snapshot (one import).
+    batches = [[path] for path in paths] if changes else [list(dict.fromkeys(paths))]
     try:
         with _db() as conn:
             store = RegistryStore(conn, data_dir())
-            for path in paths:
+            for batch in batches:
+                label = " + ".join(str(path) for path in batch)
                 with _progress() as bar:
-                    task = bar.add_task(f"{path.name}", total=path.stat().st_size)
+                    task = bar.add_task(" + ".join(path.name for path in batch),
+                                        total=sum(path.stat().st_size for path in batch))
                     run = store.import_changes if changes else store.import_full
-                    result = run(path, kind=kind, jurisdiction=jurisdiction, snapshot_date=snap_date,
-                                 source=source or path.name, progress=lambda n: bar.advance(task, n))
+                    result = run(batch[0] if changes else batch, kind=kind, jurisdiction=jurisdiction,
+                                 snapshot_date=snap_date, source=source or ", ".join(path.name for path in batch),
+                                 progress=lambda n: bar.advance(task, n))
                 if result.skipped:
-                    click.echo(f"{path}: already imported (same content), nothing changed")
+                    click.echo(f"{label}: already imported (same content), nothing changed")
                     continue
-                click.echo(f"{path}: {result.report.lines} lines, {result.area_codes} area codes,"
+                click.echo(f"{label}: {result.report.lines} lines, {result.area_codes} area codes,"
                            f" +{result.added} -{result.removed}, {result.report.bad_lines} bad lines")
                 for sample in result.report.bad_samples:
                     click.echo(f"  {sample}", err=True)
@@ -130,11 +180,18 @@ def _entry_args(f):
     f = click.option("--list", "list_kind", type=click.Choice(["internal", "campaign", "custom"]), default="internal")(f)
     f = click.option("--scope", default="",
                      help="--list campaign: the campaign name (of an existing campaign; the gate matches names);"
-                          " --list custom: the list's name")(f)
+                          " --list custom: the list's name; not with --list internal")(f)
     f = click.option("--by", "who", default="cli", help="who asks")(f)
     f = click.option("--reason", default="")(f)
     f = click.option("--region", default="US")(f)
     return click.argument("number")(f)
+
+
+def _no_internal_scope(list_kind: str, scope: str) -> None:
+    """The internal list is company-wide: a scope on it would file an entry `remove` without the same
+    scope cannot find (and that `check` shows under a made-up list name)."""
+    if list_kind == ListKind.INTERNAL and scope:
+        raise click.UsageError("--scope goes with --list campaign or custom, not with the company-wide internal list")
 
 
 @dnc.command("add")
@@ -142,10 +199,12 @@ def _entry_args(f):
 @click.option("--source", default="cli")
 def dnc_add(number, list_kind, scope, who, reason, region, source) -> None:
     """Put a number on the internal, a campaign or a custom list (at once). A campaign list's
-    --scope is the campaign's name; an unknown campaign is refused (exit 1, nothing stored)."""
+    --scope is the campaign's name; an unknown campaign is refused (exit 1, nothing stored).
+    A NUMBER that is not a complete, valid phone number is refused (exit 2, nothing stored)."""
     from dialer.compliance.records import PgRecords
+    _no_internal_scope(list_kind, scope)
+    phone = _dnc_number(number, region)
     try:
-        phone = normalize(number, region)
         with _db() as conn:
             records = PgRecords(conn)
             if list_kind == ListKind.CAMPAIGN:
@@ -158,18 +217,74 @@ def dnc_add(number, list_kind, scope, who, reason, region, source) -> None:
     click.echo(f"{phone}: {'added to' if added else 'already on'} {list_kind} {scope}".rstrip())
 
 
+def _removal_scope(records, scope: str) -> tuple[str, str | None]:
+    """The campaign scope to remove from, resolved as `add` stores it (a campaign's id -> its name).
+    A name that is no campaign any more is taken as written: entries of a deleted campaign stay
+    removable."""
+    try:
+        name, note = records.campaign_scope(scope)
+    except StorageError:
+        raise
+    except ComplianceError:
+        if not (scope or "").strip():
+            raise
+        return scope.strip(), None
+    return name, (f"{scope.strip()} is the id of campaign {name!r}: removing its entry (stored under its name)"
+                  if note else None)
+
+
 @dnc.command("remove")
 @_entry_args
 def dnc_remove(number, list_kind, scope, who, reason, region) -> None:
-    """Take a number off a list (the row is kept, marked removed, for the 5-year record)."""
+    """Take a number off a list (the row is kept, marked removed, for the 5-year record). A
+    campaign list's --scope is resolved as `add` does (a campaign's id is taken as that campaign).
+    A NUMBER that is not a valid phone number is refused (exit 2) unless an entry holds it as written."""
     from dialer.compliance.records import PgRecords
+    _no_internal_scope(list_kind, scope)
+    invalid = None
     try:
-        phone = normalize(number, region)
+        phone = _dnc_number(number, region)
+    except click.UsageError as exc:
+        # Entries stored before numbers were validated must stay removable.
+        invalid = exc
+        try:
+            phone = normalize(number, region)
+        except NumberError:
+            raise exc from None
+    try:
         with _db() as conn:
-            removed = PgRecords(conn).remove_dnc(phone, list_kind, scope=scope, removed_by=who, reason=reason)
+            records = PgRecords(conn)
+            if invalid is not None and not any(e.list_kind == list_kind for e in records.lookup(phone)[0]):
+                raise invalid
+            scopes = [scope]
+            if list_kind == ListKind.CAMPAIGN:
+                scope, note = _removal_scope(records, scope)
+                scopes = [scope]
+                if note:
+                    click.echo(f"note: {note}")
+            elif list_kind == ListKind.INTERNAL:
+                # The internal list is one company-wide list; entries that an older `add --scope` filed
+                # under a scope are on it all the same, and must come off with it.
+                scopes = sorted({e.scope for e in records.lookup(phone)[0] if e.list_kind == ListKind.INTERNAL}) or [""]
+            removed = False
+            for one in scopes:
+                removed = records.remove_dnc(phone, list_kind, scope=one, removed_by=who, reason=reason) or removed
     except DialerError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{phone}: {'removed from' if removed else 'was not on'} {list_kind} {scope}".rstrip())
+
+
+def _not_checked(exc: DialerError) -> click.ClickException:
+    """Exit 3 for a store that could not answer (down, or without the dialer's schema). Built outside
+    the except block on purpose: the top-level group turns any error caused by a missing table into
+    its own exit-1 message, and 1 means "on a list"."""
+    message = str(exc)
+    cause = exc.__cause__
+    if cause is not None and type(cause).__name__ == "UndefinedTable":
+        message = f"the database has no dialer schema ({str(cause).splitlines()[0]}): run `dialer db migrate` first"
+    error = click.ClickException(f"{message} (exit 3: not checked)")
+    error.exit_code = 3
+    return error
 
 
 @dnc.command("check")
@@ -180,28 +295,34 @@ def dnc_check(number, region, as_json) -> None:
     """Which lists a number is on, with each registry copy's date.
 
     Exit 0 when on no list, 1 when on any list, 2 on a usage or input error (a NUMBER that is
-    not a phone number), 3 when the lists could not be read (the store is down)."""
+    not a complete, valid phone number), 3 when it could not be decided: the lists could not be
+    read (the store is down or not migrated), or the number is on no list read but a registry
+    it is subject to has no copy for it (never imported, or no copy of its area code: "not
+    checked"). The federal registry applies to every North American number, TPS and CTPS to
+    every UK one."""
     from dialer.compliance.records import PgRecords
     from dialer.compliance.registry import RegistryStore, registry_position
     from dialer.compliance.service import data_dir
-    try:
-        phone = normalize(number, region)
-    except NumberError as exc:      # bad input: exit 2, never 1 (1 means "on a list")
-        raise click.UsageError(str(exc)) from None
+    phone = _dnc_number(number, region)      # bad input: exit 2, never 1 (1 means "on a list")
+    failure = None
     try:
         with _db() as conn:
             index = RegistryStore(conn, data_dir()).load_index()
             entries, _ = PgRecords(conn).lookup(phone)
     except DialerError as exc:
+        failure = exc
+    if failure is not None:
         # exit 3: "could not answer" must not read as 1, "on a list", nor as 0
-        error = click.ClickException(f"{exc} (exit 3: not checked)")
-        error.exit_code = 3
-        raise error from exc
+        raise _not_checked(failure)
     hits = []
     position = registry_position(phone)
     uk = phone.startswith("+44")
+    imported = {(str(k), j) for k, j in index.lists()}
     if position is not None:
-        for kind, jurisdiction in index.lists():
+        # The registries the gate always consults for the number's country count even when never
+        # imported: without a copy the answer is "not checked", not "not listed".
+        required = {("tps", "GB"), ("ctps", "GB")} if uk else {("federal", "US")}
+        for kind, jurisdiction in sorted(imported | required):
             if (kind in (ListKind.TPS, ListKind.CTPS)) != uk:
                 continue
             hit, as_of = index.lookup(kind, jurisdiction, *position)   # None: no copy for this area code
@@ -211,15 +332,24 @@ def dnc_check(number, region, as_json) -> None:
            "entries": [{"list": e.list_kind, "scope": e.scope, "added_by": e.added_by,
                         "added_at": iso_z(e.added_at), "source": e.source, "reason": e.reason} for e in entries]}
     on_any = bool(entries) or any(h["on_list"] for h in hits)
+    unchecked = [f"{h['list']} {h['jurisdiction']}" for h in hits if h["on_list"] is None]
     if as_json:
         click.echo(json.dumps(out))
     else:
-        click.echo(f"{phone}: {'ON A LIST' if on_any else 'not on any list'}")
+        if on_any:
+            verdict = "ON A LIST"
+        elif unchecked:
+            verdict = f"on none of the lists read, but NOT CHECKED against {', '.join(unchecked)} (no copy)"
+        else:
+            verdict = "not on any list"
+        click.echo(f"{phone}: {verdict}")
         for h in hits:
-            click.echo(f"  {h['list']} {h['jurisdiction']}: {_listed(h['on_list'], h['snapshot_date'])}")
+            answer = (_listed(h["on_list"], h["snapshot_date"]) if (h["list"], h["jurisdiction"]) in imported
+                      else "never imported (not checked)")
+            click.echo(f"  {h['list']} {h['jurisdiction']}: {answer}")
         for e in out["entries"]:
             click.echo(f"  {e['list']} {e['scope']}: added {e['added_at']} by {e['added_by']} ({e['source']}) {e['reason']}")
-    sys.exit(1 if on_any else 0)
+    sys.exit(1 if on_any else 3 if unchecked else 0)
 
 
 def _listed(on_list: bool | None, snapshot_date: str | None) -> str:
@@ -480,6 +610,11 @@ def scrub(leads, out, rejects, at, phone_column, region, dnc_files, state_dnc_fi
     from dialer.compliance.rules import load_packs
     from dialer.compliance.scrub import Scrubber, scrub_file
     from dialer.compliance.service import data_dir
+    from dialer.leads import output_paths_problem
+    # Before any list is loaded or file opened: an output that is the input (or --out equal to
+    # --rejects) would be truncated before it is read; an unwritable one would end in a traceback.
+    if problem := output_paths_problem(leads, [("--out", out), ("--rejects", rejects)]):
+        raise click.UsageError(problem)
     try:
         moment = parse_at(at)
         suppressed: set[str] = set()

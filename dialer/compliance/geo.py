@@ -27,7 +27,11 @@ from dialer.compliance.model import ComplianceError
 from dialer.compliance.rules import RuleBook
 from dialer.leads import prefix_lengths
 
-_NANP_SHAPE = re.compile(r"^\+1([2-9]\d{2})([2-9]\d{2})(\d{4})$")
+_NANP_SHAPE = re.compile(r"^\+1([2-9]\d{2})([2-9]\d{2})(\d{4})$", re.ASCII)
+# E.164 as stored and matched against every list: "+" and ASCII digits. Anything else (other
+# digit scripts, separators) is not a number the gate can look up, so it is invalid (fails closed).
+_E164_SHAPE = re.compile(r"^\+[1-9]\d{1,14}$", re.ASCII)
+_ZIP = re.compile(r"^\d{5}(?:-\d{4})?$", re.ASCII)
 UNKNOWN_ZONE = "Etc/Unknown"
 
 
@@ -63,6 +67,33 @@ def normalize(number: str, default_region: str = "US") -> str:
     except phonenumbers.NumberParseException as exc:
         raise NumberError(f"{number!r} is not a phone number: {exc}") from None
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+_POSSIBILITY = {
+    phonenumbers.ValidationResult.TOO_SHORT: "too short",
+    phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "too short: a local number without its area code",
+    phonenumbers.ValidationResult.TOO_LONG: "too long",
+    phonenumbers.ValidationResult.INVALID_LENGTH: "a length no number of its country has",
+    phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "unknown country code",
+}
+
+
+def valid_number(number: str, default_region: str = "US") -> str:
+    """E.164 of a complete, valid number (phonenumbers metadata); NumberError naming why not.
+
+    normalize() only parses: a truncated number ("212555017") would be stored or checked as some
+    other, shorter "number" that no call ever has, so a do-not-call request would protect nobody."""
+    phone = normalize(number, default_region)
+    try:
+        parsed = phonenumbers.parse(phone, None)
+    except phonenumbers.NumberParseException as exc:
+        raise NumberError(f"{number!r} is not a phone number: {exc}") from None
+    if not phonenumbers.is_valid_number(parsed):
+        why = _POSSIBILITY.get(phonenumbers.is_possible_number_with_reason(parsed),
+                               "not a number of its country's numbering plan")
+        raise NumberError(f"{number!r} is not a valid phone number (read as {phone} with region"
+                          f" {default_region}: {why})")
+    return phone
 
 
 def _zip3_table() -> dict:
@@ -104,6 +135,8 @@ class Geography:
         return _ExchangeFacts(valid, region, zones, states)
 
     def _parse_other(self, e164: str) -> _ExchangeFacts:
+        if not _E164_SHAPE.match(e164):
+            return _ExchangeFacts(False, None, (), ())
         try:
             parsed = phonenumbers.parse(e164, None)
         except phonenumbers.NumberParseException:
@@ -138,11 +171,12 @@ class Geography:
         return ex
 
     def zip_facts(self, zip_code: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
-        """(states, zones) of a ZIP code's 3-digit prefix; None when unknown."""
-        digits = zip_code.strip()[:5]
-        if len(digits) < 3 or not digits[:3].isdigit():
+        """(states, zones) of a ZIP code's 3-digit prefix; None when unknown or not a ZIP code
+        (5 digits or ZIP+4: a 4-digit "ZIP" is one whose leading zero a spreadsheet dropped, and
+        its first three digits name another state)."""
+        if not _ZIP.match(zip_code.strip()):
             return None
-        entry = self._zip3.get(digits[:3])
+        entry = self._zip3.get(zip_code.strip()[:3])
         if entry is None:
             return None
         return tuple(entry["states"]), tuple(entry["zones"])

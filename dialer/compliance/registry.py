@@ -15,6 +15,11 @@ the file hold no number, as of the list's date (compliance_dnc_coverage), and a 
 drops them. UK numbers use the same layout: the key is the first 3 digits of a 10-digit national
 significant number (NSN, the number without 0 or +44: 100-999) or the first 2 of a 9-digit one
 (10-99), and the bit index is the 7-digit remainder.
+
+A full import is a complete copy or it is nothing (compliance fails closed): the files given
+together are one snapshot (their union), a line that is not a number in a common notation
+refuses the whole import (a copy read in part would silently drop the unread numbers), and the
+added/removed counts are against the previous snapshot. A UTF-8 byte order mark is ignored.
 """
 from __future__ import annotations
 
@@ -23,12 +28,13 @@ import hashlib
 import os
 import shutil
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 import numpy as np
+import phonenumbers
 import psycopg
 
 from dialer.compliance.model import DncImportError, ListKind
@@ -42,6 +48,11 @@ _DIGIT_WEIGHTS_NPA = np.array([100, 10, 1], dtype=np.int32)
 _DIGIT_WEIGHTS_LINE = np.array([10 ** k for k in range(6, -1, -1)], dtype=np.int32)
 
 Progress = Callable[[int], None]   # called with bytes consumed
+UTF8_BOM = b"\xef\xbb\xbf"
+# Characters of a number written in a common notation ("212-555-0181", "(212) 555.0181", "+1 212 ...").
+# Letters are left out on purpose: phonenumbers would read "1-800-FLOWERS" as digits, and a line
+# of text must not silently become some number.
+_NOTATION_BYTES = frozenset(b"0123456789+-.() \t")
 WHOLE_LIST_KINDS = frozenset({ListKind.STATE, ListKind.TPS, ListKind.CTPS})
 UK_KINDS = frozenset({ListKind.TPS, ListKind.CTPS})
 
@@ -78,6 +89,20 @@ def _uk_digits(text: bytes) -> bytes:
     return digits
 
 
+def _from_notation(text: bytes, region: str) -> str | None:
+    """The national significant number of a line written in a common notation, read by phonenumbers
+    (region US: NANP, country code 1; region GB: country code 44); None when it is not one."""
+    if not text or not set(text) <= _NOTATION_BYTES:
+        return None
+    try:
+        parsed = phonenumbers.parse(text.decode("ascii"), region)
+    except phonenumbers.NumberParseException:
+        return None
+    if parsed.country_code != phonenumbers.country_code_for_region(region) or parsed.extension:
+        return None
+    return phonenumbers.national_significant_number(parsed)
+
+
 @dataclass
 class NpaSnapshot:
     bits: np.ndarray            # uint8[BYTES_PER_NPA], packed little-endian
@@ -92,11 +117,13 @@ class ParseReport:
     lines: int = 0
     bad_lines: int = 0
     bad_samples: list[str] = field(default_factory=list)
+    file: str = ""              # set while several files are read as one: samples name their file
 
     def bad(self, line_no: int, text: bytes, why: str) -> None:
         self.bad_lines += 1
         if len(self.bad_samples) < 10:
-            self.bad_samples.append(f"line {line_no}: {why}: {text[:40]!r}")
+            where = f"{self.file} line {line_no}" if self.file else f"line {line_no}"
+            self.bad_samples.append(f"{where}: {why}: {text[:40]!r}")
 
 
 # ---------------------------------------------------------------- parsing
@@ -120,6 +147,9 @@ def _parse_lines_slow(block: bytes, first_line_no: int, report: ParseReport,
         if uk:
             found = uk_key(_uk_digits(text).decode("ascii", "replace"))
             if found is None:
+                nsn = _from_notation(text, "GB")
+                found = uk_key(nsn) if nsn else None
+            if found is None:
                 report.bad(first_line_no + offset, raw, "expected a UK number (0, 44 or +44, then 9-10 digits)")
                 continue
             npas.append(found[0])
@@ -127,6 +157,9 @@ def _parse_lines_slow(block: bytes, first_line_no: int, report: ParseReport,
             adds.append(action == b"A")
             continue
         digits = text.replace(b",", b"").replace(b" ", b"")
+        if len(digits) != 10 or not digits.isdigit():
+            # Not the registry's own layout: the same number in a common notation is read as such.
+            digits = (_from_notation(text, "US") or "").encode()
         if len(digits) != 10 or not digits.isdigit() or digits[0] in b"01" or digits[3] in b"01":
             report.bad(first_line_no + offset, raw, "expected NPANXXXXXX or NPA,NXXXXXX")
             continue
@@ -190,6 +223,9 @@ def iter_number_blocks(path: Path, report: ParseReport, progress: Progress | Non
             if not chunk and not carry:
                 break
             data = carry + chunk
+            if line_no == 1 and not carry and data.startswith(UTF8_BOM):
+                # A BOM (files saved by spreadsheet tools) would make the first number unreadable.
+                data = data[len(UTF8_BOM):]
             if chunk:
                 cut = data.rfind(b"\n") + 1
                 block, carry = data[:cut], data[cut:]
@@ -239,7 +275,10 @@ def stream_bitsets(paths: Iterable[Path], report: ParseReport, progress: Progres
     come again later: the consumer ORs the parts together.
     """
     open_bits: OrderedDict[int, np.ndarray] = OrderedDict()
+    paths = list(paths)
     for path in paths:
+        if len(paths) > 1:
+            report.file = str(path)
         for npa, line7, _adds in iter_number_blocks(Path(path), report, progress, uk=uk):
             if not len(npa):
                 continue
@@ -257,6 +296,7 @@ def stream_bitsets(paths: Iterable[Path], report: ParseReport, progress: Progres
                 else:
                     open_bits.move_to_end(code)
                 set_bits(bits, line7[start:end], True)
+    report.file = ""
     yield from open_bits.items()
 
 
@@ -423,11 +463,20 @@ class RegistryStore:
         return row is not None
 
     @_storage_errors
-    def import_full(self, path: Path, *, kind: str, jurisdiction: str, snapshot_date: date,
+    def import_full(self, path: Path | Sequence[Path], *, kind: str, jurisdiction: str, snapshot_date: date,
                     source: str, progress: Progress | None = None) -> ImportResult:
-        """Replace the bitsets of every area code in the file. Same file again: no change."""
-        path = Path(path)
-        file_sha = _file_sha(path)
+        """Replace the bitsets of every area code in the file, or in the files given together,
+        which are one snapshot: their union (a state's list delivered in several files is one list).
+        Same file(s) again for the same date: no change. A line that is not a number refuses the
+        whole import (DncImportError, nothing changed). added/removed count numbers against the
+        previous snapshot of the area codes replaced (and, for a whole list, of those it drops)."""
+        paths = [Path(path)] if isinstance(path, (str, os.PathLike)) else [Path(p) for p in path]
+        if not paths:
+            raise DncImportError("no file to import")
+        shas = [_file_sha(p) for p in paths]
+        # One file keeps its own SHA (as recorded before); a set of files is known by its members' SHAs.
+        file_sha = shas[0] if len(shas) == 1 else hashlib.sha256(
+            "\n".join(sorted(set(shas))).encode()).hexdigest()
         report = ParseReport()
         if self._already_imported(kind, jurisdiction, file_sha, "full", snapshot_date):
             return ImportResult(None, True, 0, 0, 0, 0, report)
@@ -437,31 +486,59 @@ class RegistryStore:
         try:
             # Area codes stream through a few open bitsets into staging files, so memory stays
             # at MAX_OPEN_AREA_CODES x 1.25 MB whatever the size of the registry.
-            for npa, bits in stream_bitsets([path], report, progress, uk=kind in UK_KINDS):
+            for npa, bits in stream_bitsets(paths, report, progress, uk=kind in UK_KINDS):
                 part = staging / f"{npa:03d}.part"
                 if part.exists():
                     bits |= np.fromfile(part, dtype=np.uint8)
                 bits.tofile(part)
-            total = 0
+            if report.bad_lines:
+                # Fail closed: the numbers on unread lines would be dropped from the list without a word.
+                names = ", ".join(str(p) for p in paths)
+                raise DncImportError(
+                    f"{names}: {report.bad_lines} of {report.lines} lines are not phone numbers; a full list"
+                    f" must be read whole, so nothing was imported. Fix or remove these lines:\n  "
+                    + "\n  ".join(report.bad_samples)
+                    + ("\n  ..." if report.bad_lines > len(report.bad_samples) else ""))
+            total = added = removed = 0
             parts = sorted(staging.glob("*.part"))
             with self.conn.transaction():
+                previous = {row[0]: row[1:] for row in self.conn.execute(
+                    "SELECT npa, number_count, file_path FROM compliance_dnc_snapshots"
+                    " WHERE list_kind=%s AND jurisdiction=%s FOR UPDATE", (kind, jurisdiction)).fetchall()}
                 for part in parts:
                     npa, bits = int(part.stem), np.fromfile(part, dtype=np.uint8)
                     count = count_bits(bits)
                     total += count
+                    gained, lost = self._difference(previous.get(npa), bits, count)
+                    added, removed = added + gained, removed + lost
                     sha, file_path = self._write_bits(kind, jurisdiction, npa, bits)
                     self._upsert(kind, jurisdiction, npa, snapshot_date, count, source, sha, file_path)
                 if kind in WHOLE_LIST_KINDS:
                     # The file is the whole list: area codes or prefixes not in it hold no number now.
+                    kept = {int(p.stem) for p in parts}
+                    removed += sum(row[0] for npa, row in previous.items() if npa not in kept)
                     self.conn.execute(
                         "DELETE FROM compliance_dnc_snapshots WHERE list_kind=%s AND jurisdiction=%s"
-                        " AND NOT (npa = ANY(%s))", (kind, jurisdiction, [int(p.stem) for p in parts]))
+                        " AND NOT (npa = ANY(%s))", (kind, jurisdiction, sorted(kept)))
                     self._set_coverage(kind, jurisdiction, snapshot_date, replace=True)
                 import_id = self._record_import(kind, jurisdiction, "full", source, file_sha, snapshot_date,
-                                                len(parts), total, 0, report)
+                                                len(parts), total, added, report, removed)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        return ImportResult(import_id, False, len(parts), total, total, 0, report)
+        return ImportResult(import_id, False, len(parts), total, added, removed, report)
+
+    def _difference(self, previous: tuple[int, str] | None, bits: np.ndarray, count: int) -> tuple[int, int]:
+        """(numbers added, numbers removed) of an area code's new bitset against its previous snapshot."""
+        if previous is None:
+            return count, 0
+        old_count, old_path = previous
+        try:
+            old = self._read_bits(old_path)
+        except StorageError:
+            # The old copy is unreadable: the new one replaces it all the same (that is the repair);
+            # the counts can then only compare totals.
+            return max(count - old_count, 0), max(old_count - count, 0)
+        return count_bits(bits & ~old), count_bits(old & ~bits)
 
     @_storage_errors
     def import_changes(self, path: Path, *, kind: str, jurisdiction: str, snapshot_date: date,

@@ -6,12 +6,16 @@ decides again immediately before each originate. phonenumbers parses ~17,000 num
 per core, so NANP numbers are validated per exchange (NPA-NXX) with a cached table (per NPA-NXX-X
 in the few area codes where the 7th digit decides validity: Geography.cache_width), and registry
 membership is tested in numpy batches; only non-NANP numbers go through phonenumbers one by one.
+
+The file is read as the lead import reads it (docs/campaigns.md, "CSV format"): records end where
+csv.reader ends them, and a line that breaks the quoting is rejected alone (BAD_QUOTING), so no
+number is ever copied to the clean output unchecked. Outputs are never the input file.
 """
 from __future__ import annotations
 
 import csv
 import itertools
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -149,22 +153,68 @@ class Scrubber:
         return reasons
 
 
-def _records(handle) -> Iterator[str]:
-    """Raw CSV records (a quoted field may span lines: a record ends when its quotes balance)."""
-    pending = ""
-    for line in handle:
-        pending += line
-        if pending.count('"') % 2 == 0:
-            yield pending
-            pending = ""
-    if pending:
-        yield pending
+MAX_RECORD_LINES = 200       # as the lead import: a quoted field open longer than this is a broken line
+BAD_QUOTING = "BAD_QUOTING"
 
 
-def _fields(record: str) -> list[str]:
-    if '"' not in record:
-        return record.rstrip("\r\n").split(",")
-    return next(csv.reader([record]), [])
+def _records(lines: Iterator[str], width: int, first_line: int = 2) -> Iterator[tuple[str, list[str] | None, str]]:
+    """(raw text, fields, "") per record, or (raw first line, None, why) for a line that is not CSV.
+
+    Records end where csv.reader (strict) ends them, as in the lead import (leads.RecordReader):
+    a quote opens a quoted field only at the start of a field, so a literal quote in a field
+    (`5" tall`) is text. A line that breaks the quoting (an unclosed quote, text after a closing
+    quote, a record spanning lines whose field count is wrong, or still open after
+    MAX_RECORD_LINES lines) is rejected alone and the lines after it are read again: one broken
+    line must never merge the lines after it into one record, whose numbers would then go unchecked.
+    Lines without a quote (most of them) are split directly: the same fields, 3x faster."""
+    from dialer.leads import _CLOSED_RECORD_RE   # noqa: PLC0415
+    pushback: deque[str] = deque()
+    source = iter(lines)
+
+    def pull() -> str | None:
+        return pushback.popleft() if pushback else next(source, None)
+
+    while True:
+        line = pull()
+        if line is None:
+            return
+        if '"' not in line:
+            yield line, line.rstrip("\r\n").split(","), ""
+            continue
+        if _CLOSED_RECORD_RE.fullmatch(line):      # a whole record on this line, quoting correct
+            yield line, next(csv.reader((line,))), ""
+            continue
+        taken = [line]
+
+        def more() -> Iterator[str]:
+            yield line
+            while len(taken) < MAX_RECORD_LINES:
+                nxt = pull()
+                if nxt is None:
+                    return
+                taken.append(nxt)
+                yield nxt
+
+        problem = ""
+        try:
+            fields = next(csv.reader(more(), strict=True))
+        except csv.Error as exc:
+            problem = str(exc)
+        else:
+            if len(taken) > 1 and len(fields) != width:
+                problem = f"a quoted field runs over {len(taken)} lines and the record has {len(fields)} fields"
+        if problem:
+            pushback.extendleft(reversed(taken[1:]))
+            yield line, None, problem
+        else:
+            yield "".join(taken), fields, ""
+
+
+def _open_output(path: Path):
+    try:
+        return open(path, "w", newline="", encoding="utf-8", errors="surrogateescape")
+    except OSError as exc:
+        raise ComplianceError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def scrub_file(scrubber: Scrubber, leads: Path, out: Path, rejects: Path, *, phone_column: str = "phone",
@@ -172,41 +222,64 @@ def scrub_file(scrubber: Scrubber, leads: Path, out: Path, rejects: Path, *, pho
     """Copy clean records to `out` unchanged and rejected ones, with a reason column, to `rejects`.
 
     Records are copied as raw text (only split to find the phone), which keeps the input's own
-    quoting and costs half of a csv reader/writer round trip.
+    quoting and costs half of a csv reader/writer round trip. A line that is not CSV goes to the
+    rejects as one quoted field (BAD_QUOTING), never to `out`. The input is read as the lead import
+    reads it: UTF-8 with an optional BOM, bytes that are not UTF-8 copied unchanged, the phone column
+    found by the import's header names (`Phone`, `Phone Number`, ... for the default "phone").
     """
+    from dialer.leads import delimiter_hint, find_phone_column, output_paths_problem   # noqa: PLC0415
+    # Outputs opened for writing are truncated at once: one that is the input would destroy it.
+    if problem := output_paths_problem(leads, [("--out", out), ("--rejects", rejects)]):
+        raise ComplianceError(problem)
     report = ScrubReport()
     try:
-        source = open(leads, newline="", encoding="utf-8")
+        source = open(leads, newline="", encoding="utf-8-sig", errors="surrogateescape")
     except OSError as exc:
         raise ComplianceError(f"cannot read {leads}: {exc}") from exc
-    with source, open(out, "w", newline="", encoding="utf-8") as clean_f, \
-            open(rejects, "w", newline="", encoding="utf-8") as reject_f:
-        records = _records(source)
-        header_record = next(records, None)
-        header = _fields(header_record) if header_record else []
-        if phone_column not in header:
-            raise ComplianceError(f"{leads}: no column named {phone_column!r} in the header")
-        column, width = header.index(phone_column), len(header)
-        clean_f.write(header_record if header_record.endswith("\n") else header_record + "\n")
-        reject_f.write(header_record.rstrip("\r\n") + ",reject_reason\n")
-        position = 0
-        while True:
-            batch = list(itertools.islice(records, BATCH_ROWS))
-            if not batch:
-                break
-            rows = [_fields(record) for record in batch]
-            phones = [row[column] if len(row) > column else "" for row in rows]
-            reasons = [r if r is not None or len(row) == width else "MALFORMED_ROW"
-                       for row, r in zip(rows, scrubber.classify(phones, region))]
-            clean = [rec if rec.endswith("\n") else rec + "\n" for rec, r in zip(batch, reasons) if r is None]
-            clean_f.writelines(clean)
-            reject_f.writelines(f"{rec.rstrip(chr(13) + chr(10))},{r}\n" for rec, r in zip(batch, reasons)
-                                if r is not None)
-            report.rejected.update(str(r) for r in reasons if r is not None)
-            report.clean += len(clean)
-            report.rows += len(batch)
-            if progress:
-                consumed = source.buffer.tell()
-                progress(consumed - position)
-                position = consumed
+    with source:
+        header_line = source.readline()
+        try:
+            header = next(csv.reader([header_line], strict=True), [])
+        except csv.Error:
+            header = []
+        column = find_phone_column(header, phone_column)
+        if column is None:
+            if not header_line.strip():
+                raise ComplianceError(f"{leads}: line 1 is blank (the header line, with the column names, "
+                                      "must come first)")
+            raise ComplianceError(f"{leads}: no column named {phone_column!r} in the header{delimiter_hint(header)}")
+        width = len(header)
+        with _open_output(out) as clean_f, _open_output(rejects) as reject_f:
+            clean_f.write(header_line if header_line.endswith("\n") else header_line + "\n")
+            reject_f.write(header_line.rstrip("\r\n") + ",reject_reason\n")
+            reject_writer = csv.writer(reject_f, lineterminator="\n")
+            records = _records(source, width)
+            position = 0
+            while True:
+                batch = list(itertools.islice(records, BATCH_ROWS))
+                if not batch:
+                    break
+                rows = [fields if fields is not None else [] for _raw, fields, _why in batch]
+                phones = [row[column] if len(row) > column else "" for row in rows]
+                reasons = [BAD_QUOTING if fields is None else r if r is not None or len(fields) == width
+                           else "MALFORMED_ROW"
+                           for (_raw, fields, _why), r in zip(batch, scrubber.classify(phones, region))]
+                clean = [raw if raw.endswith("\n") else raw + "\n"
+                         for (raw, _f, _w), r in zip(batch, reasons) if r is None]
+                clean_f.writelines(clean)
+                for (raw, fields, _why), r in zip(batch, reasons):
+                    if r is None:
+                        continue
+                    if fields is None:
+                        # not CSV: the line as one quoted field, so the rejects file stays readable
+                        reject_writer.writerow([raw.rstrip("\r\n"), *[""] * (width - 1), r])
+                    else:
+                        reject_f.write(f"{raw.rstrip(chr(13) + chr(10))},{r}\n")
+                report.rejected.update(str(r) for r in reasons if r is not None)
+                report.clean += len(clean)
+                report.rows += len(batch)
+                if progress:
+                    consumed = source.buffer.tell()
+                    progress(consumed - position)
+                    position = consumed
     return report

@@ -16,7 +16,7 @@ import redis
 
 from dialer import campaigns, reporting
 from dialer.campaigns import CampaignStatus
-from dialer.compliance.geo import normalize
+from dialer.compliance.geo import normalize, valid_number
 from dialer.compliance.records import PgRecords
 from dialer.engine.agents import AgentState
 from dialer.engine.store import EngineStore
@@ -164,9 +164,7 @@ def agent_logout(ctx: Context, args: dict) -> dict:
         return _agent_view(agent)
     if agent.leg_uuid:
         # The leg's hangup logs the agent out (Engine._agent_leg_event): wait for it.
-        node = ctx.engine.switchboard.pick_node()
-        if node is not None:
-            ctx.engine.switchboard.try_api(node, f"uuid_kill {agent.leg_uuid}")
+        ctx.engine.hang_up_agent_leg(agent)
         if wait_for(lambda: agent.state is AgentState.LOGGED_OUT, LOGOUT_WAIT_S):
             return _agent_view(agent)
     ctx.engine.agents.transition(agent, AgentState.LOGGED_OUT)
@@ -195,16 +193,22 @@ def _agent_view(agent) -> dict:
 
 # -- do-not-call --------------------------------------------------------------------------------
 
-def _entry(args: dict) -> tuple[str, str, str, str, str]:
-    return (normalize(args["number"], args.get("region", "US")), args.get("list", "internal"),
-            args.get("scope", ""), args.get("by", "webapi"), args.get("reason", ""))
+def _entry(args: dict, number=normalize) -> tuple[str, str, str, str, str]:
+    kind, scope = args.get("list", "internal"), args.get("scope", "")
+    if kind == "internal" and scope:
+        # the internal list has no scope: an entry filed under one would be one nobody removes
+        raise WebApiError("invalid", "the internal list takes no scope")
+    return (number(args["number"], args.get("region", "US")), kind, scope, args.get("by", "webapi"),
+            args.get("reason", ""))
 
 
 def dnc_add(ctx: Context, args: dict) -> dict:
     """A campaign entry's scope must be an existing campaign's name (the gate matches names); an
     existing campaign's numeric id is taken as that campaign, its name stored and a `note` added
     to the result. Anything else is refused (`invalid`), nothing stored."""
-    phone, kind, scope, by, reason = _entry(args)
+    # only a complete, valid number (a truncated one would protect nobody); removal takes any
+    # number an entry may hold
+    phone, kind, scope, by, reason = _entry(args, valid_number)
     records = PgRecords(ctx.conn)
     note = None
     if kind == "campaign":
