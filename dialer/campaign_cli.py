@@ -157,7 +157,10 @@ def campaign_show(name, as_json) -> None:
     _out.print(table)
     _out.print("leads: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
     if problems := found.settings.start_problems():
-        _out.print("before it can start:\n  " + "\n  ".join(problems))
+        # a campaign served now (settings stored before the check) is not served by any engine
+        lead_in = ("no engine serves it until then:" if found.status in campaigns.SERVED
+                   else "before it can start:")
+        _out.print(f"{lead_in}\n  " + "\n  ".join(problems))
 
 
 def _command(name: str, command: str, as_json: bool) -> None:

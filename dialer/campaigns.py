@@ -134,7 +134,7 @@ class _Checker:
         self.problems: list[str] = []
 
     def fail(self, path: str, message: str) -> None:
-        self.problems.append(f"{path}: {message}")
+        self.problems.append(f"{path}: {message}" if path else f"the settings {message}")
 
     def mapping(self, value: Any, path: str, allowed: Iterable[str]) -> dict:
         if not isinstance(value, dict):
@@ -829,7 +829,7 @@ def set_status(conn: psycopg.Connection, name: str, target: CampaignStatus | str
             return _from_row(cur.fetchone())
 
 
-_SERVED = (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.STOPPING)
+SERVED = (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.STOPPING)   # engines run these
 
 
 def update_settings(conn: psycopg.Connection, name: str, assignments: Iterable[tuple[str, Any]]) -> Campaign:
@@ -839,7 +839,7 @@ def update_settings(conn: psycopg.Connection, name: str, assignments: Iterable[t
         settings = CampaignSettings.from_dict(apply_assignments(campaign.settings.to_dict(), assignments))
         # A campaign an engine serves must keep what it needed to start (no caller ID would go
         # out as a placeholder, no gateway would stop the engine's runner).
-        if campaign.status in _SERVED and (problems := settings.start_problems()):
+        if campaign.status in SERVED and (problems := settings.start_problems()):
             raise SettingsError([f"{p} (the campaign is {campaign.status}: stop it first to remove this)"
                                  for p in problems])
         with conn.cursor(row_factory=dict_row) as cur:

@@ -89,7 +89,7 @@ def test_full_settings_normalise():
     ({"amd": {"params": {"voice_margin_db": float("inf")}}}, "voice_margin_db=inf: must be a finite number"),
     ({"gateways": [{"name": "a", "max_cps": float("nan")}]}, "gateways[0].max_cps: must be a number above 0.0"),
     ({"dial_mode": "agentless", "voice": "live"}, "voice: an agentless campaign plays a prerecorded"),
-    ([], ": must be an object"),
+    ([], "the settings must be an object"),
 ])
 def test_invalid_settings_name_the_problem(document, expected):
     problems = problems_of(document)

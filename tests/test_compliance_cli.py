@@ -208,6 +208,24 @@ def test_batch(runner, dnc_files, rnd, tmp_path):
     assert runner.invoke(main, ["compliance", "check", "--batch", str(tmp_path / "missing.jsonl")]).exit_code == 2
 
 
+def test_batch_lines_take_the_options_as_defaults_and_refuse_unknown_fields(runner, dnc_files, rnd, tmp_path):
+    """QA: with --batch the command's options were ignored, and a misspelt field ("stat") was
+    silently dropped: another call than the one meant was checked."""
+    batch = tmp_path / "req.jsonl"
+    batch.write_text("\n".join([
+        json.dumps({"number": "+16015551234"}),
+        json.dumps({"number": "+16015551234", "at": "2026-07-20T20:00:00Z"}),    # its own time wins: 3 pm
+        json.dumps({"number": "+16015551234", "stat": "MS"}),
+    ]) + "\n")
+    out = runner.invoke(main, ["compliance", "check", "--batch", str(batch), "--at", "2026-07-20T12:00:00Z",
+                               "--mode", "preview", "--state", "MS", *dnc_files, *rnd])
+    assert out.exit_code == 0, out.output
+    lines = [json.loads(line) for line in out.output.splitlines()]
+    assert "MS-HRS" in lines[0]["reasons"] and lines[0]["states"] == ["MS"]     # 7 am in Mississippi
+    assert lines[1]["allowed"] is True, lines[1]
+    assert lines[2]["line"] == 3 and "unknown field(s) 'stat'" in lines[2]["error"]
+
+
 def test_scrub_offline(runner, dnc_files, tmp_path):
     leads = tmp_path / "leads.csv"
     leads.write_text("id,phone\n1,2125551234\n2,(212) 555-0100\n3,+1 999 555 1234\n4,x\n5,+1 212 555 0101\n6,3125551234\n")

@@ -199,6 +199,10 @@ def test_audit_cli_reads_and_verifies(gate, db, db_url, monkeypatch):
     assert "chain OK: 3 rows verified" in out.output
     out = runner.invoke(main, ["compliance", "audit", "--since", "2026-11-19T00:00:00", "--campaign", "c1"])
     assert out.exit_code == 0 and "+13055551234" in out.output and "+12125550100" not in out.output
+    # QA: a negative limit was a traceback, and a bad --since was called --at
+    assert runner.invoke(main, ["compliance", "audit", "--limit", "-1"]).exit_code == 2
+    out = runner.invoke(main, ["compliance", "audit", "--since", "garbage"])
+    assert out.exit_code == 1 and "--since 'garbage' is not ISO 8601" in out.output
     db.execute("ALTER TABLE compliance_audit DISABLE TRIGGER compliance_audit_no_change")
     db.execute("UPDATE compliance_audit SET record = record || ' ' WHERE phone_e164 = '+13055551234'")
     db.commit()

@@ -91,12 +91,19 @@ def test_full_import_is_idempotent_and_replaces_area_codes(store, tmp_path):
 def test_change_lists_add_delete_idempotent_and_ordered(store, tmp_path):
     store.import_full(write(tmp_path / "full.txt", ["212,5551234", "212,5551235"]), kind="federal",
                       jurisdiction="US", snapshot_date=TODAY, source="ftc")
-    changes = write(tmp_path / "chg.txt", ["212,5551234,D", "212,5550001,A", "2125550002,A", "212,5550002,D",
-                                           "415,5550000,A", "212,5550003,X"])
+    lines = ["212,5551234,D", "212,5550001,A", "2125550002,A", "212,5550002,D", "415,5550000,A"]
+    # a line it cannot read refuses the whole change list: an unread addition would stay callable
+    # while the list's date moves forward
+    broken = write(tmp_path / "broken.txt", lines + ["212,5550003,X"])
+    with pytest.raises(DncImportError, match="1 of 6 lines are not phone numbers"):
+        store.import_changes(broken, kind="federal", jurisdiction="US", snapshot_date=TODAY + timedelta(days=1),
+                             source="ftc-chg")
+    assert store.load_index().lookup("federal", "US", 212, 5551234) == (True, TODAY)     # nothing changed
+    changes = write(tmp_path / "chg.txt", lines)
     result = store.import_changes(changes, kind="federal", jurisdiction="US",
                                   snapshot_date=TODAY + timedelta(days=1), source="ftc-chg")
     assert (result.added, result.removed) == (1, 1)
-    assert result.report.bad_lines == 2     # bad action, and 415 has no full snapshot
+    assert result.report.bad_lines == 1     # 415 has no full snapshot (calls there fail closed anyway)
     index = store.load_index()
     assert index.lookup("federal", "US", 212, 5551234)[0] is False
     assert index.lookup("federal", "US", 212, 5550001) == (True, TODAY + timedelta(days=1))

@@ -234,6 +234,9 @@ def test_dnc_add_to_a_campaign_list_needs_an_existing_campaign_name(world, db_ur
     assert result == {"number": "+12125550177", "list": "campaign", "scope": "web", "changed": False}
     with storage.connect_db(db_url) as conn:
         assert conn.execute("SELECT list_kind, scope FROM compliance_dnc_entries").fetchall() == [("campaign", "web")]
+    # removal resolves the id the same way (QA: it looked for an entry under "<id>")
+    result = app.ok("dnc.remove", {"number": "+12125550177", "list": "campaign", "scope": str(web_id)})
+    assert result["scope"] == "web" and result["changed"] is True and "note" in result
 
 
 def test_manual_and_preview_dial_pass_the_gate_and_bridge_the_agent(world, db_url, redis_client):

@@ -17,7 +17,7 @@ from dialer.compliance.model import (
     CallRequest, Campaign, ComplianceError, ConsentKind, Decision, DialMode, Lead, LineType, ListKind, Purpose, Voice,
     iso_z,
 )
-from dialer.errors import DialerError, StorageError
+from dialer.errors import DialerError
 
 CHECK_FIELDS = ("number", "at", "state", "zip", "purpose", "mode", "consent", "voice", "region", "line_type")
 _err = Console(stderr=True)
@@ -28,14 +28,14 @@ def _progress() -> Progress:
                     TransferSpeedColumn(), TimeRemainingColumn(), console=_err, transient=False)
 
 
-def parse_at(value: str | None) -> datetime:
+def parse_at(value: str | None, option: str = "--at") -> datetime:
     """ISO 8601; without an offset it means UTC."""
     if value is None:
         return datetime.now(timezone.utc)
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise ComplianceError(f"--at {value!r} is not ISO 8601") from None
+        raise ComplianceError(f"{option} {value!r} is not ISO 8601") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
@@ -217,22 +217,6 @@ def dnc_add(number, list_kind, scope, who, reason, region, source) -> None:
     click.echo(f"{phone}: {'added to' if added else 'already on'} {list_kind} {scope}".rstrip())
 
 
-def _removal_scope(records, scope: str) -> tuple[str, str | None]:
-    """The campaign scope to remove from, resolved as `add` stores it (a campaign's id -> its name).
-    A name that is no campaign any more is taken as written: entries of a deleted campaign stay
-    removable."""
-    try:
-        name, note = records.campaign_scope(scope)
-    except StorageError:
-        raise
-    except ComplianceError:
-        if not (scope or "").strip():
-            raise
-        return scope.strip(), None
-    return name, (f"{scope.strip()} is the id of campaign {name!r}: removing its entry (stored under its name)"
-                  if note else None)
-
-
 @dnc.command("remove")
 @_entry_args
 def dnc_remove(number, list_kind, scope, who, reason, region) -> None:
@@ -258,7 +242,7 @@ def dnc_remove(number, list_kind, scope, who, reason, region) -> None:
                 raise invalid
             scopes = [scope]
             if list_kind == ListKind.CAMPAIGN:
-                scope, note = _removal_scope(records, scope)
+                scope, note = records.removal_scope(scope)
                 scopes = [scope]
                 if note:
                     click.echo(f"note: {note}")
@@ -463,7 +447,9 @@ def _answer(gate, records, call: CallRequest, consent: str) -> tuple[dict, Decis
               help="UK numbers; together the complete, fresh CTPS")
 @click.option("--rnd-file", "rnd_files", multiple=True, type=click.Path(path_type=Path),
               help="NUMBER,YYYY-MM-DD permanent disconnections; together a complete, fresh RND copy")
-@click.option("--batch", type=click.Path(path_type=Path), default=None, help="JSONL of requests")
+@click.option("--batch", type=click.Path(path_type=Path), default=None,
+              help="JSONL of requests, one object per line with the fields number, at, state, zip, purpose, mode,"
+                   " voice, consent, line_type, region; the options above are every line's defaults")
 @click.option("--json", "as_json", is_flag=True)
 def compliance_check(number, at, state, zip_code, purpose, mode, voice, consent, line_type, region,
                      dnc_files, state_dnc_files, tps_files, ctps_files, rnd_files, batch, as_json) -> None:
@@ -486,6 +472,8 @@ def compliance_check(number, at, state, zip_code, purpose, mode, voice, consent,
         raise click.UsageError(f"cannot read {batch}: {exc}") from None
     except DialerError as exc:
         raise click.UsageError(str(exc)) from None
+    options = {"at": at, "state": state, "zip": zip_code, "purpose": purpose, "mode": mode, "voice": voice,
+               "consent": consent, "line_type": line_type}
     if batch:
         for n, line in enumerate(lines, start=1):
             if not line.strip():
@@ -494,16 +482,20 @@ def compliance_check(number, at, state, zip_code, purpose, mode, voice, consent,
                 fields = json.loads(line)
                 if not isinstance(fields, dict):
                     raise ComplianceError("a line must be a JSON object")
-                call, line_consent = _request_from(fields, region)
+                # a misspelt field ("stat") would silently check another call than the one meant
+                if unknown := sorted(set(fields) - set(CHECK_FIELDS)):
+                    raise ComplianceError(f"unknown field(s) {', '.join(map(repr, unknown))};"
+                                          f" fields: {', '.join(CHECK_FIELDS)}")
+                # the command's options are the defaults of every line; a line's own field wins
+                call, line_consent = _request_from(
+                    {**options, **{k: v for k, v in fields.items() if v is not None}}, region)
                 answer, _ = _answer(gate, records, call, line_consent)
                 click.echo(json.dumps({**fields, **answer}))
             except (DialerError, ValueError, TypeError) as exc:
                 click.echo(json.dumps({"line": n, "error": str(exc)}))
         return
     try:
-        call, consent = _request_from({"number": number, "at": at, "state": state, "zip": zip_code,
-                                       "purpose": purpose, "mode": mode, "voice": voice, "consent": consent,
-                                       "line_type": line_type}, region)
+        call, consent = _request_from({"number": number, **options}, region)
     except (DialerError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
     answer, decision = _answer(gate, records, call, consent)
@@ -557,7 +549,7 @@ def compliance_rebuild_counters() -> None:
 @click.option("--region", default="US")
 @click.option("--campaign", default=None)
 @click.option("--since", default=None, help="ISO 8601; no offset = UTC")
-@click.option("--limit", default=1000, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--verify", is_flag=True, help="recompute the whole hash chain; exit 1 if it is broken")
 @click.option("--json", "as_json", is_flag=True, help="one JSON line per decision")
 def compliance_audit(number, region, campaign, since, limit, verify, as_json) -> None:
@@ -565,7 +557,7 @@ def compliance_audit(number, region, campaign, since, limit, verify, as_json) ->
     from dialer.compliance.audit import read_audit, verify_chain
     try:
         phone = normalize(number, region) if number else None
-        moment = parse_at(since) if since else None
+        moment = parse_at(since, "--since") if since else None
         with _db() as conn:
             rows = read_audit(conn, number=phone, campaign=campaign, since=moment, limit=limit)
             report = verify_chain(conn) if verify else None

@@ -128,6 +128,19 @@ class PgRecords:
         raise ComplianceError(f"no campaign named {scope!r}: a campaign entry's scope must be an existing"
                               " campaign's name (see `dialer campaign list`); nothing stored")
 
+    def removal_scope(self, scope: str) -> tuple[str, str | None]:
+        """The campaign scope to remove an entry from, resolved as campaign_scope() stores it (a
+        campaign's id -> its name, with a note). A name that is no campaign any more is taken as
+        written: entries of a deleted campaign stay removable."""
+        try:
+            name, note = self.campaign_scope(scope)
+        except ComplianceError:           # no such campaign (a StorageError is not one: it rises)
+            if not (scope or "").strip():
+                raise
+            return scope.strip(), None
+        return name, (f"{scope.strip()} is the id of campaign {name!r}: removing its entry (stored under its name)"
+                      if note else None)
+
     def add_dnc(self, phone: str, list_kind: str, *, scope: str = "", added_by: str, source: str,
                 reason: str = "", at: datetime | None = None) -> bool:
         _check_entry(list_kind, scope)

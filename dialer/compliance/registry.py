@@ -427,6 +427,15 @@ def _storage_errors(method):
     return wrapper
 
 
+def _refuse_unread_lines(report: "ParseReport", paths, what: str) -> None:
+    if report.bad_lines:
+        raise DncImportError(
+            f"{', '.join(str(p) for p in paths)}: {report.bad_lines} of {report.lines} lines are not phone numbers;"
+            f" {what} must be read whole, so nothing was imported. Fix or remove these lines:\n  "
+            + "\n  ".join(report.bad_samples)
+            + ("\n  ..." if report.bad_lines > len(report.bad_samples) else ""))
+
+
 class RegistryStore:
     """Bitset files under `data_dir`/dnc plus their metadata rows in PostgreSQL."""
 
@@ -491,14 +500,8 @@ class RegistryStore:
                 if part.exists():
                     bits |= np.fromfile(part, dtype=np.uint8)
                 bits.tofile(part)
-            if report.bad_lines:
-                # Fail closed: the numbers on unread lines would be dropped from the list without a word.
-                names = ", ".join(str(p) for p in paths)
-                raise DncImportError(
-                    f"{names}: {report.bad_lines} of {report.lines} lines are not phone numbers; a full list"
-                    f" must be read whole, so nothing was imported. Fix or remove these lines:\n  "
-                    + "\n  ".join(report.bad_samples)
-                    + ("\n  ..." if report.bad_lines > len(report.bad_samples) else ""))
+            # Fail closed: the numbers on unread lines would be dropped from the list without a word.
+            _refuse_unread_lines(report, paths, "a full list")
             total = added = removed = 0
             parts = sorted(staging.glob("*.part"))
             with self.conn.transaction():
@@ -563,6 +566,8 @@ class RegistryStore:
                 raise DncImportError(f"change list dated {snapshot_date} is older than the {kind} {jurisdiction}"
                                      f" list of {covered[0]}")
         parts = list(iter_number_blocks(path, report, progress, with_action=True, uk=kind in UK_KINDS))
+        # An unread addition would leave its number callable while the list's date moves forward
+        _refuse_unread_lines(report, [path], "a change list")
         keys = np.concatenate([p[0].astype(np.int64) * BITS_PER_NPA + p[1] for p in parts] or [np.empty(0, np.int64)])
         actions = np.concatenate([p[2] for p in parts] or [np.empty(0, bool)])
         # When a number appears several times, its last line in the file wins.

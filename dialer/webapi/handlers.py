@@ -222,10 +222,18 @@ def dnc_add(ctx: Context, args: dict) -> dict:
 
 
 def dnc_remove(ctx: Context, args: dict) -> dict:
+    """A campaign entry's scope is resolved as `dnc.add` stores it (a campaign's id -> its name)."""
     phone, kind, scope, by, reason = _entry(args)
-    removed = PgRecords(ctx.conn).remove_dnc(phone, kind, scope=scope, removed_by=by, reason=reason)
+    records = PgRecords(ctx.conn)
+    note = None
+    if kind == "campaign":
+        scope, note = records.removal_scope(scope)
+    removed = records.remove_dnc(phone, kind, scope=scope, removed_by=by, reason=reason)
     ctx.engine.publish("dnc_removed", number=phone, list=kind, scope=scope, by=by)
-    return {"number": phone, "list": kind, "scope": scope, "changed": removed}
+    result = {"number": phone, "list": kind, "scope": scope, "changed": removed}
+    if note:
+        result["note"] = note
+    return result
 
 
 # -- callbacks and figures ----------------------------------------------------------------------
