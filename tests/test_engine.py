@@ -571,6 +571,18 @@ def test_two_nodes_a_campaign_calls_where_its_agents_are(db_url, redis_url, tmp_
         assert row[1:3] == ("human", "HUMAN") and row[4] == "agent-a", row
         assert switches[0].counters["originate_ok"] == 1                # the idle agent's leg only
         assert switches[1].counters["originate_ok"] == 2 and switches[1].counters["unicast_datagrams"] > 0
+        # one node's reconnect checks its own legs only: the other node's agent keeps its leg
+        for listener in list(switches[0].listeners):
+            listener.close()
+        client = engine.switchboard.clients[idle.node]
+        assert wait_until(lambda: client.reconnects >= 1 and client.connected, 15)
+        gevent.sleep(0.5)
+        assert idle.leg_uuid is not None and agent.leg_uuid is not None
+        # its agents' node gone, the campaign places no call (elsewhere none could be bridged);
+        # a campaign with agents on a node still up goes on
+        switches[1].stop()
+        assert wait_until(lambda: not engine.switchboard.clients[agent.node].connected, 15)
+        assert engine.node_for_calls("two-a") is None and engine.node_for_calls("two-idle") == idle.node
     finally:
         engine.stop(drain_timeout=10)
         for switch in switches:

@@ -383,7 +383,9 @@ class Engine:
                     log.warning("call %s ended while %s was unreachable", call.uuid, node)
                     self.switchboard.deliver_lost(call.uuid)
         for agent in self.agents.agents.values():
-            if agent.leg_uuid and agent.leg_uuid not in live and agent.state is not AgentState.LOGGED_OUT:
+            # only this node's list says anything about a leg (another node's agents are not in it)
+            if (agent.node == node and agent.leg_uuid and agent.leg_uuid not in live
+                    and agent.state is not AgentState.LOGGED_OUT):
                 agent.leg_uuid = None
 
     # -- agents -------------------------------------------------------------------------------
@@ -419,11 +421,14 @@ class Engine:
     def node_for_calls(self, campaign: str) -> str | None:
         """Where the campaign's next call goes: a node holding its agents, the one with the most
         of them ready (a call is bridged only to an agent on its own node); a campaign without
-        agents (agentless, or none logged in here) to the least busy node."""
+        agents (agentless, or none logged in here) to the least busy node. None when its agents'
+        nodes are all unreachable: a call elsewhere would find no agent it can be bridged to."""
         nodes = self.agents.nodes_of(campaign)
+        if not nodes:
+            return self.switchboard.pick_node()
         connected = {n: ready for n, ready in nodes.items() if self.switchboard.clients[n].connected}
         if not connected:
-            return self.switchboard.pick_node()
+            return None
         most = max(connected.values())
         return self.switchboard.pick_node(among={n for n, ready in connected.items() if ready == most})
 

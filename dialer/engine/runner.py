@@ -149,7 +149,8 @@ class CampaignRunner:
                     self.engine.store.set_campaign_status(self.campaign_id, CampaignStatus.STOPPED.value)
                     self.status = CampaignStatus.STOPPED
             return
-        if self.status is not CampaignStatus.RUNNING or self.draining or not self.engine.may_dial():
+        if (self.status is not CampaignStatus.RUNNING or self.draining or not self.engine.may_dial()
+                or self.engine.node_for_calls(self.name) is None):
             return
         if not self.settings.schedule.is_open(self.engine.clock().astimezone(self.settings.zone)):
             return
