@@ -583,6 +583,9 @@ def test_two_nodes_a_campaign_calls_where_its_agents_are(db_url, redis_url, tmp_
         switches[1].stop()
         assert wait_until(lambda: not engine.switchboard.clients[agent.node].connected, 15)
         assert engine.node_for_calls("two-a") is None and engine.node_for_calls("two-idle") == idle.node
+        # and pacing does not count the agent it cannot reach
+        runners = {r.name: r for r in engine.runners.values()}
+        assert runners["two-a"].snapshot().agents == () and len(runners["two-idle"].snapshot().agents) == 1
     finally:
         engine.stop(drain_timeout=10)
         for switch in switches:

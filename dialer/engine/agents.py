@@ -116,10 +116,14 @@ class AgentRegistry:
     def by_leg(self, leg_uuid: str) -> Agent | None:
         return next((a for a in self.agents.values() if a.leg_uuid == leg_uuid), None)
 
-    def pacing_snapshot(self, campaign: str, now: float | None = None) -> tuple[AgentSnapshot, ...]:
+    def pacing_snapshot(self, campaign: str, now: float | None = None,
+                        reachable=lambda node: True) -> tuple[AgentSnapshot, ...]:
+        """The campaign's agents for pacing; those on a node that cannot be reached are left out
+        (no call can be bridged to them: counting them would overdial)."""
         now = time.monotonic() if now is None else now
         return tuple(AgentSnapshot(_TO_PACING[a.state], a.time_in_state(now))
-                     for a in self.agents.values() if a.campaign == campaign and a.state in _TO_PACING)
+                     for a in self.agents.values()
+                     if a.campaign == campaign and a.state in _TO_PACING and (a.node is None or reachable(a.node)))
 
     def count(self, campaign: str, state: AgentState) -> int:
         return sum(1 for a in self.agents.values() if a.campaign == campaign and a.state is state)

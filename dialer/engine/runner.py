@@ -203,7 +203,8 @@ class CampaignRunner:
         waiting = sum(1 for c in self.calls.values() if c.state.value == "waiting_agent")
         return PacingSnapshot(
             now_s=now - self._started,
-            agents=self.engine.agents.pacing_snapshot(self.name, now),
+            agents=self.engine.agents.pacing_snapshot(
+                self.name, now, reachable=lambda node: self.engine.switchboard.clients[node].connected),
             ringing_ages_s=ringing, waiting_calls=waiting,
             account=AbandonAccount(account["window_live"], account["window_abandoned"],
                                    account["day_live"], account["day_abandoned"]),
