@@ -188,6 +188,7 @@ class LiveCounters:
     amd: dict[str, int] = field(default_factory=dict)
     blocks: dict[str, int] = field(default_factory=dict)
     updated: float | None = None                               # newest engine update (epoch s)
+    held: dict[str, str] = field(default_factory=dict)         # engine id -> why it places no call now
 
     def add(self, engine: str, fields: dict[str, str]) -> None:
         """Add one engine's hash. A malformed hash raises ReportError and adds nothing."""
@@ -199,6 +200,8 @@ class LiveCounters:
         except (ValueError, TypeError, AttributeError) as exc:
             raise ReportError(f"engine {engine}: malformed live counters: {exc}") from exc
         self.engines[engine] = fields.get("status", "?")
+        if fields.get("held"):
+            self.held[engine] = fields["held"]
         for name, n in numbers.items():
             setattr(self, name, getattr(self, name) + n)
         for name, counts in maps.items():
@@ -319,7 +322,9 @@ def status_snapshot(conn: psycopg.Connection, redis_client: redis.Redis | None, 
                     abandon_30d=_abandon_sum(conn, ref.id, window_start, hour + HOUR),
                     amd_today=_amd_results(conn, ref.id, today, now),
                     compliance_today=compliance, blocks_today=blocks, live=live.get(ref.name))
-                row.warnings = _abandon_warnings(row)
+                row.warnings = _abandon_warnings(row) + [
+                    f"{ref.name}: engine {engine} places no call: {why}"
+                    for engine, why in sorted((row.live.held if row.live else {}).items())]
                 rows.append(row)
     except psycopg.Error as exc:
         raise StorageError(f"PostgreSQL: {exc}") from exc

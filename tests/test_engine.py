@@ -503,7 +503,8 @@ def _pings(client) -> bool:
         return False
 
 
-def test_a_counter_store_outage_holds_dialing_and_keeps_every_lead(world, db_url, tmp_path, private_redis):
+def test_a_counter_store_outage_holds_dialing_and_keeps_every_lead(world, db_url, tmp_path, private_redis,
+                                                                   redis_client):
     """The frequency counters' Redis goes down: each decision fails closed, the engine holds its
     dialing (probing with one lead at a time, /readyz says why) and closes no lead. Redis comes
     back empty (a restart): the engine rebuilds the counters from PostgreSQL, then dials again."""
@@ -525,6 +526,9 @@ def test_a_counter_store_outage_holds_dialing_and_keeps_every_lead(world, db_url
     assert not engine.may_dial()
     ready = engine.ops.checks.ready()
     assert not ready["ok"] and ready["compliance_stores"]["reasons"] == ["COUNTER_STORE_UNAVAILABLE"]
+    # `dialer status` says why (the engine's live hash)
+    assert wait_until(lambda: "COUNTER_STORE_UNAVAILABLE" in (
+        redis_client.hget("dialer:campaign:outage:engine-1", "held") or ""), 5)
     gevent.sleep(3)
     rows = lead_rows(db_url)
     refused = [r for r in rows.values() if r[2] == "blocked:COUNTER_STORE_UNAVAILABLE"]

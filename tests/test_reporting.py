@@ -274,9 +274,11 @@ def test_status_sums_engines_and_counts_agents(db, redis_client):
     add_attempt(db, cid, NOW - 2 * HOUR, "machine", amd="MACHINE")
     add_attempt(db, cid, NOW - timedelta(hours=12), "machine", amd="MACHINE")    # yesterday in New York
     add_decision(db, "acme", NOW - HOUR, ["US-HRS"])
-    redis_client.hset("dialer:campaign:acme:e1", mapping=_live_hash())
+    redis_client.hset("dialer:campaign:acme:e1", mapping=_live_hash(
+        held="compliance store unavailable (COUNTERS_NOT_LOADED)"))
     redis_client.hset("dialer:campaign:acme:e2", mapping=_live_hash(ringing=4, connected=1, calls_last_minute=5,
-                                                                    status="paused", amd=json.dumps({"MACHINE": 1})))
+                                                                    status="paused", amd=json.dumps({"MACHINE": 1}),
+                                                                    held=""))
     redis_client.hset("dialer:campaign:acme:e3", mapping=_live_hash(ringing="many"))     # malformed: left out
     for agent, state, campaign in [("a1", "ready", "acme"), ("a2", "on_call", "acme"), ("a3", "ready", "acme"),
                                    ("a4", "ready", "other")]:
@@ -296,6 +298,8 @@ def test_status_sums_engines_and_counts_agents(db, redis_client):
     assert acme.compliance_today == {"decisions": 1, "allowed": 0, "blocked": 1} and acme.blocks_today == {"US-HRS": 1}
     assert any("dialer:campaign:acme:e3" in w for w in snapshot.warnings)
     assert any("'a5'" in w for w in snapshot.warnings)
+    # why an engine places no call for a running campaign is said (a held engine is otherwise silent)
+    assert acme.warnings == ["acme: engine e1 places no call: compliance store unavailable (COUNTERS_NOT_LOADED)"]
     json.dumps(snapshot.to_dict())
     text = _plain(reporting.render_status(snapshot))
     assert "running ×2" in text and "(paused/running)" in text

@@ -138,6 +138,7 @@ def test_web_app_drives_a_campaign_from_creation_to_report(world, db_url, redis_
     # Campaign statistics arrive on the event stream every second.
     ticks = app.events("campaign_stats")
     assert len(ticks) >= 2 and json.loads(ticks[-1]["originated"]) == 2
+    assert ticks[-1].get("held", "") == ""       # nothing holds its dialing
     gaps = [float(b["at"]) - float(a["at"]) for a, b in zip(ticks, ticks[1:])]
     assert max(gaps) < 2.5
 

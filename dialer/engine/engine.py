@@ -343,6 +343,21 @@ class Engine:
             self.publish("campaign_not_served", campaign=row.name, problems=problems)
         return None
 
+    def held_reason(self, runner: CampaignRunner) -> str:
+        """Why this engine places no call for a running campaign now ("" when nothing holds it),
+        for `dialer status`."""
+        if runner.status is not CampaignStatus.RUNNING:
+            return ""
+        if self.gate_probing:
+            return "compliance store unavailable (" + ", ".join(self.gate_down_reasons) + ")"
+        if self.amd.block is None:
+            return "no block of AMD ports free (DIALER_UNICAST_PORTS)"
+        if not self.clock_ok:
+            return "clock differs from the database's by more than 2 s"
+        if self.node_for_calls(runner.name) is None:
+            return "no FreeSWITCH node reachable for its agents"
+        return ""
+
     def _settings_of(self, campaign_id: int):
         runner = self.runners.get(campaign_id)
         if runner is not None:
@@ -513,7 +528,8 @@ class Engine:
                       "connected": sum(1 for c in runner.calls.values() if c.state.value == "bridged"),
                       "calls_last_minute": stats.calls_last_minute(),
                       "outcomes": json.dumps(stats.outcomes), "amd": json.dumps(stats.amd),
-                      "blocks": json.dumps(stats.blocks), "updated": f"{time.time():.3f}"}
+                      "blocks": json.dumps(stats.blocks), "updated": f"{time.time():.3f}",
+                      "held": self.held_reason(runner)}
             key = CAMPAIGN_HASH.format(campaign=runner.name, engine=self.engine_id)
             try:
                 self.redis.hset(key, mapping=fields)

@@ -341,7 +341,8 @@ def campaign_stats(engine) -> list[dict]:
                     "ringing": sum(1 for c in runner.calls.values() if c.answered is None),
                     "connected": sum(1 for c in runner.calls.values() if c.state.value == "bridged"),
                     "calls_last_minute": stats.calls_last_minute(), "outcomes": dict(stats.outcomes),
-                    "amd": dict(stats.amd), "blocks": dict(stats.blocks), "agents": dict(agents)})
+                    "amd": dict(stats.amd), "blocks": dict(stats.blocks), "agents": dict(agents),
+                    "held": engine.held_reason(runner)})
     return out
 
 
