@@ -223,6 +223,28 @@ def us_states() -> tuple[frozenset[str], dict[str, str]]:
     return _STATES
 
 
+def state_code(value: str, codes=None, by_name=None) -> tuple[str | None, tuple[str, str] | None]:
+    """(the state's code, None), or (None, (reject reason, detail)) for a state the rule packs do
+    not know: the gate would close the lead (UNKNOWN_STATE). Names and aliases become codes."""
+    if codes is None:
+        codes, by_name = us_states()
+    code = value.upper()
+    if code not in codes:
+        code = by_name.get(" ".join(value.lower().split()))
+        if code is None:
+            return None, ("invalid_state", f"state {value!r} is not a US state or territory code (or name)")
+    return code, None
+
+
+def zip_problem(e164: str, value: str) -> tuple[str, str] | None:
+    """(reject reason, detail) for a North American number's ZIP code that is not 5 digits or
+    ZIP+4 (elsewhere the column holds a postcode such as SW1A 1AA), else None."""
+    if not e164.startswith("+1") or _ZIP_RE.fullmatch(value):
+        return None
+    hint = " (a leading zero lost?)" if len(value) == 4 and value.isascii() and value.isdigit() else ""
+    return "invalid_zip", f"ZIP {value!r} is not 5 digits or ZIP+4 (12345-6789){hint}"
+
+
 # ------------------------------------------------------------------ phone numbers
 
 NANP_REGIONS = tuple(COUNTRY_CODE_TO_REGION_CODE[1])
@@ -470,16 +492,11 @@ class ChunkNormalizer:
                 out.append("unknown" if name == "line_type" else None)
                 continue
             if name == "state":
-                code = value.upper()
-                if code not in self.state_codes:
-                    code = self.state_by_name.get(" ".join(value.lower().split()))
-                    if code is None:
-                        return ("invalid_state", f"state {value!r} is not a US state or territory code (or name)")
-                value = code
-            elif name == "zip" and e164.startswith("+1") and not _ZIP_RE.fullmatch(value):
-                # only for North American numbers: elsewhere the column holds a postcode (SW1A 1AA)
-                hint = " (a leading zero lost?)" if len(value) == 4 and value.isascii() and value.isdigit() else ""
-                return ("invalid_zip", f"ZIP {value!r} is not 5 digits or ZIP+4 (12345-6789){hint}")
+                value, problem = state_code(value, self.state_codes, self.state_by_name)
+                if problem:
+                    return problem
+            elif name == "zip" and (problem := zip_problem(e164, value)):
+                return problem
             elif name == "tz_hint" and value not in _ZONES:
                 return ("invalid_time_zone", f"{value!r} is not an IANA time zone")
             elif name == "line_type":

@@ -239,7 +239,9 @@ class HealthChecks:
         may_dial = self.engine.may_dial()
         postgres = self._timed(self._postgres)
         held_s = max(0.0, self.engine.gate_held_until - time.monotonic())
-        return {"ok": may_dial and postgres["ok"], "engine": self.engine.engine_id, "may_dial": may_dial,
+        # between two holds of a compliance store outage may_dial is true: still not ready
+        ok = may_dial and postgres["ok"] and not self.engine.gate_probing
+        return {"ok": ok, "engine": self.engine.engine_id, "may_dial": may_dial,
                 "postgresql": postgres,
                 "compliance_stores": {"ok": not self.engine.gate_probing, "held_s": round(held_s, 1),
                                       "reasons": list(self.engine.gate_down_reasons)}}

@@ -1,6 +1,7 @@
 """The engine end to end on the simulated switch, a real PostgreSQL and a real Redis."""
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
 
@@ -8,6 +9,7 @@ import gevent
 import pytest
 
 from dialer import storage
+from dialer.campaigns import CampaignStatus
 from dialer.engine.simagents import AgentSimulator
 from esl.fakeswitch import Behaviour, Outcome, Party
 from tests.engine_world import (AGENT_PHONE, BASE_SETTINGS, PINNED, create_campaign, import_registry,
@@ -530,6 +532,7 @@ def test_a_counter_store_outage_holds_dialing_and_keeps_every_lead(world, db_url
     assert wait_until(lambda: "COUNTER_STORE_UNAVAILABLE" in (
         redis_client.hget("dialer:campaign:outage:engine-1", "held") or ""), 5)
     gevent.sleep(3)
+    assert not engine.ops.checks.ready()["ok"]          # also between two holds (QA: it flapped)
     rows = lead_rows(db_url)
     refused = [r for r in rows.values() if r[2] == "blocked:COUNTER_STORE_UNAVAILABLE"]
     # one lead, then another after 2 s held (the hold doubles): not a lead per tick
@@ -540,7 +543,8 @@ def test_a_counter_store_outage_holds_dialing_and_keeps_every_lead(world, db_url
     assert wait_until(lambda: len(attempts(db_url)) > placed_before, 30)
     assert gate.counters.loaded() is not None and not engine.gate_probing
     assert time.monotonic() - refused_at < 30
-    assert engine.ops.checks.ready()["compliance_stores"] == {"ok": True, "held_s": 0.0, "reasons": []}
+    ready = engine.ops.checks.ready()
+    assert ready["ok"] and ready["compliance_stores"] == {"ok": True, "held_s": 0.0, "reasons": []}
     assert not [r for r in lead_rows(db_url).values() if r[0] == "closed"]
 
 
@@ -600,7 +604,6 @@ def test_a_campaign_whose_settings_cannot_run_does_not_stop_the_engine(world, db
     """QA: a running campaign whose gateways were removed made `dialer run` exit at start, and
     settings that crashed the pacer ended the engine's supervision. Such a campaign is not
     served (said once, with an event); the engine and its other campaigns go on."""
-    import json
     broken = create_campaign(db_url, "cannot-run", BASE_SETTINGS, ["+12125550401"])
     with storage.connect_db(db_url) as conn:      # as settings stored before the check existed
         settings = dict(BASE_SETTINGS, gateways=[])
@@ -628,3 +631,74 @@ def test_engines_sharing_a_node_lease_disjoint_blocks_of_amd_ports(world):
     first.stop(drain_timeout=5)
     assert wait_until(lambda: third.amd.block is not None and third.may_dial(), 5)
     assert third.amd.block == first.amd.block
+
+
+def test_new_settings_apply_to_the_next_call_while_calls_are_in_flight(world, db_url):
+    """QA: a runner with a call in flight kept its old settings until it had none, which in a busy
+    campaign is never (a new caller ID or an excluded date never took effect). The same runner now
+    takes them at once: its next call uses them, calls in flight keep theirs."""
+    from dialer import campaigns
+    switch, make_engine = world
+    ringing = "+12125550501"
+    switch.model.script(ringing, Behaviour(Outcome.NO_ANSWER))
+    campaign_id = create_campaign(db_url, "reload", BASE_SETTINGS, [ringing])
+    engine = make_engine()
+    engine.login_agent("agent-rl", AGENT_PHONE, "reload")
+    assert wait_until(lambda: engine.runners[campaign_id].calls, 15)
+    runner = engine.runners[campaign_id]
+    with storage.connect_db(db_url) as conn:
+        campaigns.update_settings(conn, "reload", [("caller_ids.pool", ["+13125550199"])])
+        conn.commit()
+    assert wait_until(lambda: runner.settings.caller_ids.pool == ("+13125550199",), 5)
+    assert engine.runners[campaign_id] is runner and runner.calls          # same runner, call still up
+    assert runner.flow_settings.ring_timeout_s == BASE_SETTINGS["ring_timeout_s"]
+    assert next(runner._caller_ids) == "+13125550199"
+
+
+def test_a_campaign_started_again_right_after_its_stop_completed_is_served(world, db_url):
+    """QA: started within a second of its stop completing, a campaign kept its stopped runner
+    (nothing dialed; a later stop stayed `stopping` for ever)."""
+    from dialer import campaigns
+    switch, make_engine = world
+    campaign_id = create_campaign(db_url, "restart", BASE_SETTINGS, ["+12125550502"])
+    switch.model.script("+12125550502", Behaviour(Outcome.BUSY, ring_seconds=0.3))
+    engine = make_engine()
+    stopped = engine.runners[campaign_id]
+    stopped.status = CampaignStatus.STOPPED        # as its loop leaves it once the stop completed
+    with storage.connect_db(db_url) as conn:
+        conn.execute("UPDATE campaigns SET status = 'running' WHERE id = %s", (campaign_id,))
+        conn.commit()
+    assert wait_until(lambda: engine.runners.get(campaign_id) not in (None, stopped), 5)
+    assert engine.runners[campaign_id].status is CampaignStatus.RUNNING
+
+
+def test_a_machine_that_hangs_up_before_the_beep_is_a_machine(world, db_url):
+    """QA: with voicemail_drop, a machine that hung up while the drop waited for its beep was
+    recorded no_answer (retried under the no-answer rule, outside the machine count)."""
+    switch, make_engine = world
+    quick_machine = "+12125550503"
+    # decided MACHINE on its first 0.2 s of silence, gone before its beep (0.3-0.8 s)
+    switch.model.script(quick_machine, Behaviour(Outcome.ANSWER, ring_seconds=0.3, party=Party.MACHINE,
+                                                 stay_seconds=0.5))
+    settings = {**BASE_SETTINGS, "amd": {"enabled": True, "action": "voicemail_drop",
+                                         "voicemail_message": "ivr/leave-a-message.wav",
+                                         "params": {"initial_silence_ms": 200, "initial_silence_result": "MACHINE"}}}
+    create_campaign(db_url, "vm-early", settings, [quick_machine])
+    engine = make_engine()
+    engine.login_agent("agent-ve", AGENT_PHONE, "vm-early")
+    assert wait_until(lambda: len(attempts(db_url)) == 1 and attempts(db_url)[0][7] is not None, 30)
+    (row,) = attempts(db_url)
+    assert (row[1], row[2], row[5]) == ("machine", "MACHINE", "hung_up_before_beep"), row
+
+
+def test_after_a_redis_restart_the_engine_writes_its_live_state_again(world, db_url, redis_client, monkeypatch):
+    """QA: agents that changed state while Redis was away (or all of them, after an empty
+    restart) were missing from `dialer:agents` for good. The engine writes them again every
+    AGENTS_REPUBLISH_S, and takes its AMD port block and the compliance counters back."""
+    monkeypatch.setattr("dialer.engine.engine.AGENTS_REPUBLISH_S", 1.0)
+    busy_campaign(world, db_url, "flushed", ["+12125550601"], "agent-fl")
+    assert wait_until(lambda: redis_client.hget("dialer:agents", "agent-fl"), 5)
+    redis_client.flushdb()                                       # Redis came back empty
+    assert wait_until(lambda: redis_client.hget("dialer:agents", "agent-fl") and redis_client.get("cmp:loaded")
+                      and redis_client.keys("dialer:unicast:*"), 10)
+    assert json.loads(redis_client.hget("dialer:agents", "agent-fl"))["state"] == "ready"

@@ -154,6 +154,8 @@ def test_invariants_hold_when_an_engine_is_killed_and_another_takes_over(scene, 
         stuck = conn.execute("SELECT state FROM agents WHERE agent_id = 'agent-v'").fetchone()[0]
     assert engines == {"engine-victim", "engine-successor"}
     assert stuck == "logged_out"             # the dead engine's agent is not left stuck
+    # ... and its phone leg, parked with no timer, was hung up by the successor (QA: left up)
+    assert not [c for c in switch.channels.values() if c.variables.get("dialer_agent") == "agent-v"]
     figures = check_invariants(db_url, CLOCK_OFFSET)
     assert figures["attempts"] >= 30
     assert lost >= 1          # the victim's calls in flight were closed as engine_lost

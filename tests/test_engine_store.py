@@ -42,6 +42,21 @@ def test_claims_take_the_soonest_closing_window_first_and_never_twice(db_url):
         store.close()
 
 
+def test_a_stopping_campaign_gives_back_only_its_own_claims(db_url):
+    """QA: a stopping campaign's runner freed every claim of its engine, also another campaign's
+    lead between its claim and its attempt row: a second engine could dial it at the same time."""
+    stopping = create_campaign(db_url, "stopping", BASE_SETTINGS, ["+12125550161"])
+    other = create_campaign(db_url, "other", BASE_SETTINGS, ["+12125550162"])
+    store = EngineStore(db_url, "a")
+    assert len(store.claim_leads(stopping, 5)) == 1 and len(store.claim_leads(other, 5)) == 1
+    assert store.release_claims(stopping) == 1
+    with storage.connect_db(db_url) as conn:
+        statuses = dict(conn.execute("SELECT phone_e164, status FROM leads").fetchall())
+    assert statuses == {"+12125550161": "new", "+12125550162": "in_progress"}
+    assert store.release_claims() == 1          # shutdown: every campaign's
+    store.close()
+
+
 def test_expired_leases_come_back(db_url):
     campaign_id = create_campaign(db_url, "lease", BASE_SETTINGS, ["+12125550150"])
     store = EngineStore(db_url, "dead-engine")

@@ -112,8 +112,10 @@ def test_web_app_drives_a_campaign_from_creation_to_report(world, db_url, redis_
     assert created["status"] == "draft" and created["settings"]["ring_timeout_s"] == 15
     added = app.ok("leads.add", {"campaign": "web", "leads": [
         {"phone": HUMAN, **NY}, {"phone": BUSY, **NY}, {"phone": DNC_LISTED, **NY}, {"phone": "12345", **NY},
-        {"phone": HUMAN}]})
-    assert (added["added"], added["duplicates"], [r["index"] for r in added["rejected"]]) == (3, 1, [3])
+        {"phone": HUMAN}, {"phone": "+12125550188", "state": "ZZ"}]})
+    assert (added["added"], added["duplicates"], [r["index"] for r in added["rejected"]]) == (3, 1, [3, 5])
+    # as in a CSV import (QA: "ZZ" was stored, then closed by the gate as UNKNOWN_STATE)
+    assert added["rejected"][1]["reason"] == "invalid_state"
     changed = app.ok("campaign.settings", {"campaign": "web", "set": {"ring_timeout_s": 20}})
     assert changed["settings_version"] == created["settings_version"] + 1
     login = app.ok("agent.login", {"agent_id": "a1", "endpoint": AGENT_PHONE, "campaign": "web"})
@@ -256,6 +258,10 @@ def test_manual_and_preview_dial_pass_the_gate_and_bridge_the_agent(world, db_ur
 
     preview = app.ok("lead.preview", {"agent_id": "m1", "campaign": "man"})
     assert preview["phone"] == HUMAN and preview["state"] == "NY"
+    # reserved for the documented 5 minutes (QA: a dial's 60 s lease, gone while the agent read)
+    with storage.connect_db(db_url) as conn:
+        left = conn.execute("SELECT claimed_until - now() FROM leads WHERE id = %s", (preview["lead_id"],)).fetchone()[0]
+    assert left.total_seconds() > 290
     assert engine.agents.get("m1").state.value == "paused"
     dialed = app.ok("call.dial", {"agent_id": "m1", "lead_id": preview["lead_id"]})
     assert wait_until(lambda: engine.agents.get("m1").state.value == "wrap_up", 20)
@@ -274,6 +280,9 @@ def test_manual_and_preview_dial_pass_the_gate_and_bridge_the_agent(world, db_ur
     assert blocked_lead == ("closed", 0)               # never dialed
 
     # A callback moved by the web app.
+    ghost = app.call("callback.schedule", {"campaign": "man", "number": HUMAN, "at": "2026-11-26T16:00:00+00:00",
+                                           "agent_id": "ghost"})
+    assert ghost["status"] == "error" and ghost["error"]["code"] == "not_found"      # QA: it was never dialed
     moved = app.ok("callback.schedule", {"campaign": "man", "number": HUMAN, "at": "2026-11-26T16:00:00+00:00"})
     assert moved["previous_status"] == "callback" and moved["agent_id"] is None
     assert app.ok("stats.get", {})["campaigns"][0]["name"] == "man"
@@ -395,3 +404,15 @@ def test_dnc_add_refuses_a_number_that_is_not_complete(world, db_url, redis_clie
     assert "too short" in app.call("dnc.add", {"number": "212555017"})["error"]["message"]
     with storage.connect_db(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM compliance_dnc_entries").fetchone()[0] == 0
+
+
+def test_agents_cannot_log_in_to_an_agentless_campaign(world, redis_client):
+    """QA: an agent logged in to a recorded-message campaign, where no call ever reaches an agent."""
+    _switch, make = world
+    make()
+    app = WebApp(redis_client)
+    settings = {**BASE_SETTINGS, "dial_mode": "agentless", "pacing": {"mode": "agentless"}, "voice": "prerecorded",
+                "call_purpose": "informational"}
+    app.ok("campaign.create", {"name": "robo", "settings": settings})
+    reply = app.call("agent.login", {"agent_id": "r1", "endpoint": AGENT_PHONE, "campaign": "robo"})
+    assert reply["status"] == "error" and reply["error"]["code"] == "conflict" and "agentless" in reply["error"]["message"]

@@ -55,6 +55,24 @@ class Agent:
         return max(0.0, (time.monotonic() if now is None else now) - self.state_since)
 
 
+@dataclass(frozen=True)
+class AgentChange:
+    """A state change as it was at the moment it happened (written to the stores later)."""
+    agent_id: str
+    endpoint: str
+    campaign: str | None
+    state: AgentState
+    previous: AgentState
+    pause_reason: str | None
+    leg_uuid: str | None
+    at: float                          # wall time (epoch s)
+
+    @classmethod
+    def of(cls, agent: Agent, previous: AgentState) -> "AgentChange":
+        return cls(agent.agent_id, agent.endpoint, agent.campaign, agent.state, previous, agent.pause_reason,
+                   agent.leg_uuid, time.time())
+
+
 class AgentRegistry:
     """The engine's live agents. Every change goes through transition()."""
 

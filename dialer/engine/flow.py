@@ -155,6 +155,10 @@ class CallFlow:
             log.warning("call %s: %s", call.uuid, exc)
             call.outcome = call.outcome or CallOutcome.FAILED
             self.switchboard.try_api(call.node, f"uuid_kill {call.uuid}")
+        except Exception:  # noqa: BLE001 - whatever failed, nobody may be left on a parked leg
+            log.exception("call %s: flow failed; hanging up", call.uuid)
+            call.outcome = call.outcome or CallOutcome.FAILED
+            self.switchboard.try_api(call.node, f"uuid_kill {call.uuid}")
         finally:
             if self.amd is not None:
                 self.amd.close(call.uuid)
@@ -264,6 +268,7 @@ class CallFlow:
         call = self.call
         call.state = CallState.SAFE_HARBOR
         call.outcome, call.detail = CallOutcome.ABANDONED, "safe_harbor"
+        call.safe_harbor_started = time.time()
         self._play(self.settings.safe_harbor_file)
         self._hangup(HangupCause.NORMAL_CLEARING)
 
@@ -306,6 +311,10 @@ class CallFlow:
             # A live person left while no agent was free: counted as abandoned, the side of
             # the rule's arithmetic that never understates the rate.
             call.outcome, call.detail = CallOutcome.ABANDONED, "hung_up_waiting_for_agent"
+        elif call.state is CallState.VOICEMAIL:
+            # AMD said machine and the drop waited for the beep: a machine that hung up first is
+            # still a machine (its retry rule and abandon account), not a call nobody answered
+            call.outcome, call.detail = CallOutcome.MACHINE, "hung_up_before_beep"
         else:
             # While AMD listens. A person who spoke and then waited in silence longer than the
             # rule's 2 s after their greeting without being put through was abandoned, whatever

@@ -71,25 +71,36 @@ class CampaignStats:
 class CampaignRunner:
     def __init__(self, engine, row: CampaignRow, stats: CampaignStats | None = None) -> None:
         self.engine = engine
-        self.row = row
-        self.settings = row.settings
         self.status = CampaignStatus(row.status)
-        self.pacer = make_pacer(self.settings.pacing_config())
-        self.pool = GatewayPool([Gateway(g.name, max_channels=g.max_channels or 100,
-                                         calls_per_second=g.max_cps or 10.0) for g in self.settings.gateways],
-                                redis_client=engine.redis)
         self.calls: dict[str, Call] = {}
         self.flows = gevent.pool.Group()      # one greenlet per call in flight, until its CDR is written
         self.stats = stats if stats is not None else CampaignStats()
         self._pending_outcomes: list[tuple[PacingOutcome, float]] = []
         self._pending_talk: list[float] = []
-        # never empty: a campaign without caller IDs is not started (CampaignSettings.start_problems)
-        self._caller_ids = itertools.cycle(self.settings.caller_ids.pool)
         self._started = time.monotonic()
         self._greenlet: gevent.Greenlet | None = None
         self.draining = False             # the engine is shutting down: no new originates
         self._halted = False
         self.last_account: dict[str, int] | None = None   # the abandon account of the last tick
+        self.row = row
+        self.settings = row.settings
+        self.pacer = None
+        self.pool = None
+        self.reload(row)
+
+    def reload(self, row: CampaignRow) -> None:
+        """Take new settings for the calls placed from now on; calls in flight keep theirs (each
+        holds its flow settings and releases its gateway into the pool it took it from). The
+        pacer keeps what it learned unless its own settings changed."""
+        old, self.row, self.settings = self.settings, row, row.settings
+        if self.pacer is None or old.pacing_config() != self.settings.pacing_config():
+            self.pacer = make_pacer(self.settings.pacing_config())
+        if self.pool is None or old.gateways != self.settings.gateways:
+            self.pool = GatewayPool([Gateway(g.name, max_channels=g.max_channels or 100,
+                                             calls_per_second=g.max_cps or 10.0) for g in self.settings.gateways],
+                                    redis_client=self.engine.redis)
+        # never empty: a campaign without caller IDs is not started (CampaignSettings.start_problems)
+        self._caller_ids = itertools.cycle(self.settings.caller_ids.pool)
         self.flow_settings = FlowSettings(
             ring_timeout_s=self.settings.ring_timeout_s,
             machine_action=MachineAction(self.settings.amd.action.value),
@@ -142,7 +153,7 @@ class CampaignRunner:
     def _tick(self) -> None:
         if self.status is CampaignStatus.STOPPING:
             if not self.calls:
-                self.engine.store.release_claims()
+                self.engine.store.release_claims(self.campaign_id)
                 # The owner ends the stop, once no engine has a call of the campaign left.
                 if (self.campaign_id in self.engine.owned
                         and self.engine.store.open_attempts(self.campaign_id) == 0):
@@ -329,7 +340,8 @@ class CampaignRunner:
                          "origination_caller_id_name": self.name},
                         self.engine.dial_string(gateway, lead.phone_e164))
         greenlet = self.flows.spawn(flow.run)
-        greenlet.link(lambda _g: self.pool.release(gateway))
+        pool = self.pool                  # a settings reload may replace self.pool meanwhile
+        greenlet.link(lambda _g: pool.release(gateway))
 
 
 class _Recorder:
@@ -345,7 +357,13 @@ class _Recorder:
 
     def answered(self, call: Call) -> None:
         self.runner.stats.answered += 1
-        self.runner.engine.store.attempt_answered(call)
+        try:
+            self.runner.engine.store.attempt_answered(call)
+        except DialerError as exc:
+            # Bookkeeping never holds up a person who answered: the call goes on (AMD, an agent
+            # or the safe-harbor message), and its end writes answered_at with the CDR (spooled
+            # if PostgreSQL is still away).
+            log.warning("call %s: answer not recorded yet: %s", call.uuid, exc)
         self.runner.engine.publish("call_answered", campaign=call.campaign, uuid=call.uuid)
 
     def ended(self, call: Call, hangup_event) -> None:

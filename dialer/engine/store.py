@@ -104,6 +104,9 @@ def _serialized(method):
     return wrapper
 
 
+STATEMENT_TIMEOUT_MS = 10_000     # well under the 30 s after which an engine counts as dead
+
+
 class EngineStore:
     def __init__(self, url: str | None, engine_id: str) -> None:
         self.url = url
@@ -114,6 +117,10 @@ class EngineStore:
     def conn(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = storage.connect_db(self.url, autocommit=True)
+            # Every write of the engine shares this connection: a statement stuck behind a lock
+            # would hold the heartbeat (other engines then log this one's agents out) and every
+            # call's bookkeeping. Bounded, it fails and the caller's own fallback takes over.
+            self._conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
         return self._conn
 
     def close(self) -> None:
@@ -210,6 +217,12 @@ class EngineStore:
         return len(ids)
 
     @_serialized
+    def extend_claim(self, lead_id: int, seconds: float) -> None:
+        """Hold a lead we claimed longer than a dial's lease (an agent previewing it)."""
+        self.conn().execute("UPDATE leads SET claimed_until = now() + %s WHERE id = %s AND claimed_by = %s",
+                            (timedelta(seconds=seconds), lead_id, self.engine_id))
+
+    @_serialized
     def requeue(self, lead_id: int, at: datetime | None, reason: str) -> None:
         """Give a claimed lead back, callable again at `at` (now when None)."""
         self.conn().execute(
@@ -224,14 +237,16 @@ class EngineStore:
             " WHERE id = %s", (reason, lead_id))
 
     @_serialized
-    def release_claims(self) -> int:
-        """Leads we claimed but did not dial go back to the pool (stop, shutdown)."""
+    def release_claims(self, campaign_id: int | None = None) -> int:
+        """Leads we claimed but did not dial go back to the pool: one campaign's when it stops
+        (another campaign's lead may be between its claim and its attempt row right now: freed,
+        a second engine could dial it at the same time), every campaign's at shutdown."""
         cur = self.conn().execute(
             "UPDATE leads SET status = CASE WHEN attempts = 0 THEN 'new' ELSE 'callable' END,"
             " claimed_by = NULL, claimed_until = NULL"
-            " WHERE claimed_by = %s AND status = 'in_progress'"
+            " WHERE claimed_by = %s AND status = 'in_progress' AND (%s::bigint IS NULL OR campaign_id = %s)"
             " AND NOT EXISTS (SELECT 1 FROM call_attempts a WHERE a.lead_id = leads.id AND a.ended_at IS NULL)",
-            (self.engine_id,))
+            (self.engine_id, campaign_id, campaign_id))
         return cur.rowcount
 
     @_serialized
@@ -270,19 +285,21 @@ class EngineStore:
             " DO UPDATE SET heartbeat_at = now(), hostname = EXCLUDED.hostname", (self.engine_id, hostname))
 
     @_serialized
-    def log_out_agents_of_dead_engines(self) -> list[str]:
-        """Agents held by an engine whose heartbeat stopped are logged out (their phone legs
-        went with it, or are hung up by the switch's own timers): none is left stuck."""
+    def log_out_agents_of_dead_engines(self) -> list[tuple[str, str | None]]:
+        """Agents held by an engine whose heartbeat stopped are logged out: none is left stuck.
+        Returns (agent id, phone leg) pairs: the caller hangs the legs up (a parked leg has no
+        timer of its own, and the dead engine cannot)."""
         conn = self.conn()
         with conn.transaction():
             rows = conn.execute(
-                "UPDATE agents SET state = 'logged_out', state_since = now(), leg_uuid = NULL"
-                " WHERE state <> 'logged_out' AND engine_id IN (SELECT node_id FROM engine_nodes"
-                " WHERE heartbeat_at < now() - %s) RETURNING agent_id", (ENGINE_DEAD_AFTER,)).fetchall()
-            for (agent_id,) in rows:
+                "WITH dead AS (SELECT agent_id, leg_uuid FROM agents WHERE state <> 'logged_out' AND engine_id IN"
+                " (SELECT node_id FROM engine_nodes WHERE heartbeat_at < now() - %s) FOR UPDATE)"
+                " UPDATE agents a SET state = 'logged_out', state_since = now(), leg_uuid = NULL FROM dead"
+                " WHERE a.agent_id = dead.agent_id RETURNING a.agent_id, dead.leg_uuid", (ENGINE_DEAD_AFTER,)).fetchall()
+            for agent_id, _leg in rows:
                 conn.execute("INSERT INTO agent_state_log (agent_id, state, reason) VALUES (%s, 'logged_out',"
                              " 'engine_lost')", (agent_id,))
-        return [agent_id for (agent_id,) in rows]
+        return [(agent_id, leg) for agent_id, leg in rows]
 
     @_serialized
     def recover_expired_leases(self) -> list[tuple[str, str | None, str, str]]:
@@ -362,14 +379,15 @@ class EngineStore:
             row = conn.execute(
                 "UPDATE call_attempts SET ended_at = %s, outcome = %s, hangup_cause = %s, amd_result = %s,"
                 " amd_cause = %s, agent_id = %s, detail = %s, amd_decided_at = %s,"
-                " bridged_at = CASE WHEN %s THEN COALESCE(bridged_at, answered_at) ELSE bridged_at END,"
-                " safe_harbor_at = CASE WHEN %s THEN now() ELSE safe_harbor_at END"
+                " answered_at = COALESCE(answered_at, %s),"
+                " bridged_at = CASE WHEN %s THEN COALESCE(bridged_at, answered_at, %s) ELSE bridged_at END,"
+                # when the message began (the rule's 2 s is measured to it), not when the call ended
+                " safe_harbor_at = CASE WHEN %s THEN COALESCE(%s, now()) ELSE safe_harbor_at END"
                 " WHERE origination_uuid = %s RETURNING lead_id, attempt_no, campaign_id",
                 (ended, outcome.value, call.hangup_cause.name if call.hangup_cause else None, call.amd_result,
                  call.amd_cause, call.agent_id, call.detail,
-                 datetime.fromtimestamp(call.amd_decided, timezone.utc) if call.amd_decided else None,
-                 outcome is CallOutcome.HUMAN,
-                 call.detail == "safe_harbor", call.uuid)).fetchone()
+                 _utc(call.amd_decided), _utc(call.answered), outcome is CallOutcome.HUMAN, _utc(call.answered),
+                 call.detail == "safe_harbor", _utc(call.safe_harbor_started), call.uuid)).fetchone()
             if row is None:
                 return
             lead_id, attempts, campaign_id = row
@@ -444,23 +462,25 @@ class EngineStore:
     # -- agents -------------------------------------------------------------------------------
 
     @_serialized
-    def record_agent_state(self, agent, engine_id: str) -> None:
+    def record_agent_state(self, change, engine_id: str) -> None:
+        """An AgentChange, stamped with the moment it happened (it may be written later)."""
         campaign_id = None
+        at = datetime.fromtimestamp(change.at, timezone.utc)
         conn = self.conn()
         with conn.transaction():
-            if agent.campaign:
-                row = conn.execute("SELECT id FROM campaigns WHERE name = %s", (agent.campaign,)).fetchone()
+            if change.campaign:
+                row = conn.execute("SELECT id FROM campaigns WHERE name = %s", (change.campaign,)).fetchone()
                 campaign_id = row[0] if row else None
             conn.execute(
                 "INSERT INTO agents (agent_id, endpoint, campaign_id, state, pause_reason, state_since, engine_id, leg_uuid)"
-                " VALUES (%s, %s, %s, %s, %s, now(), %s, %s) ON CONFLICT (agent_id) DO UPDATE SET"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (agent_id) DO UPDATE SET"
                 " endpoint = EXCLUDED.endpoint, campaign_id = EXCLUDED.campaign_id, state = EXCLUDED.state,"
-                " pause_reason = EXCLUDED.pause_reason, state_since = now(), engine_id = EXCLUDED.engine_id,"
-                " leg_uuid = EXCLUDED.leg_uuid",
-                (agent.agent_id, agent.endpoint, campaign_id, agent.state.value, agent.pause_reason, engine_id,
-                 agent.leg_uuid))
-            conn.execute("INSERT INTO agent_state_log (agent_id, state, reason) VALUES (%s, %s, %s)",
-                         (agent.agent_id, agent.state.value, agent.pause_reason))
+                " pause_reason = EXCLUDED.pause_reason, state_since = EXCLUDED.state_since,"
+                " engine_id = EXCLUDED.engine_id, leg_uuid = EXCLUDED.leg_uuid",
+                (change.agent_id, change.endpoint, campaign_id, change.state.value, change.pause_reason, at,
+                 engine_id, change.leg_uuid))
+            conn.execute("INSERT INTO agent_state_log (agent_id, state, reason, at) VALUES (%s, %s, %s, %s)",
+                         (change.agent_id, change.state.value, change.pause_reason, at))
 
     # -- abandon account ----------------------------------------------------------------------
 
@@ -478,3 +498,7 @@ class EngineStore:
             (day, day, hour, hour, campaign_id, hour - timedelta(days=30))).fetchone()
         keys = ("window_live", "window_abandoned", "day_live", "day_abandoned", "hour_live", "hour_abandoned")
         return dict(zip(keys, map(int, row)))
+
+
+def _utc(epoch: float | None) -> datetime | None:
+    return datetime.fromtimestamp(epoch, timezone.utc) if epoch else None

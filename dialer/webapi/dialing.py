@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 _LEAD_COLUMNS = "id, campaign_id, phone_e164, attempts, state, zip, tz_hint, person_id, debt_id, line_type"
 PREVIEW_REASON = "preview"
+PREVIEW_RESERVE_S = 300          # how long a previewed lead stays reserved for its agent
 
 
 class AgentCallFlow(CallFlow):
@@ -90,6 +91,7 @@ def lead_preview(ctx: Context, args: dict) -> dict:
     if not leads:
         raise WebApiError("not_found", f"campaign {campaign.name} has no callable lead now")
     lead = leads[0]
+    ctx.store.extend_claim(lead.id, PREVIEW_RESERVE_S)    # a claim's own lease is a dial's: 60 s
     if agent.state is AgentState.READY:
         # While the agent looks at the lead no predictive call is bridged to them.
         ctx.engine.agents.transition(agent, AgentState.PAUSED, reason=PREVIEW_REASON)
@@ -195,7 +197,8 @@ def _dial(ctx: Context, runner, lead: ClaimedLead, agent) -> dict:
                          {"dialer_campaign": runner.name, "dialer_lead": str(lead.id), "dialer_number": lead.phone_e164,
                           "dialer_agent_call": agent.agent_id, "origination_caller_id_name": runner.name},
                          engine.dial_string(gateway, lead.phone_e164), agent=agent)
-    runner.flows.spawn(flow.run).link(lambda _g: runner.pool.release(gateway))
+    pool = runner.pool                # a settings reload may replace runner.pool meanwhile
+    runner.flows.spawn(flow.run).link(lambda _g: pool.release(gateway))
     engine.publish("call_dialed", campaign=runner.name, uuid=call.uuid, lead_id=lead.id, agent=agent.agent_id,
                    mode="agent")
     return {"call_uuid": call.uuid, "lead_id": lead.id, "agent_id": agent.agent_id, "campaign": runner.name,

@@ -17,9 +17,11 @@ import redis
 from dialer import campaigns, reporting
 from dialer.campaigns import CampaignStatus
 from dialer.compliance.geo import normalize, valid_number
+from dialer.compliance.model import DialMode
 from dialer.compliance.records import PgRecords
 from dialer.engine.agents import AgentState
 from dialer.engine.store import EngineStore
+from dialer.leads import state_code
 from dialer.webapi import WebApiError
 
 APPLY_WAIT_S = 3.0          # a status change reaches this engine's runner within one supervision round
@@ -103,11 +105,17 @@ def leads_add(ctx: Context, args: dict) -> dict:
             if phone is None:
                 rejected.append({"index": index, "reason": "not a valid phone number"})
                 continue
+            # as a CSV import checks it (the schema checks the ZIP code): a state the gate cannot
+            # place would close the lead (UNKNOWN_STATE)
+            state, problem = state_code(lead["state"]) if lead.get("state") else (None, None)
+            if problem:
+                rejected.append({"index": index, "reason": problem[0], "detail": problem[1]})
+                continue
             inserted = ctx.conn.execute(
                 "INSERT INTO leads (campaign_id, list_id, phone_e164, phone_raw, state, zip, first_name, last_name,"
                 " line_type) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (campaign_id, phone_e164)"
                 " DO NOTHING RETURNING id",
-                (campaign.id, list_id, phone, lead["phone"], (lead.get("state") or "").upper() or None,
+                (campaign.id, list_id, phone, lead["phone"], state,
                  lead.get("zip"), lead.get("first_name"), lead.get("last_name"),
                  lead.get("line_type", "unknown"))).fetchone()
             if inserted:
@@ -128,7 +136,10 @@ def local_agent(ctx: Context, agent_id: str):
 
 
 def agent_login(ctx: Context, args: dict) -> dict:
-    campaigns.get_campaign(ctx.conn, args["campaign"])       # CampaignNotFound before ringing a phone
+    campaign = campaigns.get_campaign(ctx.conn, args["campaign"])   # CampaignNotFound before ringing a phone
+    if campaign.settings.dial_mode is DialMode.AGENTLESS:
+        raise WebApiError("conflict", f"campaign {campaign.name} is agentless: its calls play a message, no agent"
+                                      " takes them")
     agent = ctx.engine.agents.agents.get(args["agent_id"])
     if agent is not None and agent.state is not AgentState.LOGGED_OUT:
         raise WebApiError("conflict", f"agent {agent.agent_id} is already logged in ({agent.state.value})")
@@ -254,6 +265,10 @@ def callback_schedule(ctx: Context, args: dict) -> dict:
             raise WebApiError("not_found", f"campaign {campaign.name} has no lead {key}")
         if row[1] == "in_progress":
             raise WebApiError("conflict", f"lead {row[0]} is being dialed now; schedule with its disposition")
+        agent_id = args.get("agent_id")
+        if agent_id and ctx.conn.execute("SELECT 1 FROM agents WHERE agent_id = %s", (agent_id,)).fetchone() is None:
+            # a callback reserved for an agent who never logs in would never be dialed
+            raise WebApiError("not_found", f"no agent {agent_id!r} has ever logged in; nothing scheduled")
         ctx.conn.execute("UPDATE leads SET status = 'callback', next_attempt_at = %s, callback_agent = %s,"
                          " close_reason = NULL WHERE id = %s", (at, args.get("agent_id"), row[0]))
     return {"campaign": campaign.name, "lead_id": row[0], "at": at.isoformat(), "agent_id": args.get("agent_id"),
