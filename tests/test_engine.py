@@ -653,6 +653,12 @@ def test_new_settings_apply_to_the_next_call_while_calls_are_in_flight(world, db
     assert engine.runners[campaign_id] is runner and runner.calls          # same runner, call still up
     assert runner.flow_settings.ring_timeout_s == BASE_SETTINGS["ring_timeout_s"]
     assert next(runner._caller_ids) == "+13125550199"
+    # a gateway kept by name keeps its count of channels in use (the ringing call's)
+    with storage.connect_db(db_url) as conn:
+        campaigns.update_settings(conn, "reload", [("gateways", [{"name": "gw1", "max_cps": 20, "max_channels": 5}])])
+        conn.commit()
+    assert wait_until(lambda: runner.pool.gateways[0].max_channels == 5, 5)
+    assert runner.pool.gateways[0].in_use == len(runner.calls) == 1
 
 
 def test_a_campaign_started_again_right_after_its_stop_completed_is_served(world, db_url):

@@ -174,8 +174,12 @@ class Engine:
         self.logout_all_agents(timeout=5.0)
         # Event handlers write to the store: it closes only after the last one has run.
         self.switchboard.stop()
-        self._agent_changes.put(None, timeout=5)       # the writer records what is queued, then ends
-        self._agent_writer.join(10)
+        try:
+            self._agent_changes.put(None, timeout=5)   # the writer records what is queued, then ends
+            self._agent_writer.join(10)
+        except gevent.queue.Full:
+            log.error("engine %s: agent state changes still queued at stop were not recorded", self.engine_id)
+        self._agent_writer.kill(block=True, timeout=1)
         if self.hooks is not None:
             self.hooks.stop()
         self.receiver.stop()

@@ -90,15 +90,21 @@ class CampaignRunner:
 
     def reload(self, row: CampaignRow) -> None:
         """Take new settings for the calls placed from now on; calls in flight keep theirs (each
-        holds its flow settings and releases its gateway into the pool it took it from). The
-        pacer keeps what it learned unless its own settings changed."""
+        holds its flow settings and its gateway). The pacer keeps what it learned unless its own
+        settings changed."""
         old, self.row, self.settings = self.settings, row, row.settings
         if self.pacer is None or old.pacing_config() != self.settings.pacing_config():
             self.pacer = make_pacer(self.settings.pacing_config())
         if self.pool is None or old.gateways != self.settings.gateways:
-            self.pool = GatewayPool([Gateway(g.name, max_channels=g.max_channels or 100,
-                                             calls_per_second=g.max_cps or 10.0) for g in self.settings.gateways],
-                                    redis_client=self.engine.redis)
+            # A gateway kept by name is the same object with its new limits: it holds the count
+            # of its channels in use, which the calls in flight give back to it.
+            kept = {g.name: g for g in self.pool.gateways} if self.pool is not None else {}
+            gateways = []
+            for g in self.settings.gateways:
+                gateway = kept.get(g.name) or Gateway(g.name)
+                gateway.max_channels, gateway.calls_per_second = g.max_channels or 100, g.max_cps or 10.0
+                gateways.append(gateway)
+            self.pool = GatewayPool(gateways, redis_client=self.engine.redis)
         # never empty: a campaign without caller IDs is not started (CampaignSettings.start_problems)
         self._caller_ids = itertools.cycle(self.settings.caller_ids.pool)
         self.flow_settings = FlowSettings(
@@ -340,8 +346,7 @@ class CampaignRunner:
                          "origination_caller_id_name": self.name},
                         self.engine.dial_string(gateway, lead.phone_e164))
         greenlet = self.flows.spawn(flow.run)
-        pool = self.pool                  # a settings reload may replace self.pool meanwhile
-        greenlet.link(lambda _g: pool.release(gateway))
+        greenlet.link(lambda _g: self.pool.release(gateway))
 
 
 class _Recorder:

@@ -197,8 +197,7 @@ def _dial(ctx: Context, runner, lead: ClaimedLead, agent) -> dict:
                          {"dialer_campaign": runner.name, "dialer_lead": str(lead.id), "dialer_number": lead.phone_e164,
                           "dialer_agent_call": agent.agent_id, "origination_caller_id_name": runner.name},
                          engine.dial_string(gateway, lead.phone_e164), agent=agent)
-    pool = runner.pool                # a settings reload may replace runner.pool meanwhile
-    runner.flows.spawn(flow.run).link(lambda _g: pool.release(gateway))
+    runner.flows.spawn(flow.run).link(lambda _g: runner.pool.release(gateway))
     engine.publish("call_dialed", campaign=runner.name, uuid=call.uuid, lead_id=lead.id, agent=agent.agent_id,
                    mode="agent")
     return {"call_uuid": call.uuid, "lead_id": lead.id, "agent_id": agent.agent_id, "campaign": runner.name,
