@@ -837,8 +837,8 @@ def update_settings(conn: psycopg.Connection, name: str, assignments: Iterable[t
     with conn.transaction():
         campaign = get_campaign(conn, name, for_update=True)
         settings = CampaignSettings.from_dict(apply_assignments(campaign.settings.to_dict(), assignments))
-        # A campaign an engine serves must keep what it needed to start (no caller ID would go
-        # out as a placeholder, no gateway would stop the engine's runner).
+        # A campaign an engine serves must keep what it needed to start: without caller IDs or
+        # gateways its engines cannot place its calls (they stop serving it until it is fixed).
         if campaign.status in SERVED and (problems := settings.start_problems()):
             raise SettingsError([f"{p} (the campaign is {campaign.status}: stop it first to remove this)"
                                  for p in problems])
