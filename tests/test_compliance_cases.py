@@ -722,6 +722,16 @@ def test_other_digit_scripts_become_ascii_or_are_invalid(text):
     assert decision.reasons == ["INVALID_NUMBER"]
 
 
+def test_a_malformed_zip_is_not_answered_from_a_valid_one_with_the_same_prefix():
+    """The gate caches a ZIP code's facts by its first three digits: "1002" must not take the
+    answer cached for "10021" (New York)."""
+    gate = make_gate()
+    at = datetime(2026, 11, 18, 16, tzinfo=UTC)
+    assert gate.decide(call("+12125551234", at, purpose="informational", zip_code="10021"), dry_run=True).allowed
+    assert "UNKNOWN_STATE" in gate.decide(call("+12125551234", at, purpose="informational", zip_code="1002"),
+                                          dry_run=True).reasons
+
+
 def test_a_uk_postcode_or_a_foreign_region_does_not_block_a_uk_number():
     """QA: a UK lead with its postcode (a US ZIP lookup found none) was blocked UNKNOWN_STATE,
     and the engine closed it: UK leads with postcodes could never be dialed."""

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from dialer.compliance.counters import (CounterChange, CounterCheck, CountersNotLoaded, LockCheck, counter_key,
                                        lock_key)
-from dialer.compliance.geo import Geography, NumberFacts
+from dialer.compliance.geo import Geography, NumberFacts, is_zip
 from dialer.compliance.hours import (
     NEXT_ALLOWED_HORIZON_DAYS, HolidayCalendars, HoursCheck, MissingHolidayCalendar, build_timeline,
     failing_checks, next_allowed,
@@ -119,7 +119,9 @@ class ComplianceGate:
 
     def candidates(self, facts: NumberFacts, call: CallRequest) -> Candidates:
         lead = call.lead
-        key = (facts.zones, facts.states, facts.region, lead.state, lead.zip_code and lead.zip_code.strip()[:3])
+        # a ZIP code's facts are its first three digits': a malformed one ("1002") keys on itself
+        zip_key = lead.zip_code and (lead.zip_code.strip()[:3] if is_zip(lead.zip_code) else "?" + lead.zip_code)
+        key = (facts.zones, facts.states, facts.region, lead.state, zip_key)
         cached = self._candidates_cache.get(key)
         if cached is None:
             if len(self._candidates_cache) > 65536:

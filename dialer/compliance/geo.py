@@ -96,6 +96,11 @@ def valid_number(number: str, default_region: str = "US") -> str:
     return phone
 
 
+def is_zip(text: str) -> bool:
+    """5 digits or ZIP+4."""
+    return _ZIP.match(text.strip()) is not None
+
+
 def _zip3_table() -> dict:
     text = (resources.files("dialer.compliance") / "rulepacks" / "zip3.json").read_text(encoding="utf-8")
     return json.loads(text)["prefixes"]
@@ -174,7 +179,7 @@ class Geography:
         """(states, zones) of a ZIP code's 3-digit prefix; None when unknown or not a ZIP code
         (5 digits or ZIP+4: a 4-digit "ZIP" is one whose leading zero a spreadsheet dropped, and
         its first three digits name another state)."""
-        if not _ZIP.match(zip_code.strip()):
+        if not is_zip(zip_code):
             return None
         entry = self._zip3.get(zip_code.strip()[:3])
         if entry is None:
