@@ -50,6 +50,8 @@ def analyze(paths, as_json: bool, campaign_params) -> None:
     except AmdError as exc:
         raise click.BadParameter(str(exc), param_hint="--campaign-params") from exc
     files = _expand(paths)
+    if not files:
+        raise click.BadParameter("no *.wav file in " + ", ".join(paths), param_hint="FILE_OR_DIR")
     failures = 0
     rows = []
     for path in files:

@@ -56,6 +56,8 @@ class AmdParams:
             else:
                 raise ParameterError(f"unknown AMD parameter {key!r}")
         base = cls()
+        if not 0 <= nested["detector"].get("vad_mode", 0) <= 3:
+            raise ParameterError(f"AMD parameter vad_mode={nested['detector']['vad_mode']}: webrtcvad's modes are 0-3")
         return dataclasses.replace(
             base, **top,
             detector=dataclasses.replace(base.detector, **nested["detector"]),

@@ -47,13 +47,13 @@ class _Range(click.FloatRange):
 @click.option("--days", type=_Range(min=0.01, max=3660), default=1.0, show_default=True,
               help="8-hour shifts to simulate.")
 @click.option("--mode", type=click.Choice(_MODES), default="predictive", show_default=True)
-@click.option("--ratio", type=_Range(min=1.0), default=2.0, show_default=True,
+@click.option("--ratio", type=_Range(min=1.0, max=100.0), default=2.0, show_default=True,
               help="Calls per free agent in power mode.")
 @click.option("--target", type=_Range(0.0, 0.5), default=0.03, show_default=True,
               help="Abandon rate target (predictive, vicidial, webitel).")
 @click.option("--uk", is_flag=True, help="UK accounting: AMD false machines count as abandoned.")
 @click.option("--known", is_flag=True, help="Predictive only: give the pacer the true parameters.")
-@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line.")
 def simulate(agents: int, contact_rate: float, talk_mean: float, wrap_mean: float,
              ring_mean: float, days: float, mode: str, ratio: float, target: float, uk: bool,

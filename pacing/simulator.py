@@ -484,16 +484,18 @@ class Simulation:
     def _result(self) -> SimulationResult:
         s = self.s
         live, aband = self.day_live.copy(), self.day_abandoned.copy()
+        hour_live, hour_aband = self.hour_live, self.hour_abandoned
         if s.accounting is Accounting.UK:
-            hidden = self.pacer.config.amd_false_machine_share * live
-            live, aband = live + hidden, aband + hidden
+            # the estimated humans AMD called machines count as live and abandoned, in every window
+            share = self.pacer.config.amd_false_machine_share
+            live, aband = live + share * live, aband + share * live
+            hour_live, hour_aband = hour_live + share * hour_live, hour_aband + share * hour_live
         if len(live) <= WINDOW_DAYS:
             rate_30 = float(aband.sum() / live.sum()) if live.sum() else float("nan")
         else:
             kernel = np.ones(WINDOW_DAYS)
             rate_30 = float((np.convolve(aband, kernel, "valid")
                              / np.maximum(np.convolve(live, kernel, "valid"), 1)).max())
-        hour_live, hour_aband = self.hour_live, self.hour_abandoned
         agent_hours = self.logged_total / 3600.0
         talk_rate = self.talk_total / 60.0 / agent_hours if agent_hours else 0.0
         waits = np.asarray(self.waits) if self.waits else np.zeros(1)

@@ -77,3 +77,20 @@ def test_table_output_and_errors(tmp_path):
     assert mixed.exit_code == 1
     assert json.loads(mixed.output.splitlines()[0])["cause"] == "BEEP"     # the good file still reported
     assert "1 of 2 files could not be analysed" in mixed.output
+
+
+def test_an_empty_directory_and_a_vad_mode_out_of_range_are_usage_errors(tmp_path):
+    """QA: a directory without WAV files printed nothing and exited 0; vad_mode=4 ended in
+    webrtcvad's traceback after the batch had started."""
+    runner = CliRunner()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = runner.invoke(main, ["amd", "analyze", "--json", str(empty)])
+    assert out.exit_code == 2 and "no *.wav file" in out.output
+    out = runner.invoke(main, ["amd", "analyze", str(empty), "--campaign-params", "vad_mode=4"])
+    assert out.exit_code == 2 and "modes are 0-3" in out.output
+
+
+def test_fake_switch_refuses_a_port_out_of_range():
+    out = CliRunner().invoke(main, ["fake-switch", "--port", "70000"])
+    assert out.exit_code == 2 and "70000" in out.output

@@ -164,6 +164,7 @@ GW = '[[gateways]]\nname = "g"\nproxy = "10.0.0.1"\nregister = false\n'
     ('[event_socket]\npassword = "cluecon"\n', "ClueCon is refused"),
     ('[event_socket]\npassword = "short"\n', "at least 16 characters"),
     ('[event_socket]\npassword = "has a space in it ok"\n', "no spaces"),
+    ('[event_socket]\npassword = "abcdefghijklmnop$${x}"\n', "FreeSWITCH would expand it"),
     ('[event_socket]\nacl = ["10.0.0.1/24"]\n', "host bits set"),
     ('[event_socket]\nacl = ["0.0.0.0/0"]\nlisten_ip = "0.0.0.0"\n', "every address"),
     ('[event_socket]\nlisten_port = 70000\n', "from 1 to 65535"),
@@ -193,6 +194,13 @@ def test_bad_site_files_are_refused_with_a_clear_message(tmp_path, text, message
         load_site(path)
     assert message in str(caught.value)
     assert str(path) in str(caught.value)
+
+
+def test_a_site_file_that_is_not_utf8_is_refused_with_a_clear_message(tmp_path):
+    path = tmp_path / "site.toml"
+    path.write_bytes(b'[site]\nname = "\xff\xfe"\n')
+    with pytest.raises(SiteError, match="not UTF-8"):
+        load_site(path)
 
 
 def test_unspecified_listen_address_accepted_with_an_acl():
@@ -494,6 +502,32 @@ def test_rerender_removes_a_gateway_taken_out_of_the_site(tmp_path, site):
     write(render(parse_site({"gateways": [{"name": "carrier_a", "proxy": "10.0.0.1", "register": False}]})), tmp_path)
     assert sorted(p.name for p in (tmp_path / "sip_profiles/external").iterdir()) == ["dialer_carrier_a.xml"]
     assert not (tmp_path / "dialplan/public/00_dialer_dids.xml").exists()
+
+
+def test_a_render_that_fails_half_way_leaves_the_earlier_one_whole(tmp_path):
+    """QA: a re-render that could not write one file had already written a new Event Socket
+    password into the switch's file while the engine's .env kept the old one."""
+    out = tmp_path / "fs"
+    runner = CliRunner()
+    assert runner.invoke(freeswitch, ["render", "--out", str(out)]).exit_code == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    (out / "dialplan/dialer_agents.xml").unlink()
+    (out / "dialplan/dialer_agents.xml").mkdir()               # a target that cannot be replaced
+    result = runner.invoke(freeswitch, ["render", "--out", str(out)])   # would generate a new password
+    assert result.exit_code == 1 and "is a directory" in result.output
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    del before[out / "dialplan/dialer_agents.xml"]
+    assert after == before                                    # nothing replaced, no temporary left
+
+
+def test_cli_render_names_the_files_it_removed(tmp_path, site):
+    site_file = tmp_path / "site.toml"
+    out = tmp_path / "fs"
+    write(render(site), out)
+    site_file.write_text('[[gateways]]\nname = "carrier_a"\nproxy = "10.0.0.1"\nregister = false\n')
+    result = CliRunner().invoke(freeswitch, ["render", "--out", str(out), "--site", str(site_file)])
+    assert result.exit_code == 0, result.output
+    assert "removed" in result.output and "killgw carrier_b" in result.output
 
 
 def test_cli_render_refuses_a_bad_site_file(tmp_path):

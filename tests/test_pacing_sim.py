@@ -78,6 +78,9 @@ def test_uk_accounting_counts_amd_false_machines():
     # over-dialing and abandons far fewer real calls than under US accounting
     assert uk.abandoned < us.abandoned
     assert uk.abandon_rate_30d <= 0.035
+    # every window counts them, the worst hour too (QA: it was the raw rate, 0 for progressive)
+    progressive = simulate(scenario, PacingConfig(mode=PacingMode.PROGRESSIVE))
+    assert progressive.abandon_rate_worst_hour >= 0.03 / 1.03 - 1e-9      # at least the hidden share
 
 
 def test_same_seed_same_result_and_common_lead_list():
@@ -113,7 +116,8 @@ def test_known_parameters_variant_runs_on_the_same_list():
 
 
 @pytest.mark.parametrize("option,value", [("--days", "nan"), ("--days", "inf"), ("--contact-rate", "nan"),
-                                          ("--ring-mean", "nan"), ("--ratio", "nan")])
+                                          ("--ring-mean", "nan"), ("--ratio", "nan"), ("--ratio", "1e308"),
+                                          ("--seed", "-1")])
 def test_cli_simulate_refuses_numbers_that_are_not_finite(option, value):
     """QA: nan passed click's ranges (every comparison with nan is false): nonsense figures, or
     a simulation that never ends."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from dialer.errors import ConfigError
-from dialer.fsconf.render import ENV_FILE, render, write
+from dialer.fsconf.render import ENV_FILE, render, stale_outputs, write
 from dialer.fsconf.site import load_site
 
 
@@ -25,11 +25,18 @@ def render_command(out_dir: Path, site_file: Path | None) -> None:
     """Render the configuration of one FreeSWITCH site."""
     try:
         site = load_site(site_file)
-        written = write(render(site), out_dir)
+        outputs = render(site)
+        removed = stale_outputs(outputs, out_dir)
+        written = write(outputs, out_dir)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     for path in written:
         click.echo(f"wrote {path}")
+    for path in removed:
+        # a copy (cp -r) onto the switch does not delete: the admin must, and unload a gateway
+        click.echo(f"removed {path} (the site no longer has it): delete it on the switch too"
+                   + (f"; sofia profile external killgw {path.stem.removeprefix('dialer_')}"
+                      if path.parent.name == "external" else ""))
     env_file = out_dir / ENV_FILE
     if site.esl_password_generated:
         click.echo("Event Socket password: none in the site file, a new one was generated; it is in "

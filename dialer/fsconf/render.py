@@ -209,28 +209,56 @@ def render(site: Site, root: Path = PROJECT_ROOT) -> list[Output]:
 _OPTIONAL_OUTPUTS = ("sip_profiles/external/dialer_*.xml", "dialplan/public/00_dialer_dids.xml")
 
 
-def write(outputs: list[Output], out_dir: Path) -> list[Path]:
-    """Write the files under out_dir (created if needed); files with a password get mode 0600."""
+def stale_outputs(outputs: list[Output], out_dir: Path) -> list[Path]:
+    """Files an earlier render left in out_dir that this site no longer has (write() removes them)."""
     current = {out_dir / o.path for o in outputs}
-    for pattern in _OPTIONAL_OUTPUTS:
-        for stale in out_dir.glob(pattern):
-            if stale not in current:
-                try:
-                    stale.unlink()
-                except OSError as exc:
-                    raise RenderError(f"cannot remove {stale}: {exc.strerror}") from None
-    written = []
-    for output in outputs:
-        path = out_dir / output.path
-        try:
+    return sorted(stale for pattern in _OPTIONAL_OUTPUTS for stale in out_dir.glob(pattern) if stale not in current)
+
+
+def write(outputs: list[Output], out_dir: Path) -> list[Path]:
+    """Write the files under out_dir (created if needed); files with a password get mode 0600.
+
+    All or nothing: every file is first written beside its target under a temporary name, and
+    only when all of them are written are they renamed over the targets (one rename each, on the
+    same file system) and stale files removed. A render that fails half way (a target that is a
+    directory, a full disk) leaves the earlier render as it was: the switch's Event Socket
+    password and the engine's .env never disagree."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for output in outputs:
+            path = out_dir / output.path
+            if path.is_dir():
+                raise RenderError(f"cannot write {path}: it is a directory")
             path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f".{path.name}.rendering-{os.getpid()}")
             mode = 0o600 if output.secret else 0o644
-            # Create with the final mode so a password is never readable by others, even briefly.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            # Created with the final mode, so a password is never readable by others, even briefly.
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            staged.append((temporary, path))
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(output.text)
-            os.chmod(path, mode)
-        except OSError as exc:
-            raise RenderError(f"cannot write {path}: {exc.strerror}") from None
-        written.append(path)
-    return written
+            os.chmod(temporary, mode)
+    except OSError as exc:
+        _discard(staged)
+        raise RenderError(f"cannot write {exc.filename or out_dir}: {exc.strerror}") from None
+    except RenderError:
+        _discard(staged)
+        raise
+    stale = stale_outputs(outputs, out_dir)
+    try:
+        for temporary, path in staged:
+            os.replace(temporary, path)
+        for path in stale:
+            path.unlink()
+    except OSError as exc:
+        _discard(staged)
+        raise RenderError(f"cannot write {exc.filename or out_dir}: {exc.strerror}") from None
+    return [path for _temporary, path in staged]
+
+
+def _discard(staged: list[tuple[Path, Path]]) -> None:
+    for temporary, _path in staged:
+        try:
+            temporary.unlink()
+        except FileNotFoundError:
+            pass

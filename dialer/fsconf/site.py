@@ -400,6 +400,10 @@ def _check_password(password: str) -> str:
                         "(remove the key to have a strong one generated)")
     if any(ch.isspace() for ch in password) or not password.isprintable():
         raise SiteError("[event_socket] password: no spaces or control characters")
+    if "$${" in password or "${" in password:
+        # FreeSWITCH expands variables when it loads the XML: the switch would hold another
+        # password than the engine's .env
+        raise SiteError("[event_socket] password: no ${...} or $${...} (FreeSWITCH would expand it)")
     return password
 
 
@@ -489,6 +493,8 @@ def load_site(path: Path | str | None) -> Site:
         raise SiteError(f"{path}: no such file") from None
     except OSError as exc:
         raise SiteError(f"{path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise SiteError(f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise SiteError(f"{path}: not valid TOML ({exc})") from None
     try:

@@ -13,22 +13,23 @@ from esl.fakeswitch.switch import FakeSwitch
 
 @click.command("fake-switch")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8021, show_default=True, type=int)
+@click.option("--port", default=8021, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--password", default="ClueCon", show_default=True)
-@click.option("--max-sessions", default=1000, show_default=True, type=int)
-@click.option("--sps", "sessions_per_second", default=30, show_default=True, type=int,
+@click.option("--max-sessions", default=1000, show_default=True, type=click.IntRange(min=1))
+@click.option("--sps", "sessions_per_second", default=30, show_default=True, type=click.IntRange(min=1),
               help="sessions per second (FreeSWITCH's switch.conf sessions-per-second)")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--answer-rate", default=0.55, show_default=True, type=float)
-@click.option("--busy-rate", default=0.10, show_default=True, type=float)
-@click.option("--invalid-rate", default=0.04, show_default=True, type=float)
-@click.option("--rejected-rate", default=0.03, show_default=True, type=float)
-@click.option("--congestion-rate", default=0.02, show_default=True, type=float)
-@click.option("--temp-failure-rate", default=0.03, show_default=True, type=float)
-@click.option("--machine-rate", default=0.30, show_default=True, type=float)
-@click.option("--early-media-rate", default=0.25, show_default=True, type=float)
-@click.option("--ring-median", default=6.0, show_default=True, type=float, help="seconds")
-@click.option("--stay-mean", default=45.0, show_default=True, type=float,
+@click.option("--answer-rate", default=0.55, show_default=True, type=click.FloatRange(0.0, 1.0))
+@click.option("--busy-rate", default=0.10, show_default=True, type=click.FloatRange(0.0, 1.0))
+@click.option("--invalid-rate", default=0.04, show_default=True, type=click.FloatRange(0.0, 1.0))
+@click.option("--rejected-rate", default=0.03, show_default=True, type=click.FloatRange(0.0, 1.0))
+@click.option("--congestion-rate", default=0.02, show_default=True, type=click.FloatRange(0.0, 1.0))
+@click.option("--temp-failure-rate", default=0.03, show_default=True, type=click.FloatRange(0.0, 1.0))
+@click.option("--machine-rate", default=0.30, show_default=True, type=click.FloatRange(0.0, 1.0))
+@click.option("--early-media-rate", default=0.25, show_default=True, type=click.FloatRange(0.0, 1.0))
+@click.option("--ring-median", default=6.0, show_default=True, type=click.FloatRange(min=0.0, min_open=True),
+              help="seconds")
+@click.option("--stay-mean", default=45.0, show_default=True, type=click.FloatRange(min=0.0, min_open=True),
               help="mean seconds a called party stays before hanging up")
 @click.option("--time-scale", default=1.0, show_default=True, type=float,
               help="multiplies ring and stay times (0.01 for fast runs)")
