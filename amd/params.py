@@ -113,5 +113,7 @@ def _coerce(key: str, kind: type, raw):
         if kind is float:
             return float(text)
     except ValueError as exc:
-        raise ParameterError(f"AMD parameter {key}={text!r}: expected {kind.__name__}") from exc
+        expected = (" or ".join(repr(m.value) for m in kind) if issubclass(kind, enum.Enum)
+                    else "true or false" if kind is bool else kind.__name__)
+        raise ParameterError(f"AMD parameter {key}={text!r}: expected {expected}") from exc
     raise ParameterError(f"AMD parameter {key}: unsupported type {kind.__name__}")

@@ -94,3 +94,10 @@ def test_an_empty_directory_and_a_vad_mode_out_of_range_are_usage_errors(tmp_pat
 def test_fake_switch_refuses_a_port_out_of_range():
     out = CliRunner().invoke(main, ["fake-switch", "--port", "70000"])
     assert out.exit_code == 2 and "70000" in out.output
+
+
+def test_a_bad_enum_parameter_lists_the_values_it_takes(tmp_path):
+    empty = tmp_path / "x.wav"
+    empty.write_bytes(b"")
+    out = CliRunner().invoke(main, ["amd", "analyze", str(empty), "--campaign-params", "mode=bogus"])
+    assert out.exit_code == 2 and "'dialer' or 'app_amd'" in out.output

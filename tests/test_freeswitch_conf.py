@@ -554,3 +554,11 @@ def test_contract_names_exist_in_the_rendered_dialplans(files):
 
 def test_contexts_are_the_ones_the_engine_is_told(files):
     assert set(dialplan_roots(files)) == {OUTBOUND_CONTEXT, INBOUND_CONTEXT, AGENTS_CONTEXT, "public", "default"}
+
+
+def test_cli_render_prints_an_ipv6_listen_address_in_brackets(tmp_path):
+    site_file = tmp_path / "site.toml"
+    site_file.write_text('[event_socket]\nlisten_ip = "fd00::5"\n')
+    result = CliRunner().invoke(freeswitch, ["render", "--out", str(tmp_path / "fs"), "--site", str(site_file)])
+    assert result.exit_code == 0, result.output
+    assert "esl://:<password>@[fd00::5]:8021" in result.output

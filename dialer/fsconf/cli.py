@@ -44,6 +44,7 @@ def render_command(out_dir: Path, site_file: Path | None) -> None:
                    "Put it in the site file to keep it across renders.")
     if not site.gateways:
         click.echo("note: no [[gateways]] in the site file, so no SIP trunk was written")
+    host = f"[{site.esl_listen_ip}]" if ":" in site.esl_listen_ip else site.esl_listen_ip
     click.echo(f"engine: set FREESWITCH_URL from {env_file} "
-               f"(esl://:<password>@{site.esl_listen_ip}:{site.esl_listen_port}), "
+               f"(esl://:<password>@{host}:{site.esl_listen_port}), "
                f"and run its outbound socket server on {site.engine_socket}")
