@@ -228,7 +228,7 @@ def state_code(value: str, codes=None, by_name=None) -> tuple[str | None, tuple[
     not know: the gate would close the lead (UNKNOWN_STATE). Names and aliases become codes."""
     if codes is None:
         codes, by_name = us_states()
-    code = value.upper()
+    code = value.strip().upper()
     if code not in codes:
         code = by_name.get(" ".join(value.lower().split()))
         if code is None:

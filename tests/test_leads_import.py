@@ -173,12 +173,16 @@ def test_header_only_and_unnamed_columns(db, db_url, tmp_path):
     ("", "empty"),
     ("name,city\nAnn,Paris\n", "no phone column"),
     ("phone,Phone\n1,2\n", "header names used twice"),
+    ("phone;first_name;state\n2125550110;Ann;NY\n", "seems to use ';' between columns; a comma is expected"),
+    ("phone\tname\n2125550110\tAnn\n", "seems to use tabs"),
+    ("\nphone,name\n2125550110,Ann\n", "line 1 is blank"),
+    (",,\n2125550110,Ann,\n", "has no column names"),
 ])
 def test_whole_file_problems_are_refused(db, db_url, tmp_path, content, message):
     new_campaign(db)
     source = tmp_path / "bad.csv"
     source.write_text(content)
-    with pytest.raises(LeadImportError, match=message):
+    with pytest.raises(LeadImportError, match=re.escape(message)):
         import_csv(source, "c1", db_url=db_url, workers=0)
     assert db.execute("SELECT count(*) FROM leads").fetchone()[0] == 0
 
@@ -503,18 +507,3 @@ def test_chunks_end_where_the_workers_reader_ends_records():
             by_chunk = [(r.line, r.fields, r.reason) for start, chunk in chunks
                         for r in leads.RecordReader(iter(chunk), columns=columns, first_line=start)]
             assert by_chunk == whole, (columns, max_lines, lines)
-
-
-@pytest.mark.parametrize("content, message", [
-    ("phone;first_name;state\n2125550110;Ann;NY\n", "seems to use ';' between columns; a comma is expected"),
-    ("phone\tname\n2125550110\tAnn\n", "seems to use tabs"),
-    ("\nphone,name\n2125550110,Ann\n", "line 1 is blank"),
-    (",,\n2125550110,Ann,\n", "has no column names"),
-])
-def test_header_problems_say_what_is_wrong(db, db_url, tmp_path, content, message):
-    new_campaign(db)
-    source = tmp_path / "h.csv"
-    source.write_text(content)
-    with pytest.raises(LeadImportError, match=re.escape(message)):
-        import_csv(source, "c1", db_url=db_url, workers=0)
-    assert lead_count(db) == 0

@@ -68,19 +68,15 @@ def _not_in_future(option: str, value: date, what: str) -> date:
 
 def _state_code(value: str) -> str:
     """The 2-letter code of a state the rule packs know, given as its code or its name ("florida" -> FL)."""
-    from dialer.compliance.rules import load_packs
+    from dialer.leads import state_code, us_states
     try:
-        book = load_packs()
+        code, problem = state_code(value)
     except DialerError as exc:
         raise click.ClickException(str(exc)) from exc
-    text = " ".join(value.split())
-    if text.upper() in book.states:
-        return text.upper()
-    code = book.state_by_name.get(text.lower())
-    if code is None:
+    if problem:
         # A list filed under an unknown code would never be consulted while the real one stays missing.
         raise click.UsageError(f"--state {value!r} is not a state the rule packs know; give its 2-letter code"
-                               f" or name ({', '.join(sorted(book.states))}); nothing imported")
+                               f" or name ({', '.join(sorted(us_states()[0]))}); nothing imported")
     return code
 
 
