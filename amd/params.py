@@ -55,6 +55,10 @@ class AmdParams:
                     break
             else:
                 raise ParameterError(f"unknown AMD parameter {key!r}")
+        for key in _SHARES:
+            value = next((group[key] for group in nested.values() if key in group), None)
+            if value is not None and value > 1:
+                raise ParameterError(f"AMD parameter {key}={value!r}: a share of frames or energy is 0-1")
         base = cls()
         if not 0 <= nested["detector"].get("vad_mode", 0) <= 3:
             raise ParameterError(f"AMD parameter vad_mode={nested['detector']['vad_mode']}: webrtcvad's modes are 0-3")
@@ -88,6 +92,10 @@ def _fields(klass) -> dict[str, type]:
     defaults = klass()
     return {f.name: type(getattr(defaults, f.name)) for f in dataclasses.fields(klass)}
 
+
+# parameters that are shares (of a band's energy, of frames): above 1 they could never be met and
+# would silently switch a rule off
+_SHARES = ("min_purity1", "min_purity2", "min_ratio2", "continue_purity", "music_min_steady")
 
 _TOP_FIELDS = {"mode": AmdMode, "beep_fallback_silence_ms": int, "beep_max_wait_ms": int, "beep_confirm_ms": int,
                "beep_cancel_below_peak_db": float}

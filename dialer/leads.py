@@ -413,7 +413,9 @@ class RecordReader:
             except StopIteration:
                 return
             except csv.Error as exc:
-                yield self._reject_first("bad_quoting", str(exc))
+                # an unclosed quote also ends at the field size limit, but having read many lines
+                too_long = "field larger than field limit" in str(exc) and len(self._taken) == 1
+                yield self._reject_first("field_too_long" if too_long else "bad_quoting", str(exc))
                 reader = csv.reader(self._lines(), strict=True)
                 continue
             taken = self._taken

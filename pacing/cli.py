@@ -61,6 +61,13 @@ def simulate(agents: int, contact_rate: float, talk_mean: float, wrap_mean: floa
     """Simulate a campaign with one pacing policy and print its figures."""
     if known and mode != "predictive":
         raise click.UsageError("--known only applies to --mode predictive")
+    # an option the mode does not read is said so on stderr (not refused: a script may pass the
+    # same options to every mode, and the issue's --target "applies to every mode that has one")
+    given = click.get_current_context().get_parameter_source
+    if mode != "power" and given("ratio") is click.core.ParameterSource.COMMANDLINE:
+        click.echo(f"note: --ratio is not used by --mode {mode} (power only)", err=True)
+    if mode in ("progressive", "power") and given("target") is click.core.ParameterSource.COMMANDLINE:
+        click.echo(f"note: --target is not used by --mode {mode} (no abandon target)", err=True)
     try:
         scenario = Scenario(agents=agents, contact_rate=contact_rate, talk_mean_s=talk_mean,
                             wrap_mean_s=wrap_mean, ring_mean_s=ring_mean,

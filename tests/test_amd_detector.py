@@ -209,6 +209,11 @@ def test_campaign_params_parse_and_reject():
     for bad in (["nope=1"], ["greeting=abc"], ["mode=whatever"], ["greeting"]):
         with pytest.raises(ParameterError):
             AmdParams.from_pairs(bad)
+    # a share above 1 could never be met: it would switch the beep or MUSIC rule off unnoticed
+    for bad in ("min_purity1=1.5", "music_min_steady=2"):
+        with pytest.raises(ParameterError, match="0-1"):
+            AmdParams.from_pairs([bad])
+    assert AmdParams.from_pairs(["min_purity2=1"]).beep.min_purity2 == 1
 
 
 # -- a small fixed corpus subset, built with espeak-ng like the benchmark corpus --------------

@@ -289,6 +289,17 @@ def test_record_reader_recovers_after_an_unclosed_quote():
     assert re.search("raw line", records[1].detail)
 
 
+def test_record_reader_names_an_overlong_field_and_keeps_the_next_lines():
+    # one line whose field passes the csv module's 128 KiB limit is not a quoting error; an
+    # unclosed quote that reaches the limit over many lines still is
+    lines = ['1,a\n', '2,' + 'x' * 200_000 + '\n', '3,c\n']
+    records = list(leads.RecordReader(iter(lines), columns=2, first_line=1))
+    assert [(r.line, r.reason) for r in records] == [(1, None), (2, "field_too_long"), (3, None)]
+    swallowing = ['1,"a\n'] + ['y' * 1000 + '\n'] * 200 + ['3,c\n']
+    reasons = {r.reason for r in leads.RecordReader(iter(swallowing), columns=2, first_line=1)}
+    assert "field_too_long" not in reasons and "bad_quoting" in reasons
+
+
 def test_a_staging_table_left_by_a_dead_import_is_dropped(db, db_url, tmp_path):
     new_campaign(db)
     db.execute("CREATE UNLOGGED TABLE lead_stage_999999_deadbeef (x int)")   # no backend has pid 999999

@@ -144,6 +144,12 @@ def test_cli_simulate_prints_the_result_line():
     assert result["calls"] > result["live_answers"] >= result["abandoned"]
     bad = runner.invoke(main, ["simulate", "--mode", "power", "--known"])
     assert bad.exit_code != 0
+    # options the mode does not read are named on stderr; stdout's last line stays the JSON
+    noted = runner.invoke(main, ["simulate", "--mode", "progressive", "--agents", "2", "--days", "0.02",
+                                 "--ratio", "3", "--target", "0.02", "--json"])
+    assert noted.exit_code == 0, noted.output
+    assert "--ratio is not used" in noted.stderr and "--target is not used" in noted.stderr
+    assert json.loads(noted.stdout.strip().splitlines()[-1])["calls"] > 0
 
 
 def test_benchmark_frontier_runs_only_where_a_baseline_is_not_beaten():

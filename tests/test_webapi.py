@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import gevent
 import pytest
@@ -22,6 +22,10 @@ from tests.engine_world import (AGENT_PHONE, BASE_SETTINGS, PINNED, import_regis
 
 HUMAN, MACHINE, BUSY, DNC_LISTED = "+12125550100", "+12125550101", "+12125550102", "+12125550104"
 NY = {"state": "NY", "line_type": "landline"}
+
+
+def _iso(seconds_from_now: float) -> str:
+    return (datetime.now(timezone.utc) + timedelta(seconds=seconds_from_now)).isoformat()
 
 
 def wait_until(predicate, timeout: float, step: float = 0.05) -> bool:
@@ -265,8 +269,13 @@ def test_manual_and_preview_dial_pass_the_gate_and_bridge_the_agent(world, db_ur
     assert engine.agents.get("m1").state.value == "paused"
     dialed = app.ok("call.dial", {"agent_id": "m1", "lead_id": preview["lead_id"]})
     assert wait_until(lambda: engine.agents.get("m1").state.value == "wrap_up", 20)
+    # a callback in the past is refused and the agent stays in wrap-up to correct it
+    past = app.call("agent.disposition", {"agent_id": "m1", "disposition": "CALLBACK",
+                                          "callback_at": _iso(-3600), "callback_to_agent": True})
+    assert past["status"] == "error" and past["error"]["code"] == "invalid" and "in the past" in past["error"]["message"]
+    assert engine.agents.get("m1").state.value == "wrap_up"
     app.ok("agent.disposition", {"agent_id": "m1", "disposition": "CALLBACK",
-                                 "callback_at": "2026-11-25T15:00:00Z", "callback_to_agent": True})
+                                 "callback_at": _iso(86400), "callback_to_agent": True})
     with storage.connect_db(db_url) as conn:
         attempts = conn.execute("SELECT origination_uuid::text, phone_e164, agent_id, outcome, decision_id"
                                 " FROM call_attempts ORDER BY id").fetchall()
@@ -280,10 +289,14 @@ def test_manual_and_preview_dial_pass_the_gate_and_bridge_the_agent(world, db_ur
     assert blocked_lead == ("closed", 0)               # never dialed
 
     # A callback moved by the web app.
-    ghost = app.call("callback.schedule", {"campaign": "man", "number": HUMAN, "at": "2026-11-26T16:00:00+00:00",
+    ghost = app.call("callback.schedule", {"campaign": "man", "number": HUMAN, "at": _iso(2 * 86400),
                                            "agent_id": "ghost"})
     assert ghost["status"] == "error" and ghost["error"]["code"] == "not_found"      # QA: it was never dialed
-    moved = app.ok("callback.schedule", {"campaign": "man", "number": HUMAN, "at": "2026-11-26T16:00:00+00:00"})
+    stale = app.call("callback.schedule", {"campaign": "man", "number": HUMAN, "at": "2026-01-26T16:00:00+00:00"})
+    assert stale["status"] == "error" and stale["error"]["code"] == "invalid"
+    # a few seconds behind (another machine's clock) is taken: the callback is due now
+    app.ok("callback.schedule", {"campaign": "man", "number": HUMAN, "at": _iso(-30)})
+    moved = app.ok("callback.schedule", {"campaign": "man", "number": HUMAN, "at": _iso(2 * 86400)})
     assert moved["previous_status"] == "callback" and moved["agent_id"] is None
     assert app.ok("stats.get", {})["campaigns"][0]["name"] == "man"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 import gevent
@@ -44,6 +44,18 @@ def parse_time(text: str, field: str) -> datetime:
         raise WebApiError("invalid", f"{field}: {text!r} is not an RFC 3339 date-time") from None
     if moment.tzinfo is None:
         raise WebApiError("invalid", f"{field}: {text!r} has no UTC offset")
+    return moment
+
+
+# A callback a little in the past is dialed at once (clocks differ, a form sat open); one further
+# back is a wrong date or offset, which would silently become "call now"
+CALLBACK_PAST_SLACK = timedelta(minutes=5)
+
+
+def parse_callback_time(text: str, field: str) -> datetime:
+    moment = parse_time(text, field)
+    if moment < datetime.now(timezone.utc) - CALLBACK_PAST_SLACK:
+        raise WebApiError("invalid", f"{field}: {text!r} is in the past; a callback needs a time to come")
     return moment
 
 
@@ -184,7 +196,7 @@ def agent_logout(ctx: Context, args: dict) -> dict:
 
 def agent_disposition(ctx: Context, args: dict) -> dict:
     local_agent(ctx, args["agent_id"])
-    callback_at = parse_time(args["callback_at"], "callback_at") if "callback_at" in args else None
+    callback_at = parse_callback_time(args["callback_at"], "callback_at") if "callback_at" in args else None
     then = AgentState(args.get("then", "ready"))
     if then is AgentState.PAUSED and not args.get("reason"):
         raise WebApiError("invalid", "then=paused needs a reason")
@@ -252,7 +264,7 @@ def dnc_remove(ctx: Context, args: dict) -> dict:
 def callback_schedule(ctx: Context, args: dict) -> dict:
     """The lead is set aside (status callback) until `at`, for one agent or anyone. A lead an
     engine is dialing now is refused: its call's disposition decides what follows."""
-    at = parse_time(args["at"], "at")
+    at = parse_callback_time(args["at"], "at")
     campaign = campaigns.get_campaign(ctx.conn, args["campaign"])
     if "lead_id" in args:
         where, key = "id = %s", args["lead_id"]
