@@ -19,6 +19,9 @@ from dialer.compliance.rnd import PgRnd, RndAnswer
 from dialer.errors import StorageError
 
 TODAY = date(2026, 11, 18)
+# copies the CLI checks against the real clock must stay fresh whenever the suite runs
+COPY_DATE = (date.today() - timedelta(days=3)).isoformat()
+NEXT_COPY_DATE = (date.today() - timedelta(days=2)).isoformat()
 
 
 @pytest.fixture
@@ -135,10 +138,10 @@ def cli_env(db_url, tmp_path, monkeypatch):
 def test_dnc_cli_round_trip(cli_env, tmp_path):
     runner = cli_env
     registry = write(tmp_path / "reg.txt", ["212,5551234", "305,5550000"])
-    out = runner.invoke(main, ["dnc", "import", str(registry), "--date", "2026-11-01", "--source", "ftc"])
+    out = runner.invoke(main, ["dnc", "import", str(registry), "--date", COPY_DATE, "--source", "ftc"])
     assert out.exit_code == 0, out.output
     assert "2 area codes" in out.output
-    out = runner.invoke(main, ["dnc", "import", str(registry), "--date", "2026-11-01"])
+    out = runner.invoke(main, ["dnc", "import", str(registry), "--date", COPY_DATE])
     assert "already imported" in out.output
     state = write(tmp_path / "fl.txt", ["305,5551111"])
     assert runner.invoke(main, ["dnc", "import", str(state), "--kind", "state", "--state", "fl"]).exit_code == 0
@@ -156,8 +159,9 @@ def test_dnc_cli_round_trip(cli_env, tmp_path):
     answer = json.loads(out.output)
     # A state's list is the whole list: a New York number is reported as not on Florida's.
     assert answer["registries"] == [
-        {"list": "federal", "jurisdiction": "US", "on_list": True, "snapshot_date": "2026-11-01"},
-        {"list": "state", "jurisdiction": "FL", "on_list": False, "snapshot_date": answer["registries"][1]["snapshot_date"]}]
+        {"list": "federal", "jurisdiction": "US", "on_list": True, "snapshot_date": COPY_DATE, "stale": False},
+        {"list": "state", "jurisdiction": "FL", "on_list": False, "snapshot_date": answer["registries"][1]["snapshot_date"],
+         "stale": False}]
     out = runner.invoke(main, ["dnc", "check", "2125550001", "--json"])
     assert out.exit_code == 1 and json.loads(out.output)["entries"][0]["added_by"] == "agent7"
     assert runner.invoke(main, ["dnc", "check", "+12125559999"]).exit_code == 0
@@ -170,7 +174,7 @@ def test_dnc_cli_round_trip(cli_env, tmp_path):
     assert out.exit_code == 0 and "federal" in out.output and "litigators" in out.output
 
     changes = write(tmp_path / "chg.txt", ["212,5551234,D"])
-    out = runner.invoke(main, ["dnc", "import", str(changes), "--changes", "--date", "2026-11-02"])
+    out = runner.invoke(main, ["dnc", "import", str(changes), "--changes", "--date", NEXT_COPY_DATE])
     assert out.exit_code == 0 and "-1" in out.output
     assert runner.invoke(main, ["dnc", "check", "+12125551234"]).exit_code == 0
 
@@ -263,19 +267,19 @@ def test_tps_and_ctps_import(store, tmp_path):
 def test_tps_cli_and_check(cli_env, tmp_path):
     runner = cli_env
     tps = write(tmp_path / "tps.txt", ["02071234567"])
-    out = runner.invoke(main, ["dnc", "import", str(tps), "--kind", "tps", "--date", "2026-11-01"])
+    out = runner.invoke(main, ["dnc", "import", str(tps), "--kind", "tps", "--date", COPY_DATE])
     assert out.exit_code == 0 and "1 area codes" in out.output, out.output
     assert runner.invoke(main, ["dnc", "import", str(tps), "--kind", "tps", "--state", "XX"]).exit_code == 2
     out = runner.invoke(main, ["dnc", "check", "+442071234567", "--json"])
     assert out.exit_code == 1
     # A UK number is always subject to TPS and CTPS: the CTPS, never imported, is reported unchecked.
     assert json.loads(out.output)["registries"] == [
-        {"list": "ctps", "jurisdiction": "GB", "on_list": None, "snapshot_date": None},
-        {"list": "tps", "jurisdiction": "GB", "on_list": True, "snapshot_date": "2026-11-01"}]
+        {"list": "ctps", "jurisdiction": "GB", "on_list": None, "snapshot_date": None, "stale": False},
+        {"list": "tps", "jurisdiction": "GB", "on_list": True, "snapshot_date": COPY_DATE, "stale": False}]
     out = runner.invoke(main, ["dnc", "check", "020 7123 4568", "--region", "GB"])
     assert out.exit_code == 3 and "ctps GB: never imported (not checked)" in out.output, out.output
     ctps = write(tmp_path / "ctps.txt", [])
-    assert runner.invoke(main, ["dnc", "import", str(ctps), "--kind", "ctps", "--date", "2026-11-01"]).exit_code == 0
+    assert runner.invoke(main, ["dnc", "import", str(ctps), "--kind", "ctps", "--date", COPY_DATE]).exit_code == 0
     assert runner.invoke(main, ["dnc", "check", "020 7123 4568", "--region", "GB"]).exit_code == 0
     out = runner.invoke(main, ["dnc", "stats"])
     assert out.exit_code == 0 and "tps" in out.output and "GB" in out.output
@@ -551,7 +555,7 @@ def test_dnc_check_exit_3_when_it_cannot_decide(cli_env, tmp_path):
     assert out.exit_code == 3 and "federal US: never imported (not checked)" in out.output, out.output
     assert "not on any list" not in out.output
     registry = write(tmp_path / "reg.txt", ["212,5551234"])
-    assert runner.invoke(main, ["dnc", "import", str(registry), "--date", "2026-11-01"]).exit_code == 0
+    assert runner.invoke(main, ["dnc", "import", str(registry), "--date", COPY_DATE]).exit_code == 0
     assert runner.invoke(main, ["dnc", "check", "+12125550000"]).exit_code == 0
     out = runner.invoke(main, ["dnc", "check", "+13055559999", "--json"])
     assert out.exit_code == 3 and json.loads(out.output)["registries"][0]["on_list"] is None

@@ -216,6 +216,7 @@ class _Track:
         self.length = 0
         self.speech: list[tuple[int, int]] = []    # (start, end) samples of each utterance
         self.beep: tuple[int, int] | None = None
+        self.sounds: list[tuple[int, str]] = []    # (start sample, kind) of beeps, tones, music
 
     def add(self, x: np.ndarray, kind: str = "other") -> None:
         """kind "speech" is espeak-ng output at its own scale; "beep", "tone" and "music" are
@@ -224,6 +225,8 @@ class _Track:
             self.speech.append((self.length, self.length + len(x)))
         elif kind == "beep":
             self.beep = (self.length, self.length + len(x))
+        if kind in ("beep", "tone", "music"):
+            self.sounds.append((self.length, kind))
         self.parts.append((x, kind in ("beep", "tone", "music")))
         self.length += len(x)
 
@@ -258,9 +261,11 @@ def _beep(rng) -> tuple[list[float], float]:
 
 
 def build_item(seed: int, index: int, split: str, label: str, kind: str | None = None,
-               ending: str | None = None) -> dict:
+               ending: str | None = None, with_noise: bool = True) -> dict:
     """Clean signal and ground truth for one corpus item (no I/O except espeak-ng).
-    `kind` / `ending` force a category (tests build small fixed subsets with them)."""
+    `kind` / `ending` force a category (tests build small fixed subsets with them); without
+    noise (zeros instead: benchmarks.amd.timing_bound reads only the track) the draws up to
+    the noise are the same."""
     rng = np.random.default_rng([seed, index, CORPUS_VERSION])
     voices = VOICES[split]
     side = WORDING_SIDE[split]
@@ -374,8 +379,11 @@ def build_item(seed: int, index: int, split: str, label: str, kind: str | None =
     x = x * (32767.0 * 10 ** (level_dbfs / 20) / rms)
     snr_db = float(rng.choice([30.0, 20.0, 10.0]))
     noise_kind = "tv" if tv_noise else str(rng.choice(["white", "pink", "babble"]))
-    noise = _noise(rng, noise_kind, len(x), voice_pool=voices, side=side)
-    noise *= (32767.0 * 10 ** ((level_dbfs - snr_db) / 20)) / (np.sqrt(np.mean(noise ** 2)) + 1e-9)
+    if with_noise:
+        noise = _noise(rng, noise_kind, len(x), voice_pool=voices, side=side)
+        noise *= (32767.0 * 10 ** ((level_dbfs - snr_db) / 20)) / (np.sqrt(np.mean(noise ** 2)) + 1e-9)
+    else:
+        noise = np.zeros(len(x))
     meta.update({
         "lead_silence_ms": _ms(int(lead * RATE)),
         "speech_start_ms": _ms(track.speech[0][0]) if track.speech else None,
@@ -387,7 +395,7 @@ def build_item(seed: int, index: int, split: str, label: str, kind: str | None =
         "duration_ms": _ms(len(x)),
         "level_dbfs": round(level_dbfs, 1), "snr_db": snr_db, "noise": noise_kind,
     })
-    return {"meta": meta, "clean": x, "noise": noise, "rng": rng}
+    return {"meta": meta, "clean": x, "noise": noise, "rng": rng, "track": track}
 
 
 def _noise(rng, kind: str, n: int, voice_pool, side: int) -> np.ndarray:
