@@ -55,6 +55,9 @@ def make_gate(registry: RegistryIndex | None = None, records: MemoryRecords | No
 def call(number: str, at: datetime, *, purpose="telemarketing", mode="preview", voice="live", state=None,
          zip_code=None, campaign="c1", caller_id="+12125550000", line_type=LineType.UNKNOWN,
          person=None, debt=None, subject="") -> CallRequest:
+    # A debt call needs the lead's person (PERSON_MISSING otherwise): one person per number unless given.
+    if person is None and purpose == "debt":
+        person = f"person-of-{number}"
     return CallRequest(number, Campaign(campaign, Purpose(purpose), DialMode(mode), Voice(voice), caller_id,
                                         subject=subject),
                        at, Lead(state=state, zip_code=zip_code, person_id=person, debt_id=debt, line_type=line_type))
@@ -207,8 +210,10 @@ def test_mississippi_central_standard_time(at, allowed, next_at):
     # Newfoundland 709: Halifax and St John's (UTC-3:30): CA-HRS weekday 09:00-21:30
     ("+17095551234", {}, "2026-11-18T13:00:00Z", True, set()),     # 09:00 AST, 09:30 NST
     ("+17095551234", {}, "2026-11-18T12:45:00Z", False, {"CA-HRS"}),
-    ("+17095551234", {}, "2026-11-19T00:59:00Z", True, set()),     # 20:59 AST, 21:29 NST
-    ("+17095551234", {}, "2026-11-19T01:00:00Z", False, {"CA-HRS"}),  # 21:30 NST
+    # QA6 F4: the 08:00-21:00 floor (CA-FLOOR) holds telemarketing too: 21:00 NST ends the day
+    ("+17095551234", {}, "2026-11-19T00:29:00Z", True, set()),     # 20:29 AST, 20:59 NST
+    ("+17095551234", {}, "2026-11-19T00:30:00Z", False, {"CA-FLOOR"}),  # 21:00 NST
+    ("+17095551234", {}, "2026-11-19T01:00:00Z", False, {"CA-HRS", "CA-FLOOR"}),  # 21:30 NST
     # Lead's address: a New York number whose lead lives in California adds Pacific time.
     ("+12125551234", {"state": "CA"}, "2026-11-18T15:00:00Z", False, {"US-HRS"}),  # 07:00 PST
     ("+12125551234", {"state": "CA"}, "2026-11-18T16:00:00Z", True, set()),
@@ -270,8 +275,11 @@ def test_invalid_numbers_fail_closed(number, code):
     ("+14165551234", "2026-11-21T22:59:00Z", {}, True, set()),                   # Sat 17:59 ET
     ("+14165551234", "2026-11-21T23:00:00Z", {}, False, {"CA-HRS"}),             # Sat 18:00 ET
     ("+14165551234", "2026-11-21T14:59:00Z", {}, False, {"CA-HRS"}),             # Sat 09:59 ET
-    ("+14165551234", "2026-11-19T02:29:00Z", {}, True, set()),                   # Wed 21:29 ET
-    ("+14165551234", "2026-11-19T02:30:00Z", {}, False, {"CA-HRS"}),
+    # QA6 F4: weekdays 09:00-21:30 (CA-HRS) within the 08:00-21:00 floor for every call (CA-FLOOR)
+    ("+14165551234", "2026-11-19T01:59:00Z", {}, True, set()),                   # Wed 20:59 ET
+    ("+14165551234", "2026-11-19T02:00:00Z", {}, False, {"CA-FLOOR"}),           # Wed 21:00 ET
+    ("+14165551234", "2026-11-19T02:29:00Z", {}, False, {"CA-FLOOR"}),           # Wed 21:29 ET
+    ("+14165551234", "2026-11-19T02:30:00Z", {}, False, {"CA-HRS", "CA-FLOOR"}),
     ("+14165551234", "2026-11-18T13:30:00Z", {}, False, {"CA-HRS"}),             # 08:30 ET
     ("+14165551234", "2026-11-18T13:30:00Z", {"purpose": "informational"}, True, set()),
     ("+14165551234", "2026-11-18T12:59:00Z", {"purpose": "informational"}, False, {"CA-FLOOR"}),
@@ -387,7 +395,9 @@ def _bits_with(*line7s: int) -> np.ndarray:
     ("+12125551234", "none", {"state": "TX"}, ["REGISTRY_MISSING"], {"TX-DNC"}),     # the lead's state counts
     ("+12125551234", "none", {"zip_code": "75201"}, ["REGISTRY_MISSING"], {"TX-DNC"}),
     ("+12125551234", "none", {}, [], set()),                                         # NY keeps no state list
-    ("+12145551234", "none", {"state": "NY"}, [], set()),                            # lead state replaces geography
+    # QA6 F1: the number's state stays a candidate whatever the lead's state (more lead data never
+    # makes the gate more permissive; before, a New York lead dropped Texas's list)
+    ("+12145551234", "none", {"state": "NY"}, ["REGISTRY_MISSING"], {"TX-DNC"}),
     ("+14055551234", "none", {"state": "NY"}, ["REGISTRY_MISSING"], {"OK-DNC"}),     # OK presumes its area code
 ])
 def test_state_lists_fail_closed(number, state_list, kwargs, reasons, rule_ids):
@@ -649,7 +659,8 @@ def test_exempt_prerecorded_three_in_thirty_days():
 
 def test_decision_reports_versions_zones_and_local_times():
     d = make_gate().decide(call("+12085551234", NOON_NY), dry_run=True)
-    assert set(d.zones) == {"America/Boise", "America/Los_Angeles"}
+    # 208-555 has no exchange-level time zone entry: every zone of area code 208 (QA6 F2)
+    assert set(d.zones) == {"America/Boise", "America/Los_Angeles", "America/Denver"}
     assert d.local_times["America/Boise"].startswith("2026-11-18T10:00")
     assert d.pack_versions.keys() >= {"us-federal", "us-states", "company"}
     assert "US-HRS" in d.rules_evaluated

@@ -62,7 +62,7 @@ def _gate(extra: str) -> ComplianceGate:
 
 
 def _call(state=None, at=datetime(2026, 11, 18, 17, tzinfo=timezone.utc)):
-    return CallRequest("+12125551234", Campaign("c", mode=DialMode.PREVIEW, caller_id="+1"), at, Lead(state=state))
+    return CallRequest("+12125551234", Campaign("c", mode=DialMode.PREVIEW, caller_id="+12125550000"), at, Lead(state=state))
 
 
 def test_missing_holiday_calendar_fails_closed():

@@ -29,7 +29,8 @@ CLOSED_PORT_REDIS = "redis://127.0.0.1:9/0"
 def call(number="+12125551234", at=NOON_NY, **campaign) -> CallRequest:
     fields = dict(purpose=Purpose.TELEMARKETING, mode=DialMode.PREVIEW, caller_id="+12125550000")
     fields.update(campaign)
-    return CallRequest(number, Campaign("c1", **fields), at, Lead())
+    # a debt call needs the lead's person (PERSON_MISSING otherwise): one person per number
+    return CallRequest(number, Campaign("c1", **fields), at, Lead(person_id=f"person-of-{number}"))
 
 
 @pytest.fixture

@@ -20,6 +20,9 @@ from dialer.compliance.model import (
 from dialer.errors import DialerError
 
 CHECK_FIELDS = ("number", "at", "state", "zip", "purpose", "mode", "consent", "voice", "region", "line_type")
+# `compliance check` stands for a campaign whose caller ID is configured: phonenumbers' example
+# US number (valid by its metadata), so that US-CID / UK-CLI see a valid caller ID.
+_CONFIGURED_CALLER_ID = "+12015550123"
 _err = Console(stderr=True)
 
 
@@ -278,10 +281,11 @@ def dnc_check(number, region, as_json) -> None:
     not a complete, valid phone number), 3 when it could not be decided: the lists could not be
     read (the store is down or not migrated), or the number is on no list read but a registry
     it is subject to has no copy for it (never imported, or no copy of its area code: "not
-    checked"). The federal registry applies to every North American number, TPS and CTPS to
-    every UK one."""
+    checked") or only a stale one (older than its rule allows: the gate refuses REGISTRY_STALE).
+    The federal registry applies to every North American number, TPS and CTPS to every UK one."""
     from dialer.compliance.records import PgRecords
     from dialer.compliance.registry import RegistryStore, registry_position
+    from dialer.compliance.rules import load_packs
     from dialer.compliance.service import data_dir
     phone = _dnc_number(number, region)      # bad input: exit 2, never 1 (1 means "on a list")
     failure = None
@@ -295,6 +299,15 @@ def dnc_check(number, region, as_json) -> None:
         # exit 3: "could not answer" must not read as 1, "on a list", nor as 0
         raise _not_checked(failure)
     hits = []
+    # A copy older than its rule allows decides nothing, as at the gate (REGISTRY_STALE): the age
+    # per list kind is the strictest max_age_days of the registry rules reading it (federal and
+    # state 31 days, TPS/CTPS 28), counted to today (UTC).
+    today = datetime.now(timezone.utc).date()
+    max_ages: dict[str, int] = {}
+    for rule in (r for pack in load_packs().packs for r in pack.rules if r.kind == "registry"):
+        if "max_age_days" in rule.params:
+            for kind in rule.params["list"]:
+                max_ages[kind] = min(max_ages.get(kind, rule.params["max_age_days"]), rule.params["max_age_days"])
     position = registry_position(phone)
     uk = phone.startswith("+44")
     imported = {(str(k), j) for k, j in index.lists()}
@@ -306,30 +319,38 @@ def dnc_check(number, region, as_json) -> None:
             if (kind in (ListKind.TPS, ListKind.CTPS)) != uk:
                 continue
             hit, as_of = index.lookup(kind, jurisdiction, *position)   # None: no copy for this area code
+            max_age = max_ages.get(kind)
+            stale = as_of is not None and max_age is not None and (today - as_of).days > max_age
             hits.append({"list": kind, "jurisdiction": jurisdiction, "on_list": hit,
-                         "snapshot_date": as_of.isoformat() if as_of else None})
+                         "snapshot_date": as_of.isoformat() if as_of else None, "stale": stale})
     out = {"number": phone, "registries": hits,
            "entries": [{"list": e.list_kind, "scope": e.scope, "added_by": e.added_by,
                         "added_at": iso_z(e.added_at), "source": e.source, "reason": e.reason} for e in entries]}
     on_any = bool(entries) or any(h["on_list"] for h in hits)
     unchecked = [f"{h['list']} {h['jurisdiction']}" for h in hits if h["on_list"] is None]
+    stale = [f"{h['list']} {h['jurisdiction']} (copy of {h['snapshot_date']}, over {max_ages[h['list']]} days old)"
+             for h in hits if h["stale"] and not h["on_list"]]
     if as_json:
         click.echo(json.dumps(out))
     else:
         if on_any:
             verdict = "ON A LIST"
-        elif unchecked:
-            verdict = f"on none of the lists read, but NOT CHECKED against {', '.join(unchecked)} (no copy)"
+        elif unchecked or stale:
+            problems = ([f"{', '.join(unchecked)} (no copy)"] if unchecked else []) + \
+                       ([f"{', '.join(stale)}: STALE"] if stale else [])
+            verdict = f"on none of the lists read, but NOT CHECKED against {'; '.join(problems)}"
         else:
             verdict = "not on any list"
         click.echo(f"{phone}: {verdict}")
         for h in hits:
             answer = (_listed(h["on_list"], h["snapshot_date"]) if (h["list"], h["jurisdiction"]) in imported
                       else "never imported (not checked)")
+            if h["stale"]:
+                answer += f", STALE (over {max_ages[h['list']]} days old: the gate refuses REGISTRY_STALE)"
             click.echo(f"  {h['list']} {h['jurisdiction']}: {answer}")
         for e in out["entries"]:
             click.echo(f"  {e['list']} {e['scope']}: added {e['added_at']} by {e['added_by']} ({e['source']}) {e['reason']}")
-    sys.exit(1 if on_any else 3 if unchecked else 0)
+    sys.exit(1 if on_any else 3 if unchecked or stale else 0)
 
 
 def _listed(on_list: bool | None, snapshot_date: str | None) -> str:
@@ -400,10 +421,13 @@ def _request_from(fields: dict, default_region: str) -> tuple[CallRequest, str]:
     consent = fields.get("consent") or "none"
     if consent not in ("none", "express", "written"):
         raise ComplianceError(f"consent must be none, express or written, not {consent!r}")
+    # The check answers for the callee's side: the campaign's caller ID is taken as configured (a
+    # valid number: the gate checks that it is one), and a debt call's person and debt as known
+    # (Reg F counts per person and debt; a dry run's counters are empty anyway).
     lead = Lead(state=fields.get("state") or None, zip_code=fields.get("zip") or None,
-                line_type=LineType(fields.get("line_type") or "unknown"))
-    # The check answers for the callee's side: the campaign's caller ID is taken as configured.
-    campaign = Campaign("cli-check", purpose=purpose, mode=mode, voice=voice, caller_id="configured")
+                line_type=LineType(fields.get("line_type") or "unknown"),
+                person_id="cli-check", debt_id="cli-check")
+    campaign = Campaign("cli-check", purpose=purpose, mode=mode, voice=voice, caller_id=_CONFIGURED_CALLER_ID)
     return CallRequest(phone, campaign, parse_at(fields.get("at")), lead), consent
 
 
@@ -471,6 +495,8 @@ def compliance_check(number, at, state, zip_code, purpose, mode, voice, consent,
     options = {"at": at, "state": state, "zip": zip_code, "purpose": purpose, "mode": mode, "voice": voice,
                "consent": consent, "line_type": line_type}
     if batch:
+        # exit 2 when a line could not be checked, else 1 when a line is blocked, else 0
+        blocked = failed = False
         for n, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -486,10 +512,12 @@ def compliance_check(number, at, state, zip_code, purpose, mode, voice, consent,
                 call, line_consent = _request_from(
                     {**options, **{k: v for k, v in fields.items() if v is not None}}, region)
                 answer, _ = _answer(gate, records, call, line_consent)
+                blocked = blocked or not answer["allowed"]
                 click.echo(json.dumps({**fields, **answer}))
             except (DialerError, ValueError, TypeError) as exc:
+                failed = True
                 click.echo(json.dumps({"line": n, "error": str(exc)}))
-        return
+        sys.exit(2 if failed else 1 if blocked else 0)
     try:
         call, consent = _request_from({"number": number, **options}, region)
     except (DialerError, ValueError) as exc:
@@ -515,13 +543,19 @@ def compliance_check(number, at, state, zip_code, purpose, mode, voice, consent,
 
 
 def _state_files(specs) -> dict[str, list[Path]]:
-    """--state-dnc-file XX=PATH options, by state."""
+    """--state-dnc-file XX=PATH options, by state; XX must be a state the rule packs know (as for
+    `dnc import --state`): a list filed under a typo would be read and never consulted."""
+    from dialer.leads import us_states
     state_files: dict[str, list[Path]] = {}
     for spec in specs:
         code, sep, path = spec.partition("=")
         if not sep or len(code.strip()) != 2 or not code.strip().isalpha() or not path:
             raise click.UsageError(f"--state-dnc-file {spec!r}: expected XX=PATH")
-        state_files.setdefault(code.strip().upper(), []).append(Path(path))
+        code = code.strip().upper()
+        if code not in us_states()[0]:
+            raise click.UsageError(f"--state-dnc-file {spec!r}: {code} is not a state the rule packs know"
+                                   f" ({', '.join(sorted(us_states()[0]))})")
+        state_files.setdefault(code, []).append(Path(path))
     return state_files
 
 

@@ -10,6 +10,7 @@ appended to the hash-chained audit (audit.py) unless the call is a dry run.
 """
 from __future__ import annotations
 
+import calendar
 import functools
 import os
 import time
@@ -60,8 +61,12 @@ class ConsentState:
 
 
 def _months_before(moment: datetime, months: int) -> datetime:
+    """The same day and time `months` calendar months earlier, on the target month's last day when
+    it has no such day (31 Dec - 18 months = 30 Jun, 31 Dec - 3 months = 30 Sep). The EBR periods
+    (64.1200(f)(5), 16 CFR 310.2: 18 months after a purchase, 3 after an inquiry; Canada 6) end
+    there: clamping every day to the 28th made them up to 3 days longer."""
     year, month = divmod(moment.year * 12 + moment.month - 1 - months, 12)
-    day = min(moment.day, 28)
+    day = min(moment.day, calendar.monthrange(year, month + 1)[1])
     return moment.replace(year=year, month=month + 1, day=day)
 
 
@@ -130,8 +135,14 @@ class ComplianceGate:
         return cached
 
     def _candidates(self, facts: NumberFacts, lead) -> Candidates:
+        """Every source adds candidates, none replaces another (the reference: candidates from
+        number + exchange + address + lead data, the strictest window wins), so more data about a
+        lead never makes the gate more permissive: the number's zones and geography, the lead's
+        state (all of its zones: it says the person is somewhere in the state), its ZIP code (the
+        ZIP3's states and zones), and the FL/OK/CT area-code presumption."""
         zones = dict.fromkeys(facts.zones)
         states: dict[str, None] = {}
+        whole_states: set[str] = set()      # states whose every zone is a candidate
         problem = None
         # A lead's state and ZIP code place a number of the US and its territories (ZIP codes);
         # elsewhere (a UK postcode, a Canadian province no pack names) they say nothing a rule uses.
@@ -140,25 +151,26 @@ class ComplianceGate:
         if state and (zip_region or state in self.rulebook.states):
             if state in self.rulebook.states:
                 states[state] = None
+                whole_states.add(state)
             else:
                 problem = FailClosed.UNKNOWN_STATE
-        elif lead.zip_code and zip_region:
+        if lead.zip_code and zip_region:
             found = self.geo.zip_facts(lead.zip_code)
             if found is None:
                 problem = FailClosed.UNKNOWN_STATE
             else:
                 states.update(dict.fromkeys(found[0]))
                 zones.update(dict.fromkeys(found[1]))
-        else:
-            states.update(dict.fromkeys(facts.states))
-        # Florida, Oklahoma and Connecticut presume a holder of an in-state area code is a resident.
-        for state in facts.states:
-            info = self.rulebook.states.get(state)
-            if info and info.presume_area_code_resident:
-                states[state] = None
+        # The number's own state stays a candidate whatever the lead says (a lead's address may be
+        # old, and a Seattle number's holder may still be in Washington): this includes Florida's,
+        # Oklahoma's and Connecticut's presumption that an in-state area code's holder is a resident.
+        states.update(dict.fromkeys(facts.states))
+        # The lead's state: every zone of it (Tennessee is Central and Eastern, whichever zone the
+        # number's exchange is in). A state from the number or the ZIP code, whose exchange or ZIP
+        # zones are more precise than the state's: its zones when none of them is a candidate yet.
         for state in states:
             state_zones = self.geo.state_zones(state)
-            if not zones.keys() & set(state_zones):
+            if state in whole_states or not zones.keys() & set(state_zones):
                 zones.update(dict.fromkeys(state_zones))
         if facts.region == "US" and not states and problem is None:
             problem = FailClosed.UNKNOWN_STATE
@@ -216,6 +228,13 @@ class ComplianceGate:
         lock_checks: list[LockCheck] = []
         for rule in rules:
             kind = rule.kind
+            if kind in ("counter", "lock") and rule.params["key"] == "person_debt" \
+                    and not (call.lead.person_id or "").strip():
+                # Reg F counts calls per person and debt (1006.14(b)(2)): keyed by the phone
+                # instead, one person called on two numbers would never reach the cap.
+                blocks.append(Block(FailClosed.PERSON_MISSING, rule.id, rule.citation,
+                                    "no person id: calls cannot be counted per person and debt"))
+                continue
             if kind == "hours":
                 checks.extend(self._hours_checks(rule, cand.zones, consent))
             elif kind == "registry":
@@ -227,8 +246,9 @@ class ComplianceGate:
             elif kind == "reassigned" and consent is not None:
                 self._reassigned(rule, facts, call, consent, now, blocks)
             elif kind == "caller_id":
-                if not (call.campaign.caller_id or "").strip():
-                    blocks.append(Block(rule.id, rule.id, rule.citation, "no caller ID"))
+                problem = self._caller_id_problem(call.campaign.caller_id)
+                if problem:
+                    blocks.append(Block(rule.id, rule.id, rule.citation, problem))
             elif kind == "counter":
                 counter_checks.append(CounterCheck(rule.id, counter_key(rule.id, self._key(rule, call)),
                                                    rule.params["limit"], rule.params["window_seconds"] * 1000))
@@ -378,6 +398,16 @@ class ComplianceGate:
             if hit:
                 blocks.append(Block(code, hit_rule, rule.citation, f"on the {kind} {jurisdiction} registry"))
 
+    def _caller_id_problem(self, caller_id: str | None) -> str | None:
+        """Why a caller ID would not do, or None: it must be a valid, dialable number (47 CFR
+        64.1601(e): a number the called party can call back; Ofcom GC C6: valid CLI), not any text."""
+        text = (caller_id or "").strip()
+        if not text:
+            return "no caller ID"
+        if not self.geo.facts(text).valid:
+            return f"caller ID {text!r} is not a valid E.164 number"
+        return None
+
     @staticmethod
     def _exempt(exemptions: dict, consent: ConsentState, entries: list[DncEntry], now: datetime) -> bool:
         if exemptions.get("written_consent") and consent.written:
@@ -467,6 +497,8 @@ class ComplianceGate:
             return f"{call.phone_e164}|{c.subject or c.campaign_id}"
         if key == "phone_seller":
             return f"{call.phone_e164}|{c.seller}"
+        # decide() refuses a call without a person id (PERSON_MISSING); the number stands in only
+        # for attempts recorded before it did, when the counters are rebuilt from them
         return f"{lead.person_id or call.phone_e164}|{lead.debt_id or ''}"
 
     # ------------------------------------------------------------ outcomes

@@ -5,8 +5,9 @@ location"; state statutes narrow the window, close Sundays and legal holidays, a
 counts in Central Standard Time all year (Miss. Code 77-3-723(1)). Since the location is not
 known exactly, each rule is checked in every candidate zone (a "check"): the call is allowed
 only when every check passes. Local times and daylight saving come from the tz database
-(zoneinfo); holidays, with observed-day shifts, from the `holidays` package. Windows are
-half-open: 08:00 is inside, 21:00 outside.
+(zoneinfo); holidays, with observed-day shifts, from the `holidays` package, plus the legal
+holidays a state's statute names that its calendar lacks (Pennsylvania, 44 P.S. § 11: Good Friday,
+Flag Day, Election Day). Windows are half-open: 08:00 is inside, 21:00 outside.
 """
 from __future__ import annotations
 
@@ -25,8 +26,43 @@ class MissingHolidayCalendar(LookupError):
     """No holiday calendar exists for a state a rule needs one for."""
 
 
+def _easter(year: int) -> date:
+    """Gregorian Easter Sunday (the anonymous Gregorian algorithm, Meeus/Jones/Butcher)."""
+    a, b, c = year % 19, year // 100, year % 100
+    d, e = b // 4, b % 4
+    g = (8 * b + 13) // 25
+    h = (19 * a + b - d - g + 15) % 30
+    i, k = c // 4, c % 4
+    l = (32 + 2 * e + 2 * i - h - k) % 7
+    m = (a + 11 * h + 22 * l) // 451
+    month, day = divmod(h + l - 7 * m + 114, 31)
+    return date(year, month, day + 1)
+
+
+def _pennsylvania_legal_holidays(year: int) -> set[date]:
+    """Legal holidays of 44 P.S. § 11 that the `holidays` package's US-PA calendar lacks (its PA
+    calendar is the state employees' one): Good Friday, Flag Day (June 14, and the Monday after when
+    it falls on a Sunday: the section moves its holidays off Sundays) and Election Day (the Tuesday after the
+    first Monday of November, every year). The list is from a secondary source (blr.com, "PA Stat.
+    Tit. 44 Sec. 11"); the section also makes every Saturday afternoon a half holiday, which the
+    PA-HRS rule does not apply (docs/compliance.md, Known gaps)."""
+    days = {_easter(year) - timedelta(days=2)}
+    flag_day = date(year, 6, 14)
+    days.add(flag_day)
+    if flag_day.weekday() == 6:
+        days.add(flag_day + timedelta(days=1))
+    first_monday = date(year, 11, 1) + timedelta(days=(7 - date(year, 11, 1).weekday()) % 7)
+    days.add(first_monday + timedelta(days=1))
+    return days
+
+
+# "Legal holidays" a state's statute names beyond the `holidays` package's calendar for it.
+EXTRA_LEGAL_HOLIDAYS = {"PA": _pennsylvania_legal_holidays}
+
+
 class HolidayCalendars:
-    """State public holidays with observed-day shifts, cached per (state, year)."""
+    """State public holidays with observed-day shifts, cached per (state, year), plus the legal
+    holidays of EXTRA_LEGAL_HOLIDAYS."""
 
     def __init__(self, country: str = "US"):
         self.country = country
@@ -39,7 +75,10 @@ class HolidayCalendars:
         if dates is None:
             if state not in self._subdivisions:
                 raise MissingHolidayCalendar(f"no holiday calendar for {self.country}-{state}")
-            dates = frozenset(holidays.country_holidays(self.country, subdiv=state, years=day.year, observed=True))
+            found = set(holidays.country_holidays(self.country, subdiv=state, years=day.year, observed=True))
+            if self.country == "US" and state in EXTRA_LEGAL_HOLIDAYS:
+                found |= EXTRA_LEGAL_HOLIDAYS[state](day.year)
+            dates = frozenset(found)
             self._cache[key] = dates
         return day in dates
 

@@ -72,7 +72,12 @@ class ListKind(enum.StrEnum):
 
 class Outcome(enum.StrEnum):
     """Call outcomes the engine reports back; some start locks or uncount an attempt."""
+    # not connected to the dialed number: busy signal, not in service, failed (Reg F does not
+    # count these, 12 CFR 1006.14(b)(3) and its official interpretation)
     NO_CONNECT = "no_connect"
+    # rang unanswered: connected to the dialed number, so it counts wherever a placed call counts
+    # (a Reg F attempt: only a call that does not connect is left out)
+    NO_ANSWER = "no_answer"
     ANSWERED = "answered"
     CONVERSATION = "conversation"
     ABANDONED = "abandoned"
@@ -99,12 +104,13 @@ class FailClosed(enum.StrEnum):
     AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
     RND_NO_DATA = "RND_NO_DATA"                  # reassigned-numbers copy missing or not covering the consent date
     RND_STORE_UNAVAILABLE = "RND_STORE_UNAVAILABLE"
+    PERSON_MISSING = "PERSON_MISSING"            # a debt call without the lead's person id (Reg F counts per person)
 
 
 # Fail-closed reasons that pass without the lead changing. A store that is down comes back by
 # itself (the engine holds its dialing and retries soon); a list or calendar that is missing or
 # stale comes back when an operator loads it (the lead is retried later). The other reasons say
-# something about the lead itself (its number, zone, state) and close it.
+# something about the lead itself (its number, zone, state, a missing person id) and close it.
 STORE_DOWN = frozenset({FailClosed.DNC_STORE_UNAVAILABLE, FailClosed.CONSENT_STORE_UNAVAILABLE,
                         FailClosed.COUNTER_STORE_UNAVAILABLE, FailClosed.COUNTERS_NOT_LOADED,
                         FailClosed.AUDIT_UNAVAILABLE, FailClosed.RND_STORE_UNAVAILABLE})

@@ -6,8 +6,8 @@
   established business relationship (purchase or inquiry date, 64.1200(f)(5)), revocations.
 - Opt-outs by any reasonable means are honoured at once (64.1200(a)(10)-(12) allow up to 10
   business days): an IVR key press, an agent disposition, or an SMS reply with STOP, QUIT, END,
-  REVOKE, OPT OUT, CANCEL or UNSUBSCRIBE puts the number on the internal list and records a
-  revocation of consent.
+  REVOKE, OPT OUT, CANCEL or UNSUBSCRIBE as a word anywhere in it (or "do not call", "remove me",
+  ...) puts the number on the internal list and records a revocation of consent.
 """
 from __future__ import annotations
 
@@ -23,7 +23,16 @@ from dialer.errors import StorageError
 RETENTION = timedelta(days=5 * 366)
 ENTRY_KINDS = (ListKind.INTERNAL, ListKind.CAMPAIGN, ListKind.CUSTOM)
 SMS_REVOCATION_WORDS = ("STOP", "QUIT", "END", "REVOKE", "OPT OUT", "CANCEL", "UNSUBSCRIBE")
-_SMS_PATTERN = re.compile(r"^\s*(STOP|QUIT|END|REVOKE|OPT[\s-]?OUT|CANCEL|UNSUBSCRIBE)\b", re.IGNORECASE)
+# 64.1200(a)(12): a reply using one of the FCC's words revokes consent, and revocation may be made
+# "by any reasonable means": the word anywhere in the reply counts ("Please stop", "I want to
+# unsubscribe"), not only as its first word, and so do plain requests not to be called or texted.
+# Whole words only: "stopped", "weekend", "cancellation" are other words. A false match only
+# stops calls (fail closed); a missed one keeps calling a person who said no.
+_SMS_PATTERN = re.compile(
+    r"\b(?:STOP|QUIT|END|REVOKE|OPT[\s-]*OUT|CANCEL|UNSUBSCRIBE"
+    r"|(?:DO\s+NOT|DON'?T|DONT|NEVER)\s+(?:CALL|TEXT|CONTACT|MESSAGE)"
+    r"|REMOVE\s+ME|TAKE\s+ME\s+OFF)\b",
+    re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -187,8 +196,10 @@ class PgRecords:
 # ---------------------------------------------------------------- opt-outs
 
 def is_sms_revocation(text: str) -> bool:
-    """An SMS reply that revokes consent: it starts with one of the FCC's listed words."""
-    return bool(_SMS_PATTERN.match(text or ""))
+    """An SMS reply that revokes consent: one of the FCC's listed words (STOP, QUIT, END, REVOKE,
+    OPT OUT, CANCEL, UNSUBSCRIBE) as a word anywhere in it, or a request not to be called or
+    texted ("do not call", "don't text", "remove me", "take me off")."""
+    return bool(_SMS_PATTERN.search((text or "").replace("\u2019", "'")))
 
 
 def opt_out(records, phone: str, *, channel: str, by: str, detail: str, at: datetime | None = None) -> bool:

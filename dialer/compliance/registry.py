@@ -319,15 +319,24 @@ class RegistryIndex:
 
     def __init__(self):
         self._snapshots: dict[tuple[str, str], dict[int, NpaSnapshot]] = {}
-        # A "complete" registry covers every area code: absent area codes are empty, dated `complete_date`.
+        # A "complete" registry covers every area code: absent area codes are empty, dated `complete_date`,
+        # except the area codes in `_not_covered` (another country's list lives there: Canada's DNCL).
         self._complete: dict[tuple[str, str], date] = {}
+        self._not_covered: dict[tuple[str, str], frozenset[int]] = {}
         self._empty = np.zeros(0, dtype=np.uint8)
 
     def put(self, kind: str, jurisdiction: str, npa: int, snap: NpaSnapshot) -> None:
         self._snapshots.setdefault((kind, jurisdiction), {})[npa] = snap
 
-    def mark_complete(self, kind: str, jurisdiction: str, as_of: date) -> None:
+    def mark_complete(self, kind: str, jurisdiction: str, as_of: date,
+                      except_area_codes: frozenset[int] = frozenset()) -> None:
+        """Area codes without a snapshot hold no number as of `as_of`, except `except_area_codes`
+        (they stay missing unless a snapshot of their own is put)."""
         self._complete[(kind, jurisdiction)] = as_of
+        if except_area_codes:
+            self._not_covered[(kind, jurisdiction)] = frozenset(except_area_codes)
+        else:
+            self._not_covered.pop((kind, jurisdiction), None)
         self._snapshots.setdefault((kind, jurisdiction), {})
 
     def lookup(self, kind: str, jurisdiction: str, npa: int, line7: int) -> tuple[bool | None, date | None]:
@@ -336,7 +345,9 @@ class RegistryIndex:
         snap = snaps.get(npa) if snaps else None
         if snap is None:
             as_of = self._complete.get((kind, jurisdiction))
-            return (False, as_of) if as_of else (None, None)
+            if as_of is None or npa in self._not_covered.get((kind, jurisdiction), ()):
+                return None, None
+            return False, as_of
         return bool(snap.bits[line7 >> 3] >> (line7 & 7) & 1), snap.snapshot_date
 
     def contains_many(self, kind: str, jurisdiction: str, numbers: np.ndarray) -> np.ndarray:
@@ -368,6 +379,7 @@ class RegistryIndex:
             for npa in [n for n in snaps if (kind, jurisdiction, n) not in present]:
                 del snaps[npa]
         self._complete = {}
+        self._not_covered = {}
         for (kind, jurisdiction), as_of in complete.items():
             self.mark_complete(kind, jurisdiction, as_of)
 
@@ -378,11 +390,12 @@ class RegistryIndex:
         return dict(self._snapshots.get((kind, jurisdiction), {}))
 
     def add_files(self, kind: str, jurisdiction: str, paths: list[Path], as_of: date,
-                  report: ParseReport) -> "RegistryIndex":
-        """Plain files as one complete list as of `as_of` (the `compliance check --dnc-file` case)."""
+                  report: ParseReport, except_area_codes: frozenset[int] = frozenset()) -> "RegistryIndex":
+        """Plain files as one complete list as of `as_of` (the `compliance check --dnc-file` case):
+        every area code, except `except_area_codes` that the files have no line for."""
         for npa, bits in build_bitsets(paths, report, uk=kind in UK_KINDS).items():
             self.put(kind, jurisdiction, npa, NpaSnapshot(bits, as_of, count_bits(bits)))
-        self.mark_complete(kind, jurisdiction, as_of)
+        self.mark_complete(kind, jurisdiction, as_of, except_area_codes)
         return self
 
     @classmethod

@@ -12,6 +12,7 @@ from dialer import storage
 from dialer.compliance.audit import PgAudit
 from dialer.compliance.counters import MemoryCounters, RedisCounters
 from dialer.compliance.gate import ComplianceGate
+from dialer.compliance.geo import nanp_area_codes
 from dialer.compliance.model import ComplianceError, ListKind
 from dialer.compliance.records import MemoryRecords, PgRecords
 from dialer.compliance.registry import ParseReport, RegistryIndex, RegistryStore
@@ -93,17 +94,24 @@ def dry_run_gate(dnc_files: list[Path], as_of: date, *, state_files: dict[str, l
                  rnd_files: list[Path] = ()) -> tuple[ComplianceGate, MemoryRecords]:
     """A gate on memory stores. Each group of files, when given, is one complete list as of `as_of`:
     the federal registry, a state's list, TPS, CTPS, and the reassigned numbers database (covering
-    every date up to `as_of`). A list without files is missing: the calls that need it fail closed."""
+    every date up to `as_of`). A list without files is missing: the calls that need it fail closed.
+
+    The federal files are the US National DNC Registry: they cover every US area code, but a
+    Canadian one only when they have lines for it. Canada's DNCL is another list kept in the same
+    place by area code (CA-DNCL), and a US file says nothing about it: as in the live store, where
+    an area code has no copy until a file for it is imported, a Canadian number then fails closed."""
     registry = RegistryIndex()
-    groups = [(ListKind.FEDERAL, "US", list(dnc_files), "--dnc-file"),
-              (ListKind.TPS, "GB", list(tps_files), "--tps-file"), (ListKind.CTPS, "GB", list(ctps_files), "--ctps-file")]
-    groups += [(ListKind.STATE, state, list(paths), f"--state-dnc-file {state}")
+    canadian = nanp_area_codes("CA")
+    groups = [(ListKind.FEDERAL, "US", list(dnc_files), "--dnc-file", canadian),
+              (ListKind.TPS, "GB", list(tps_files), "--tps-file", frozenset()),
+              (ListKind.CTPS, "GB", list(ctps_files), "--ctps-file", frozenset())]
+    groups += [(ListKind.STATE, state, list(paths), f"--state-dnc-file {state}", frozenset())
                for state, paths in sorted((state_files or {}).items())]
-    for kind, jurisdiction, paths, option in groups:
+    for kind, jurisdiction, paths, option, not_covered in groups:
         if not paths:
             continue
         report = ParseReport()
-        registry.add_files(kind, jurisdiction, paths, as_of, report)
+        registry.add_files(kind, jurisdiction, paths, as_of, report, not_covered)
         if report.bad_lines:
             raise ComplianceError(f"{report.bad_lines} bad lines in {option}: {'; '.join(report.bad_samples[:3])}")
     rnd = MemoryRnd.from_files(list(rnd_files), date.min, as_of) if rnd_files else None

@@ -27,7 +27,7 @@ from dialer.compliance.model import DATA_MISSING, STORE_DOWN, CallRequest, DialM
 from dialer.compliance.model import Lead as GateLead
 from dialer.compliance.model import Outcome as GateOutcome
 from dialer.engine.agents import AgentState
-from dialer.engine.calls import Call
+from dialer.engine.calls import Call, CallState
 from amd.actions import MachineAction, NotSureAction
 from dialer.engine.flow import CallFlow, FlowSettings
 from dialer.engine.gateways import Gateway, GatewayPool
@@ -44,9 +44,11 @@ DIAL_CONCURRENCY = 16        # leads of one tick decided and originated at once
 STORE_DOWN_RETRY = timedelta(minutes=1)      # a lead refused because a compliance store is down
 DATA_MISSING_RETRY = timedelta(hours=1)      # ... because a list or calendar is missing or stale
 
+# A call that rang unanswered reached the dialed number: NO_ANSWER, which Reg F's 7-in-7 counts;
+# only a busy signal or a failure (not in service, no route) did not connect (12 CFR 1006.14(b)(3)).
 _GATE_OUTCOME = {CallOutcome.HUMAN: GateOutcome.CONVERSATION, CallOutcome.ABANDONED: GateOutcome.ABANDONED,
                  CallOutcome.MACHINE: GateOutcome.MACHINE, CallOutcome.BUSY: GateOutcome.NO_CONNECT,
-                 CallOutcome.NO_ANSWER: GateOutcome.NO_CONNECT, CallOutcome.FAILED: GateOutcome.NO_CONNECT}
+                 CallOutcome.NO_ANSWER: GateOutcome.NO_ANSWER, CallOutcome.FAILED: GateOutcome.NO_CONNECT}
 _PACING_OUTCOME = {CallOutcome.HUMAN: PacingOutcome.CONNECTED, CallOutcome.ABANDONED: PacingOutcome.CONNECTED,
                    CallOutcome.MACHINE: PacingOutcome.MACHINE, CallOutcome.BUSY: PacingOutcome.BUSY,
                    CallOutcome.NO_ANSWER: PacingOutcome.NO_ANSWER, CallOutcome.FAILED: PacingOutcome.BUSY}
@@ -216,7 +218,11 @@ class CampaignRunner:
         self.last_account = account
         outcomes, self._pending_outcomes = self._pending_outcomes, []
         talk, self._pending_talk = self._pending_talk, []
-        ringing = [c.ring_age for c in self.calls.values() if c.answered is None]
+        # a call answered and still in AMD is as unresolved as a ringing one (the simulator the
+        # pacer is tuned on keeps it "ringing" until the decision): left out, every tick dialed
+        # again for the agent it may need (QA 6: four calls for one ready agent)
+        ringing = [c.ring_age for c in self.calls.values()
+                   if c.state in (CallState.ORIGINATING, CallState.ANALYZING)]
         waiting = sum(1 for c in self.calls.values() if c.state.value == "waiting_agent")
         return PacingSnapshot(
             now_s=now - self._started,
