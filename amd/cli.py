@@ -5,10 +5,18 @@
 streams of 20 ms frames, one after another in one process. A directory means its *.wav files,
 not recursive, in name order. With --json, one JSON line per file:
 {"file", "result", "cause", "decision_ms", "beep_end_ms"}; otherwise a table.
+
+A bad file among many gets one error line on stderr (`PATH: reason`) and loses none of the
+others (project standard: bad input gets a clear error and loses nothing else): a path that does
+not exist, a dangling symlink, a FIFO or other non-regular file, an unreadable file (permission,
+I/O error) or a malformed WAV. The run then ends with exit 1 and "N of M files could not be
+analysed". Usage errors (bad --campaign-params, nothing to analyse) exit 2 before any file.
 """
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import click
@@ -23,17 +31,47 @@ def amd() -> None:
     """Answering-machine and beep detection."""
 
 
-def _expand(paths) -> list[Path]:
-    files: list[Path] = []
+def _problem(path: Path) -> str | None:
+    """Why `path` cannot be analysed before it is opened (None: a regular file, or so it seems)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            return f"broken symbolic link (to {os.readlink(path)})"
+        return "no such file or directory"
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    if not stat.S_ISREG(mode):
+        return "not a regular file"
+    return None
+
+
+def _expand(paths) -> list[tuple[Path, str | None]]:
+    """(path, problem) for every file to analyse. A directory gives its *.wav entries that are
+    not directories, dangling links and FIFOs included, so they are reported rather than
+    skipped in silence (QA6 #8, #11)."""
+    files: list[tuple[Path, str | None]] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            files.extend(sorted(p for p in path.iterdir() if p.suffix.lower() == ".wav" and p.is_file()))
-        elif path.is_file():
-            files.append(path)
+            try:
+                entries = sorted(p for p in path.iterdir() if p.suffix.lower() == ".wav" and not p.is_dir())
+            except OSError as exc:
+                files.append((path, f"cannot list directory: {exc.strerror or exc}"))
+                continue
+            files.extend((p, _problem(p)) for p in entries)
         else:
-            raise click.BadParameter(f"{raw}: no such file or directory", param_hint="FILE_OR_DIR")
+            files.append((path, _problem(path)))
     return files
+
+
+def _reason(path: Path, exc: Exception) -> str:
+    """The error without the path again (amd.audio's messages already start with it)."""
+    if isinstance(exc, OSError):
+        return f"cannot read: {exc.strerror or exc}"
+    text = str(exc)
+    prefix = f"{path}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
 
 
 @amd.command("analyze")
@@ -54,12 +92,16 @@ def analyze(paths, as_json: bool, campaign_params) -> None:
         raise click.BadParameter("no *.wav file in " + ", ".join(paths), param_hint="FILE_OR_DIR")
     failures = 0
     rows = []
-    for path in files:
-        try:
-            result = analyze_file(path, params)
-        except AmdError as exc:
+    for path, problem in files:
+        if problem is None:
+            try:
+                result = analyze_file(path, params)
+            except (AmdError, OSError) as exc:
+                # OSError: permission, a file gone since it was listed, an I/O error (QA6 #3)
+                problem = _reason(path, exc)
+        if problem is not None:
             failures += 1
-            click.echo(f"{path}: {exc}", err=True)
+            click.echo(f"{path}: {problem}", err=True)
             continue
         line = result.as_json(str(path))
         if as_json:
