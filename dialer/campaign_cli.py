@@ -16,7 +16,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from dialer import campaigns, leads, storage
-from dialer.campaigns import CampaignSettings
+from dialer.campaigns import CampaignSettings, SettingsError
 from dialer.errors import DialerError
 
 _out = Console()
@@ -31,6 +31,14 @@ def _fail(exc: DialerError):
     raise _Refused(str(exc)) from exc
 
 
+def _assignments(texts: tuple[str, ...]) -> list[tuple[str, object]]:
+    """KEY=VALUE arguments; a malformed one is a usage error (exit 2), like any bad argument."""
+    try:
+        return [campaigns.parse_assignment(text) for text in texts]
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
 def _settings_from(settings_file: Path | None, assignments: tuple[str, ...]) -> CampaignSettings:
     document: dict = {}
     if settings_file is not None:
@@ -40,7 +48,7 @@ def _settings_from(settings_file: Path | None, assignments: tuple[str, ...]) -> 
             raise _Refused(f"{settings_file}: cannot read: {exc}") from exc
         except ValueError as exc:
             raise _Refused(f"{settings_file}: not JSON: {exc}") from exc
-    document = campaigns.apply_assignments(document, [campaigns.parse_assignment(a) for a in assignments])
+    document = campaigns.apply_assignments(document, _assignments(assignments))
     return CampaignSettings.from_dict(document)
 
 
@@ -79,7 +87,7 @@ def campaign_create(name, settings_file, assignments, as_json) -> None:
 def campaign_set(name, assignments, as_json) -> None:
     """Change settings of campaign NAME (validated; engines reload on the new settings_version)."""
     try:
-        pairs = [campaigns.parse_assignment(a) for a in assignments]
+        pairs = _assignments(assignments)
         with storage.connect_db() as conn:
             updated = campaigns.update_settings(conn, name, pairs)
     except DialerError as exc:

@@ -99,7 +99,7 @@ class HangupCause(enum.IntEnum):
     @classmethod
     def parse(cls, text: str | None) -> "HangupCause | None":
         """The cause named in text such as 'USER_BUSY' or '-ERR USER_BUSY\\n'; None if none is."""
-        if not text:
+        if not text or not isinstance(text, str):   # a JSON event may carry a list here
             return None
         word = text.strip()
         if word.startswith("-ERR"):
@@ -108,7 +108,12 @@ class HangupCause(enum.IntEnum):
         try:
             return cls[word]
         except KeyError:
-            return cls(int(word)) if word.isdigit() and int(word) in cls._value2member_map_ else None
+            pass
+        # ASCII digits only: '²'.isdigit() is True but int('²') raises, and this text comes
+        # from the wire (a BACKGROUND_JOB body), where a crash would kill the reader.
+        if word.isascii() and word.isdigit() and int(word) in cls._value2member_map_:
+            return cls(int(word))
+        return None
 
 
 # Originate failures after which another gateway may succeed: the trunk, not the called

@@ -10,6 +10,9 @@ Discipline (after psycopg's and redis-py's connection handling):
 - Every wait has a timeout. A timed-out request closes the connection: its reply may still
   arrive, and on a reused connection it would be taken as the answer to the next command.
 - When I/O is interrupted every pending request and job fails with ConnectionLost.
+- A malformed event is dropped and logged (EventDecodeError); any other error in the reader
+  closes the connection with ConnectionLost, so that nothing waits on a dead reader and the
+  inbound client reconnects (docs/esl.md).
 - bgapi jobs carry our own Job-UUID (mod_event_socket accepts it as a header) and are settled
   by the BACKGROUND_JOB event with that Job-UUID; sendmsg carries our own Event-UUID, which
   comes back as Application-UUID on CHANNEL_EXECUTE(_COMPLETE).
@@ -196,6 +199,12 @@ class ESLConnection:
             self._greeting.set_exception(reason)
         if gevent.getcurrent() is not self._reader:
             self._reader.kill(block=False)
+        try:
+            # Wake the dispatcher so that it ends as soon as the events already received are
+            # handed over (an outbound session's waits end on that, not on a poll).
+            self._events.put_nowait([])
+        except gevent.queue.Full:
+            pass              # it has batches to deliver and checks for the close after them
         if self._on_close is not None:
             gevent.spawn(self._on_close, self, reason)
 
@@ -226,6 +235,13 @@ class ESLConnection:
             self.close(ConnectionLost(f"{self.name}: protocol error: {exc}"))
         except OSError as exc:
             self.close(ConnectionLost(f"{self.name}: {exc}"))
+        except Exception as exc:  # noqa: BLE001
+            # A reader that died silently would leave the connection "open" but deaf: no events,
+            # pending requests failing only at their timeouts, no reconnect. Whatever broke, the
+            # stream can no longer be trusted: close it, so every pending request and job fails
+            # at once and the inbound client reconnects and reconciles.
+            log.exception("%s: reader failed; closing the connection", self.name)
+            self.close(ConnectionLost(f"{self.name}: reader failed: {type(exc).__name__}: {exc}"))
 
     def _route(self, frame: Frame) -> Event | None:
         """Settle the reply or job a frame answers; return the event it carries, if any."""
@@ -240,7 +256,15 @@ class ESLConnection:
                 return None
             self.events_received += 1
             if event.name == "BACKGROUND_JOB":
-                job = self._jobs.pop(event.get("Job-UUID", ""), None)
+                job_uuid = event.get("Job-UUID")
+                # A JSON event may carry any JSON value here; only a string can be our id (a
+                # list would not even hash). Anything else is a malformed event: dropped.
+                if job_uuid is not None and not isinstance(job_uuid, str):
+                    self.events_undecodable += 1
+                    log.warning("%s: dropped BACKGROUND_JOB whose Job-UUID is not a string: %r",
+                                self.name, job_uuid)
+                    return None
+                job = self._jobs.pop(job_uuid or "", None)
                 if job is not None:
                     job._settle(event.body or "")
             return event
@@ -269,13 +293,13 @@ class ESLConnection:
         slicer = CooperativeSlicer()
         while True:
             slicer.yield_now()
+            if self._closed.is_set() and self._events.empty():
+                return  # every event received before the close was delivered
             try:
                 slicer.waiting()
                 batch = self._events.get(timeout=0.5)
                 slicer.woke()
             except gevent.queue.Empty:
-                if self._closed.is_set():
-                    return  # every event received before the close was delivered
                 continue
             handler = self._on_event
             if handler is None:

@@ -115,6 +115,15 @@ class InboundClient:
                 log.warning("%s: connect failed (%s); retrying in %.2fs", self.name, exc, delay)
                 gevent.sleep(delay)
                 continue
+            except Exception as exc:  # noqa: BLE001
+                # Nothing may end the supervisor but stop(): a client that gave up would stay
+                # disconnected for good. Logged with its traceback, then retried like a failure.
+                self.last_error = ConnectionLost(f"{self.name}: connect failed: {type(exc).__name__}: {exc}")
+                delay = self.backoff.delay(attempt, self._rng)
+                attempt += 1
+                log.exception("%s: connect failed unexpectedly; retrying in %.2fs", self.name, delay)
+                gevent.sleep(delay)
+                continue
             attempt = 0
             self._conn = conn
             self._connected.set()
@@ -137,9 +146,21 @@ class InboundClient:
         except ESLError as exc:
             conn.close(exc if isinstance(exc, ConnectionLost) else ConnectionLost(str(exc)))
             raise
+        except Exception as exc:  # noqa: BLE001 - never leave an authenticated socket behind
+            conn.close(ConnectionLost(f"{self.name}: {type(exc).__name__}: {exc}"))
+            raise
         self.connects += 1
         if self.on_reconcile is not None:
-            self.on_reconcile(self, rows)
+            try:
+                self.on_reconcile(self, rows)
+            except Exception as exc:  # noqa: BLE001 - application code
+                # The application has not taken over the live channels: this connection must
+                # not be used as if it had. Close it and let the supervisor retry with backoff
+                # (an escaped exception would end the supervisor for good).
+                log.exception("%s: reconcile callback failed; closing the connection", self.name)
+                lost = ConnectionLost(f"{self.name}: reconcile failed: {type(exc).__name__}: {exc}")
+                conn.close(lost)
+                raise lost from exc
         return conn
 
     def _deliver(self, event) -> None:

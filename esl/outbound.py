@@ -9,6 +9,7 @@ sendmsg returns at once (the channel stays parked until told otherwise).
 from __future__ import annotations
 
 import logging
+import time
 from typing import Callable
 
 import gevent
@@ -23,6 +24,20 @@ log = logging.getLogger(__name__)
 
 
 INBOX_SIZE = 1000
+# How long the end-of-events marker may wait for room in a full inbox (a handler not reading).
+END_MARKER_PUT_TIMEOUT_S = 60.0
+
+
+class _EndOfEvents:
+    """The inbox item that says: the connection closed and every event before it was queued."""
+
+    name = ""
+
+    def __repr__(self) -> str:
+        return "<end of events>"
+
+
+_END_OF_EVENTS = _EndOfEvents()
 
 
 class OutboundSession(ESLConnection):
@@ -40,22 +55,58 @@ class OutboundSession(ESLConnection):
         except gevent.queue.Full:
             self.close(ConnectionLost(f"{self.name}: session handler is not reading its events"))
 
-    def next_event(self, timeout: float) -> Event:
-        """The next event of this call; ESLTimeout when none comes in time."""
+    def close(self, reason: ESLError | None = None) -> None:
+        first = not self.closed
+        super().close(reason)
+        if first:
+            gevent.spawn(self._mark_end_of_events)
+
+    def _mark_end_of_events(self) -> None:
+        """After close: once every event received has reached the inbox, queue the end marker,
+        so that a handler waiting for an event of a call that is gone wakes at once with the
+        close reason (docs/esl.md: nothing hangs) instead of at the end of its timeout."""
+        self.wait_dispatched(EVENT_QUEUE_PUT_TIMEOUT_S + 1.0)
         try:
-            return self.inbox.get(timeout=timeout)
+            # A full inbox means a handler that is not reading: it finds the events, and then
+            # next_event's closed check, when it reads again.
+            self.inbox.put(_END_OF_EVENTS, timeout=END_MARKER_PUT_TIMEOUT_S)
+        except gevent.queue.Full:
+            pass
+
+    def next_event(self, timeout: float) -> Event:
+        """The next event of this call. The events received before the connection closed are
+        all delivered; after them ConnectionLost (the close reason) at once. ESLTimeout when
+        none comes in time on an open connection."""
+        try:
+            event = self.inbox.get(timeout=timeout)
         except gevent.queue.Empty:
-            if self.closed and self.close_reason is not None:
-                raise self.close_reason from None
+            if self.closed:
+                raise self._lost() from None
             raise ESLTimeout(f"{self.name}: no event within {timeout}s") from None
+        if event is _END_OF_EVENTS:
+            self.inbox.put_nowait(event)     # every later call ends the same way
+            raise self._lost()
+        return event
+
+    def _lost(self) -> ESLError:
+        return self.close_reason or ConnectionLost(f"{self.name}: closed")
 
     def wait_for(self, predicate: Callable[[Event], bool], timeout: float) -> Event:
-        """Skip events until one matches; ESLTimeout at the deadline (overall, not per event)."""
-        with gevent.Timeout(timeout, ESLTimeout(f"{self.name}: awaited event not seen within {timeout}s")):
-            while True:
-                event = self.next_event(timeout)
-                if predicate(event):
-                    return event
+        """Skip events until one matches; ESLTimeout at the deadline (overall, not per event),
+        ConnectionLost as soon as the connection is closed and its events are used up."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if self.closed and self.inbox.empty():
+                    raise self._lost()
+                raise ESLTimeout(f"{self.name}: awaited event not seen within {timeout}s")
+            try:
+                event = self.next_event(remaining)
+            except ESLTimeout:
+                raise ESLTimeout(f"{self.name}: awaited event not seen within {timeout}s") from None
+            if predicate(event):
+                return event
 
     def execute_and_wait(self, app: str, arg: str = "", *, timeout: float) -> Event:
         """Execute an application on this call and wait for its CHANNEL_EXECUTE_COMPLETE,

@@ -60,6 +60,11 @@ def url_encode(value: str) -> str:
     return quote(value, safe="!$'()*,/")
 
 
+def _is_ascii_number(text: str) -> bool:
+    """A decimal number of ASCII digits only (str.isdigit alone accepts '²' and '١٠')."""
+    return text.isascii() and text.isdigit()
+
+
 def _parse_header_lines(text: str, decode: bool) -> dict[str, str]:
     """Parse `Name: value` lines as libesl does: split at the first ':', skip the spaces after
     it, ignore a line with no ':'. For a repeated name the first value wins."""
@@ -104,15 +109,17 @@ def _decode_values(headers: dict[str, str]) -> None:
     """URL-decode, in place, every value that has an escape, each value on its own.
 
     A channel event has dozens of encoded values, so they are joined with NUL and decoded in
-    one pass. NUL cannot occur in an encoded value (FreeSWITCH strings are C strings), and a
-    decoded %00 would end the value in libesl too; a value with %00 falls back to one call per
-    value so that the split stays exact.
+    one pass. NUL cannot occur in an encoded value FreeSWITCH writes (its strings are C
+    strings), and a decoded %00 would end the value in libesl too; a value with %00 or a raw
+    NUL falls back to one call per value so that the split stays exact.
     """
     names = [name for name, value in headers.items() if "%" in value]
     if not names:
         return
     joined = "\0".join(headers[name] for name in names)
-    if "%00" in joined:
+    # A raw NUL in a value (garbage on the wire) would shift the split by one and hand a value
+    # to the wrong header: more NULs than separators also means one value per call.
+    if "%00" in joined or joined.count("\0") != len(names) - 1:
         for name in names:
             headers[name] = percent_decode(headers[name])
         return
@@ -186,10 +193,12 @@ class FrameParser:
                     if length_text is None:
                         frames.append(Frame(headers))
                         continue
-                    try:
-                        length = int(length_text)
-                    except ValueError:
-                        raise ProtocolError(f"Content-Length is not a number: {length_text!r}") from None
+                    # ASCII digits only: int() would also take '1_0', '+10', ' 10' and other
+                    # scripts' digits, which no switch writes (libesl's atoi would read '1_0'
+                    # as 1 and lose the framing).
+                    if not _is_ascii_number(length_text):
+                        raise ProtocolError(f"Content-Length is not a number: {length_text!r}")
+                    length = int(length_text)
                     if length < 0 or length > self.max_content_length:
                         raise ProtocolError(f"Content-Length out of range: {length}")
                     if length == 0:
@@ -265,17 +274,36 @@ def _decode_plain_event(text: str) -> Event:
     body = None
     if inner_length is not None and separator:
         try:
-            body = rest[: int(inner_length)] if inner_length.isdigit() else rest
+            body = rest[: int(inner_length)] if _is_ascii_number(inner_length) else rest
         except ValueError:
             body = rest
     return Event(headers, body)
 
 
+def _first_value_wins(pairs: list[tuple[str, object]]) -> dict:
+    """JSON object hook: for a repeated key keep the first value, as libesl does (it adds every
+    member as a header and esl_event_get_header returns the first) and as the plain and XML
+    decoders do; capture 04 repeats Hangup-Cause and Channel-Write-Codec-*."""
+    data = dict(pairs)
+    if len(data) == len(pairs):
+        return data
+    data = {}
+    for name, value in pairs:
+        data.setdefault(name, value)
+    return data
+
+
+# One decoder for every event: json.loads with a hook would build a new decoder per call.
+_JSON_EVENT_DECODER = json.JSONDecoder(object_pairs_hook=_first_value_wins)
+
+
 def _decode_json_event(text: str) -> Event:
     try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise EventDecodeError(f"event-json body is not JSON: {exc}") from None
+        data = _JSON_EVENT_DECODER.decode(text)
+    except (ValueError, RecursionError, TypeError) as exc:
+        # RecursionError: deeply nested arrays ('[' x 50 000) exhaust the decoder's stack;
+        # the event is malformed like any other, and must not reach the reader as a crash.
+        raise EventDecodeError(f"event-json body is not JSON: {type(exc).__name__}: {exc}") from None
     if not isinstance(data, dict):
         raise EventDecodeError("event-json body is not a JSON object")
     body = data.pop("_body", None)
@@ -303,12 +331,45 @@ def _decode_xml_event(text: str) -> Event:
 # Client -> server commands
 
 
+class HeaderMap(dict):
+    """Command headers as a server reads them: names keep their spelling, lookups ignore case.
+
+    mod_event_socket reads a command's headers through switch_event_get_header, which compares
+    names case-insensitively: `content-length`, `Call-Command` and `CALL-COMMAND` are one header.
+    For a repeated name (in any case) the first value is the one looked up."""
+
+    __slots__ = ("_folded",)
+
+    def __init__(self, items=()) -> None:
+        super().__init__(items)
+        self._folded: dict[str, str] = {}
+        for name in self:
+            self._folded.setdefault(name.lower(), name)
+
+    def __setitem__(self, name: str, value: str) -> None:
+        existing = self._folded.setdefault(name.lower(), name)
+        super().__setitem__(existing, value)
+
+    def _key(self, name):
+        return self._folded.get(name.lower(), name) if isinstance(name, str) else name
+
+    def __getitem__(self, name):
+        return super().__getitem__(self._key(name))
+
+    def __contains__(self, name) -> bool:
+        return super().__contains__(self._key(name))
+
+    def get(self, name, default=None):
+        return super().get(self._key(name), default)
+
+
 @dataclass(slots=True)
 class Command:
-    """A command as a server receives it: the command line, header lines and optional body."""
+    """A command as a server receives it: the command line, header lines and optional body.
+    `headers` is a HeaderMap when the CommandParser built it (case-insensitive lookups)."""
 
     line: str
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=HeaderMap)
     body: bytes | None = None
 
     @property
@@ -321,9 +382,18 @@ class Command:
         return parts[1] if len(parts) > 1 else ""
 
 
+# Commands whose argument is a secret: a refused line is named without it, since error
+# messages end up in logs (a trailing newline from a secrets file is the usual cause).
+_SECRET_COMMANDS = ("auth", "userauth")
+
+
 def _check_line(text: str, what: str) -> str:
     if "\n" in text or "\r" in text:
-        raise CommandInjection(f"{what} contains a line break: {text!r}")
+        shown = text
+        words = text.split(None, 1)
+        if what == "command" and words and words[0].lower() in _SECRET_COMMANDS:
+            shown = f"{words[0]} <secret withheld>"
+        raise CommandInjection(f"{what} contains a line break: {shown!r}")
     return text
 
 
@@ -368,12 +438,12 @@ class CommandParser:
                 block = bytes(self._buffer[:end]).decode("utf-8", errors="replace").replace("\r", "")
                 del self._buffer[: end + skip]
                 line, _, rest = block.partition("\n")
-                command = Command(line.strip(), _parse_header_lines(rest, decode=False))
+                command = Command(line.strip(), HeaderMap(_parse_header_lines(rest, decode=False)))
                 length_text = command.headers.get("Content-Length")
                 if not length_text:
                     commands.append(command)
                     continue
-                if not length_text.isdigit() or int(length_text) > MAX_CONTENT_LENGTH:
+                if not _is_ascii_number(length_text) or int(length_text) > MAX_CONTENT_LENGTH:
                     raise ProtocolError(f"bad command Content-Length: {length_text!r}")
                 self._pending, self._pending_length = command, int(length_text)
             if len(self._buffer) < self._pending_length:

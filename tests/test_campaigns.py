@@ -241,6 +241,11 @@ def test_cli_create_list_show_and_transitions(db_url, tmp_path, monkeypatch):
 
     result = runner.invoke(main, ["campaign", "set", "autumn", "max_attempts=9", "--json"])
     assert result.exit_code == 0 and json.loads(result.output)["settings"]["max_attempts"] == 9
+    # a malformed KEY=VALUE is a usage error (2), like any bad argument, and changes nothing
+    for args, message in ((["set", "autumn", "badformat"], "expected key=value"),
+                          (["create", "winter", "--set", "Bad.Key=1"], "lower-case words")):
+        result = runner.invoke(main, ["campaign", *args])
+        assert result.exit_code == 2 and message in result.output, result.output
 
 
 def test_operator_commands_apply_from_their_statuses_only(db):

@@ -115,7 +115,9 @@ def test_live_answer_without_agent_hears_safe_harbor_and_counts_abandoned(world,
     engine.agents.listeners.clear()     # so pretend one is ready without a phone to bridge to
     from dialer.engine.agents import Agent, AgentState
     ghost = engine.agents.add(Agent("ghost", "none", "abandon"))
-    engine.agents.transition(ghost, AgentState.READY)   # never bridgeable: leg_uuid is None
+    # a leg the switch does not have: counted as ready, never bridgeable
+    ghost.leg_uuid, ghost.node = "no-such-leg", engine.switchboard.pick_node()
+    engine.agents.transition(ghost, AgentState.READY)
     assert wait_until(lambda: lead_rows(db_url)[patient][2] is not None, 30)
     rows = attempts(db_url)
     assert [(r[1], r[2], r[5]) for r in rows] == [("abandoned", "HUMAN", "safe_harbor")]
@@ -708,3 +710,32 @@ def test_after_a_redis_restart_the_engine_writes_its_live_state_again(world, db_
     assert wait_until(lambda: redis_client.hget("dialer:agents", "agent-fl") and redis_client.get("cmp:loaded")
                       and redis_client.keys("dialer:unicast:*"), 10)
     assert json.loads(redis_client.hget("dialer:agents", "agent-fl"))["state"] == "ready"
+
+
+def test_progressive_places_no_second_call_while_the_first_is_in_amd(world, db_url):
+    # QA 6: calls answered and still in AMD were left out of the pacing snapshot, so one ready
+    # agent got a new call every tick while the first was analysed, and people were abandoned
+    from dialer.engine.calls import CallState
+    switch, make_engine = world
+    phones = [f"+121255502{n:02d}" for n in range(6)]
+    for phone in phones:
+        switch.model.script(phone, Behaviour(Outcome.ANSWER, ring_seconds=0.3, party=Party.HUMAN, stay_seconds=4.0))
+    create_campaign(db_url, "one-agent", BASE_SETTINGS, phones)
+    engine = make_engine()
+    agents = AgentSimulator(engine, wrap_mean_s=0.2, seed=3).start()
+    engine.login_agent("solo", AGENT_PHONE, "one-agent")
+    unresolved = (CallState.ORIGINATING, CallState.ANALYZING, CallState.WAITING_AGENT)
+    most = 0
+    try:
+        deadline = time.monotonic() + 12
+        while time.monotonic() < deadline:
+            runner = engine.runners.get(next(iter(engine.runners), None))
+            if runner is not None:
+                most = max(most, sum(1 for c in runner.calls.values() if c.state in unresolved))
+            gevent.sleep(0.02)
+    finally:
+        agents.stop()
+    rows = attempts(db_url)
+    assert rows, "no call was placed"
+    assert most == 1
+    assert all(r[1] != "abandoned" for r in rows), rows

@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 
 INBOX_SIZE = 1000
 RULE_GREETING_WAIT_MS = 2000    # 47 CFR 64.1200(a)(7): an agent within 2 s of the completed greeting
+# After a connection loss during originate: how often, and for how long, the flow tries to kill a
+# channel that may have been left up (each try also waits for the reconnect, up to the client's timeout).
+ORPHAN_KILL_ATTEMPTS = 5
+ORPHAN_KILL_WINDOW_S = 30.0
+ORPHAN_KILL_RETRY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -174,7 +179,14 @@ class CallFlow:
         call = self.call
         variables = {"ignore_early_media": "true", "originate_timeout": str(self.settings.ring_timeout_s),
                      "origination_caller_id_number": call.caller_id, **self.variables}
-        job = self.switchboard.originate(call.node, call.uuid, self.dial_string, variables)
+        try:
+            job = self.switchboard.originate(call.node, call.uuid, self.dial_string, variables)
+        except ConnectionLost as exc:
+            # The command may have reached the switch before the connection went: same as below.
+            log.warning("call %s: connection lost while sending originate: %s", call.uuid, exc)
+            self._kill_unowned_channel()
+            call.outcome = CallOutcome.FAILED
+            return False
         try:
             job.wait(self.settings.ring_timeout_s + 15)
         except JobFailed as failed:
@@ -186,12 +198,37 @@ class CallFlow:
             self.switchboard.try_api(call.node, f"uuid_kill {call.uuid}")
             call.outcome = CallOutcome.FAILED
             return False
-        except ConnectionLost:
+        except ConnectionLost as exc:
+            # FreeSWITCH runs a bgapi job on its own thread, whatever becomes of the connection
+            # that asked for it: the call may be ringing, or answered and parked with nobody
+            # controlling it (a person would pick up a silent call). Kill it once the node is
+            # reachable again.
+            log.warning("call %s: connection lost during originate: %s", call.uuid, exc)
+            self._kill_unowned_channel()
             call.outcome = CallOutcome.FAILED
             return False
         call.answered = time.time()
         self.recorder.answered(call)
         return True
+
+    def _kill_unowned_channel(self) -> None:
+        """uuid_kill our origination_uuid after the node's connection was lost: each attempt
+        waits for the inbound client's reconnect (up to its timeout); retried a bounded number
+        of times, within ORPHAN_KILL_WINDOW_S. Any reply counts, `-ERR No such channel` too
+        (the originate never ran, or the call already ended)."""
+        call = self.call
+        deadline = time.monotonic() + ORPHAN_KILL_WINDOW_S
+        for _attempt in range(ORPHAN_KILL_ATTEMPTS):
+            reply = self.switchboard.try_api(call.node, f"uuid_kill {call.uuid}")
+            if reply is not None:
+                log.info("call %s: killed after the connection loss: %s", call.uuid, reply.strip())
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            gevent.sleep(min(ORPHAN_KILL_RETRY_S, remaining))
+        log.error("call %s: node %s unreachable; its channel may still be up, unowned",
+                  call.uuid, call.node)
 
     def _answered(self) -> None:
         call = self.call

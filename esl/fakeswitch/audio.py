@@ -82,10 +82,13 @@ def load_wav(path: str | Path) -> np.ndarray:
     try:
         with wave.open(str(path), "rb") as wav:
             if wav.getsampwidth() != 2 or wav.getnchannels() != 1 or wav.getframerate() != RATE:
-                raise FakeSwitchError(f"{path}: need 16-bit mono 8000 Hz WAV")
+                raise FakeSwitchError(
+                    f"{path}: need 16-bit mono 8000 Hz WAV, this one is {8 * wav.getsampwidth()}-bit, "
+                    f"{wav.getnchannels()} channel(s), {wav.getframerate()} Hz "
+                    f"(convert it, e.g. sox IN.wav -r 8000 -c 1 -b 16 OUT.wav)")
             data = wav.readframes(wav.getnframes())
-    except (OSError, wave.Error) as exc:
-        raise FakeSwitchError(f"{path}: {exc}") from exc
+    except (OSError, EOFError, wave.Error) as exc:
+        raise FakeSwitchError(f"{path}: not a readable WAV file: {exc}") from exc
     return np.frombuffer(data, dtype="<i2").astype(np.float64) / 32768.0
 
 

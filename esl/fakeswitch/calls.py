@@ -54,6 +54,14 @@ def playback_seconds(path: str) -> float:
         return PLAYBACK_SECONDS
 
 
+def _port(text: str | None) -> int | None:
+    """A UDP port number 0-65535 written in ASCII digits, else None."""
+    text = (text or "").strip()
+    if not (text.isascii() and text.isdigit()) or int(text) > 65535:
+        return None
+    return int(text)
+
+
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("true", "yes", "on", "1", "enabled", "active", "allow")
 
@@ -828,11 +836,14 @@ class CallCore:
         state = self.state.get(channel.uuid)
         if state is None:
             return f"-ERR invalid session id [{channel.uuid}]"
-        try:
-            local = (headers.get("local-ip", "127.0.0.1"), int(headers.get("local-port", "8025")))
-            remote = (headers.get("remote-ip", "127.0.0.1"), int(headers.get("remote-port", "8026")))
-        except ValueError:
+        local_port = _port(headers.get("local-port", "8025"))
+        remote_port = _port(headers.get("remote-port", "8026"))
+        if local_port is None or remote_port is None:
+            # A number outside 0-65535 is refused like a non-number: bind()/sendto() would
+            # raise OverflowError in the stream greenlet and the client would get no reply.
             return "-ERR invalid unicast port"
+        local = (headers.get("local-ip", "127.0.0.1"), local_port)
+        remote = (headers.get("remote-ip", "127.0.0.1"), remote_port)
         native = "native" in headers.get("flags", "").lower()
         own = self.switch.config.host
         if own not in ("0.0.0.0", "") and local[0] != own:

@@ -33,8 +33,10 @@ from esl.fakeswitch.switch import FakeSwitch
               help="mean seconds a called party stays before hanging up")
 @click.option("--time-scale", default=1.0, show_default=True, type=float,
               help="multiplies ring and stay times (0.01 for fast runs)")
-@click.option("--human-wav", type=click.Path(exists=True, dir_okay=False), default=None)
-@click.option("--machine-wav", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--human-wav", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="what an answering person says: a 16-bit mono 8000 Hz WAV (checked at startup)")
+@click.option("--machine-wav", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="an answering machine's greeting and beep: a 16-bit mono 8000 Hz WAV (checked at startup)")
 @click.option("--socket-extension", multiple=True, metavar="EXTEN=HOST:PORT",
               help="dialplan extension that hands calls to an outbound socket (async full)")
 def fake_switch(host, port, password, max_sessions, sessions_per_second, seed, answer_rate, busy_rate,

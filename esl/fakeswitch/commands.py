@@ -12,6 +12,8 @@ from esl.protocol import Command
 if TYPE_CHECKING:
     from esl.fakeswitch.switch import FakeSwitch
 
+MAX_LOOPS = 10_000     # sendmsg `loops`: each one is queued, so a huge value would exhaust memory
+
 ORIGINATE_USAGE = ("-USAGE: <call url> <exten>|&<application_name>(<app_args>) [<dialplan>] [<context>] "
                    "[<cid_name>] [<cid_num>] [<timeout_sec>]\n")
 
@@ -140,7 +142,12 @@ class CommandTable:
             arg = headers.get("execute-app-arg", "")
             if not arg and command.body:
                 arg = command.body.decode("utf-8", "replace")
-            loops = int(headers.get("loops", "1") or 1)
+            loops_text = (headers.get("loops", "1") or "1").strip()
+            # Checked here, not by int(): a client's bad header must get a reply and leave the
+            # connection up (FreeSWITCH answers every sendmsg). Capped, since each loop is queued.
+            if not (loops_text.isascii() and loops_text.isdigit()) or int(loops_text) > MAX_LOOPS:
+                return f"-ERR invalid loops [{loops_text}]"
+            loops = int(loops_text)
             calls.queue_app(channel, app, arg, headers.get("Event-UUID") or new_uuid(), loops)
             return "+OK"
         if call_command == "hangup":

@@ -183,9 +183,23 @@ class FakeSwitch:
     def url(self) -> str:
         return f"esl://:{self.config.password}@{self.config.host}:{self.port}"
 
+    def check_audio_files(self) -> None:
+        """Load every configured WAV once, before the switch listens: a file the calls cannot
+        use (not a WAV, or not 16-bit mono 8 kHz) is an error at startup, not a traceback and
+        a silent stream on every call that takes it."""
+        from esl.fakeswitch import audio
+        for party, choice in self.config.audio_files.items():
+            paths = list(choice) if isinstance(choice, (list, tuple)) else [choice]
+            for path in paths:
+                try:
+                    audio.load_wav(path)
+                except FakeSwitchError as exc:
+                    raise FakeSwitchError(f"{party} audio: {exc}") from None
+
     def start(self) -> FakeSwitch:
         if self._server is not None:
             raise FakeSwitchError("already started")
+        self.check_audio_files()
         self._server = StreamServer((self.config.host, self.config.port), self._handle)
         try:
             self._server.start()
