@@ -17,7 +17,7 @@ from rich.table import Table
 
 from dialer import storage
 from dialer.errors import DialerError
-from dialer.rediskeys import AGENTS_HASH, COMMANDS_STREAM, REPLIES_STREAM
+from dialer.rediskeys import AGENTS_HASH, COMMANDS_STREAM, REPLIES_STREAM, REQUEST_KEY
 
 
 
@@ -37,32 +37,55 @@ def _require_a_live_engine() -> None:
                                    "the command was not sent")
 
 
+REPLY_STREAM_TTL_S = 60      # the reply stream outlives the wait by this, then Redis drops it
+START_GRACE_S = 1.0          # an engine that passed the deadline check marks the command running within it
+
+
 def send_command(kind: str, args: dict, timeout_s: float) -> dict:
-    """Send one command and wait for its reply; ClickException on error or timeout."""
+    """Send one command and wait for its reply; ClickException on error or timeout.
+
+    The command carries `expires_at` (now + timeout): an engine that reaches it after the
+    operator was told "no engine answered" answers `expired` and does nothing (QA6: it ran
+    later). The reply stream is this call's own and has an expiry from the start, so nothing is
+    left behind, also when a late `expired` reply is written to it."""
     _require_a_live_engine()
     client = storage.connect_redis()
     request_id = f"cli-{uuid.uuid4().hex}"
     reply_stream = f"{REPLIES_STREAM}:cli-{uuid.uuid4().hex[:12]}"
+    expires_at = time.time() + timeout_s
     try:
+        # the stream exists (with its expiry) before the command: a reply appended later keeps it
+        client.xadd(reply_stream, {"request_id": "", "note": f"reply stream of `dialer agent {kind}`"})
+        client.expire(reply_stream, int(timeout_s) + REPLY_STREAM_TTL_S)
         client.xadd(COMMANDS_STREAM, {"command": json.dumps({"request_id": request_id, "type": kind, "args": args,
-                                                      "reply_to": reply_stream})},
+                                                      "reply_to": reply_stream,
+                                                      "expires_at": round(expires_at, 3)})},
                     maxlen=100_000, approximate=True)
-        deadline = time.monotonic() + timeout_s
         last = "0"
-        while time.monotonic() < deadline:
-            for _stream, entries in client.xread({reply_stream: last}, block=500) or []:
-                for entry_id, fields in entries:
-                    last = entry_id
-                    if fields.get("request_id") == request_id:
-                        return fields
+        deadline = time.monotonic() + timeout_s + START_GRACE_S
+        while True:
+            while time.monotonic() < deadline:
+                for _stream, entries in client.xread({reply_stream: last}, block=500) or []:
+                    for entry_id, fields in entries:
+                        last = entry_id
+                        if fields.get("request_id") == request_id:
+                            client.delete(reply_stream)
+                            return fields
+            # An engine that began it before the deadline carries it out: wait for that reply
+            # (an agent.login rings the phone for up to 30 s) rather than say it failed.
+            record = json.loads(client.get(REQUEST_KEY.format(request_id=request_id)) or "{}")
+            if record.get("state") == "done":
+                client.delete(reply_stream)
+                return record["reply"]
+            if record.get("state") != "running":
+                break
+            deadline = time.monotonic() + 5
+        # not deleted: an engine may still write its `expired` reply; the expiry removes both
+        client.expire(reply_stream, REPLY_STREAM_TTL_S)
     except redis.RedisError as exc:
         raise click.ClickException(f"cannot reach Redis: {exc}") from exc
-    finally:
-        try:
-            client.delete(reply_stream)
-        except redis.RedisError:
-            pass
-    raise click.ClickException(f"no engine answered {kind} within {timeout_s:.0f}s (is `dialer run` running?)")
+    raise click.ClickException(f"no engine answered {kind} within {timeout_s:g}s (is `dialer run` running?); "
+                               "the command will not be carried out later (its deadline has passed)")
 
 
 def _run(kind: str, args: dict, timeout_s: float, as_json: bool) -> None:

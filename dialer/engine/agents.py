@@ -1,6 +1,10 @@
 """Agents and their states. An agent's FreeSWITCH leg stays up for the whole shift (parked,
 with park_after_bridge), so a live answer is bridged at once; the time each agent has spent in
-its state feeds pacing."""
+its state feeds pacing.
+
+Rule (QA6 finding 1): only a login leaves `logged_out`, and a login is the answered phone leg:
+an agent without a leg is never ready or paused, and pacing never counts an agent without a leg
+(a call placed for it would find nobody to bridge to and be abandoned)."""
 from __future__ import annotations
 
 import enum
@@ -24,9 +28,10 @@ class AgentState(enum.Enum):
     WRAP_UP = "wrap_up"
 
 
-# Which states may follow which: anything else is an operator or web-app error.
+# Which states may follow which: anything else is an operator or web-app error. LOGGED_OUT ->
+# READY is the login only: transition() refuses it for an agent without a phone leg.
 TRANSITIONS = {
-    AgentState.LOGGED_OUT: {AgentState.READY, AgentState.PAUSED},
+    AgentState.LOGGED_OUT: {AgentState.READY},
     AgentState.READY: {AgentState.PAUSED, AgentState.ON_CALL, AgentState.LOGGED_OUT},
     AgentState.PAUSED: {AgentState.READY, AgentState.LOGGED_OUT},
     AgentState.ON_CALL: {AgentState.WRAP_UP, AgentState.READY},  # READY: the bridge failed
@@ -92,7 +97,13 @@ class AgentRegistry:
 
     def transition(self, agent: Agent, state: AgentState, *, reason: str | None = None) -> None:
         if state not in TRANSITIONS[agent.state]:
+            if agent.state is AgentState.LOGGED_OUT:
+                raise AgentError(f"agent {agent.agent_id} is logged out: log in first")
             raise AgentError(f"agent {agent.agent_id}: {agent.state.value} -> {state.value} is not allowed")
+        if agent.state is AgentState.LOGGED_OUT and not agent.leg_uuid:
+            # Engine.login_agent sets the answered leg before this transition: anything else
+            # asking a logged-out agent to be ready (a failed login, a logout) is refused
+            raise AgentError(f"agent {agent.agent_id} is logged out (no phone leg): log in first")
         old = agent.state
         agent.state = state
         agent.state_since = time.monotonic()
@@ -136,12 +147,14 @@ class AgentRegistry:
 
     def pacing_snapshot(self, campaign: str, now: float | None = None,
                         reachable=lambda node: True) -> tuple[AgentSnapshot, ...]:
-        """The campaign's agents for pacing; those on a node that cannot be reached are left out
-        (no call can be bridged to them: counting them would overdial)."""
+        """The campaign's agents for pacing; those without a phone leg or on a node that cannot
+        be reached are left out (no call can be bridged to them: counting them would overdial,
+        and every live answer dialed for them would be abandoned)."""
         now = time.monotonic() if now is None else now
         return tuple(AgentSnapshot(_TO_PACING[a.state], a.time_in_state(now))
                      for a in self.agents.values()
-                     if a.campaign == campaign and a.state in _TO_PACING and (a.node is None or reachable(a.node)))
+                     if a.campaign == campaign and a.state in _TO_PACING and a.leg_uuid
+                     and (a.node is None or reachable(a.node)))
 
     def count(self, campaign: str, state: AgentState) -> int:
         return sum(1 for a in self.agents.values() if a.campaign == campaign and a.state is state)

@@ -11,6 +11,20 @@ Delivery (Redis Streams, https://redis.io/docs/latest/develop/data-types/streams
 - At-least-once delivery is made act-once by the request id: `dialer:request:<id>` holds
   "running" (with a lease) while the command runs and then its reply, for `request_ttl_s`; a
   repeat gets the stored reply again (duplicate=true) and is not acted on.
+- Order (QA6 finding 3): commands about one agent (or one campaign) go, as they are read and
+  before any Redis round trip, into one queue per subject, ordered by their entry id in
+  `dialer:commands` (a forwarded one carries it as `origin`), that one greenlet works through.
+  Before carrying one out, the engine looks for earlier entries about the same subject that
+  other engines hold pending (XPENDING + XRANGE): it waits until each has been carried out
+  there, or forwarded here and queued (then it goes first). So commands about one subject take
+  effect in the order they were written, with any number of engines. The wait for an entry of
+  an engine that stopped answering ends after ORDER_WAIT_S (it is then claimed after
+  claim_idle_ms like any other). Commands about no subject run side by side.
+- A repeat of a request id that is still running (here or on another engine) waits for the
+  original and is answered from its stored reply as soon as that is written.
+- A command with `expires_at` (epoch seconds) that passed before its turn is answered `expired`
+  and not carried out (the CLI sets it: an operator told "no engine answered" sees nothing
+  happen later).
 - Malformed documents, unknown types and bad args are answered with an error reply and never
   acted on. Transient store failures (PostgreSQL down) leave the entry pending for a retry; after
   `max_deliveries` attempts it is answered with an error and acknowledged.
@@ -19,11 +33,12 @@ from __future__ import annotations
 
 import json
 import logging
+import heapq
+import itertools
 import time
 from collections import Counter
 
 import gevent
-import gevent.lock
 import gevent.monkey
 import gevent.pool
 import psycopg
@@ -47,9 +62,40 @@ log = logging.getLogger(__name__)
 GROUP = "engines"
 REPLIES_MAXLEN = 10_000
 STATS_INTERVAL_S = 1.0
+ORDER_WAIT_S = 35.0          # waiting for an earlier command on another engine: a login rings up to 30 s
+SEEN_ORIGINS = 10_000        # origins of entries queued here, remembered for the order check
 # Commands about one agent run on the engine that holds the agent's phone leg.
 AGENT_COMMANDS = frozenset({"agent.ready", "agent.pause", "agent.logout", "agent.disposition", "lead.preview",
                             "lead.skip", "call.dial", "call.manual"})
+
+
+def id_key(entry_id: str | None) -> tuple:
+    """A stream entry id as a sortable key; an entry without one sorts after every id."""
+    try:
+        ms, seq = (entry_id or "").split("-")
+        return int(ms), int(seq)
+    except ValueError:
+        return (float("inf"), 0)
+
+
+def ordering_key(fields: dict) -> str | None:
+    """The subject whose commands must take effect in read order: the agent of an agent's command,
+    else the campaign; None for a command about neither (or a document that does not parse,
+    which is only answered). Cheap: no Redis, so it is taken in read order."""
+    raw = fields.get("command")
+    if not isinstance(raw, str):
+        return None
+    try:
+        document = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(document, dict) or not isinstance(document.get("args"), dict):
+        return None
+    args, kind = document["args"], document.get("type")
+    if (kind in AGENT_COMMANDS or kind == "agent.login") and isinstance(args.get("agent_id"), str):
+        return f"agent:{args['agent_id']}"
+    campaign = args.get("campaign", args.get("name") if kind == "campaign.create" else None)
+    return f"campaign:{campaign}" if isinstance(campaign, str) else None
 
 
 class _Transient(DialerError):
@@ -112,7 +158,13 @@ class CommandConsumer:
         self.store = EngineStore(self.database_url, self.engine_id)
         self.handlers = handlers()
         self.pool = gevent.pool.Pool(concurrency)          # bounded: a full pool stops reading
-        self._locks: dict[str, list] = {}
+        self._queues: dict[str, list] = {}                 # subject -> heap of (origin key, n, item)
+        self._inflight: set[tuple[str, str]] = set()         # (stream, entry id) queued or running here
+        self._arrival = itertools.count()
+        self._seen_origins: dict[str, None] = {}             # dialer:commands ids queued here (insertion order)
+        self._own_high_water = "0-0"                          # the last own-stream entry queued here
+        self._gave_up: set[str] = set()                       # earlier entries no longer waited for
+        self._to_start: list = []                             # workers to start once a batch is queued
         self._greenlet: gevent.Greenlet | None = None
         self._stopped = False
         self.counts: Counter[str] = Counter()            # replies by status, forwards, retries
@@ -189,10 +241,120 @@ class CommandConsumer:
         n = 0
         for stream, entries in replies or []:
             for entry_id, fields in entries:
-                self.pool.spawn(self.handle_safely, _text(stream), _text(entry_id), _fields(fields))
+                self.dispatch(_text(stream), _text(entry_id), _fields(fields), start=False)
                 n += 1
+        self._start_workers()    # after the whole batch is queued: starting one may wait for the pool
         gevent.sleep(0)          # let the handlers just spawned start
         return n
+
+    def dispatch(self, stream: str, entry_id: str, fields: dict, deliveries: int = 1, *, start: bool = True) -> None:
+        """Queue an entry with the others about its subject, or run it at once when it has none.
+        Called in read order; no I/O and no switch before the entry is queued."""
+        item = (stream, entry_id, fields, deliveries)
+        self._inflight.add((stream, entry_id))
+        origin = entry_id if stream == COMMANDS_STREAM else fields.get("origin")
+        if isinstance(origin, str):
+            self._seen_origins[origin] = None
+            if len(self._seen_origins) > SEEN_ORIGINS:
+                del self._seen_origins[next(iter(self._seen_origins))]
+        if stream == self.own_stream and id_key(entry_id) > id_key(self._own_high_water):
+            self._own_high_water = entry_id
+        key = ordering_key(fields)
+        if key is None:
+            self._to_start.append((self._handle_item, item))
+        else:
+            queue = self._queues.get(key)
+            entry = (id_key(origin if isinstance(origin, str) else None), next(self._arrival), item)
+            if queue is not None:      # its worker is running: it takes this one in its turn
+                heapq.heappush(queue, entry)
+            else:
+                self._queues[key] = queue = [entry]
+                self._to_start.append((self._drain, key, queue))
+        if start:
+            self._start_workers()
+
+    def _start_workers(self) -> None:
+        while self._to_start:
+            function, *args = self._to_start.pop(0)
+            self.pool.spawn(function, *args)
+
+    def _drain(self, key: str, queue: list) -> None:
+        """One subject's commands, one after the other, earliest written first. The queue leaves
+        the table only when it is empty, with no switch in between: a later entry starts a new
+        worker, never a second one beside this."""
+        try:
+            while queue:
+                if self._earlier_arrived(key, queue):
+                    continue           # an earlier command was queued meanwhile: it goes first
+                self._handle_item(heapq.heappop(queue)[2])
+        finally:
+            if self._queues.get(key) is queue:
+                del self._queues[key]
+            for _o, _n, (stream, entry_id, _fields, _d) in queue:    # killed (stop): left pending
+                self._inflight.discard((stream, entry_id))
+
+    def _earlier_arrived(self, key: str, queue: list) -> bool:
+        """Wait until no earlier command about `key` is pending on another engine (read there and
+        not yet carried out or forwarded here). True when one reached this queue meanwhile (it
+        is now the head), False when the head may run."""
+        head = queue[0]
+        stream, entry_id, fields, _d = head[2]
+        origin = entry_id if stream == COMMANDS_STREAM else fields.get("origin")
+        if not isinstance(origin, str):
+            return False
+        try:
+            waiting = self._pending_elsewhere(origin, key)
+            deadline = time.monotonic() + ORDER_WAIT_S
+            step = 0.005
+            while waiting:
+                if queue[0] is not head:
+                    return True
+                waiting = [p for p in waiting if not self._settled_elsewhere(p)]
+                if not waiting:
+                    break
+                if time.monotonic() >= deadline:
+                    log.warning("command %s about %s: earlier %s still pending on another engine after %.0f s;"
+                                " carried out now", origin, key, ", ".join(waiting), ORDER_WAIT_S)
+                    self._gave_up.update(waiting)
+                    break
+                gevent.sleep(step)
+                step = min(step * 2, 0.1)
+        except redis.RedisError as exc:
+            log.warning("command %s: order check failed (%s); carried out in arrival order", origin, exc)
+        return queue[0] is not head
+
+    def _pending_elsewhere(self, origin: str, key: str) -> list[str]:
+        """dialer:commands entries before `origin` about `key` that another engine holds pending."""
+        pending = self.redis.xpending_range(COMMANDS_STREAM, GROUP, min="-", max=f"({origin}", count=1000)
+        ids = [_text(p["message_id"]) for p in pending
+               if _text(p["consumer"]) != self.engine_id and _text(p["message_id"]) not in self._gave_up]
+        if not ids:
+            return []
+        pipe = self.reader.pipeline(transaction=False)
+        for entry_id in ids:
+            pipe.xrange(COMMANDS_STREAM, min=entry_id, max=entry_id)
+        return [entry_id for entry_id, found in zip(ids, pipe.execute())
+                if found and ordering_key(_fields(found[0][1])) == key]
+
+    def _settled_elsewhere(self, entry_id: str) -> bool:
+        """The other engine is done with it: queued here (forwarded), or acknowledged there and
+        not waiting, forwarded, on this engine's own stream (the forward is written before the
+        acknowledgement, so this order of checks misses none)."""
+        if entry_id in self._seen_origins:
+            return True
+        if self.redis.xpending_range(COMMANDS_STREAM, GROUP, min=entry_id, max=entry_id, count=1):
+            return False
+        if entry_id in self._seen_origins:
+            return True
+        tail = self.reader.xrange(self.own_stream, min=f"({self._own_high_water}")
+        return not any(_fields(fields).get("origin") == entry_id for _id, fields in tail)
+
+    def _handle_item(self, item: tuple) -> None:
+        stream, entry_id, fields, deliveries = item
+        try:
+            self.handle_safely(stream, entry_id, fields, deliveries)
+        finally:
+            self._inflight.discard((stream, entry_id))
 
     def claim_stale(self) -> int:
         """Take over commands another engine (or this one before a restart) left pending."""
@@ -202,11 +364,14 @@ class CommandConsumer:
                                                        start_id="0-0", count=self.batch)
             for entry_id, fields in entries:
                 entry_id, fields = _text(entry_id), _fields(fields)
+                if (stream, entry_id) in self._inflight:
+                    continue        # queued or running here (a long queue): not a second time
                 pending = self.redis.xpending_range(stream, GROUP, min=entry_id, max=entry_id, count=1)
                 deliveries = pending[0]["times_delivered"] if pending else 1
                 self.counts["reclaimed"] += 1
-                self.pool.spawn(self.handle_safely, stream, entry_id, fields or {}, deliveries)
+                self.dispatch(stream, entry_id, fields or {}, deliveries, start=False)
                 n += 1
+        self._start_workers()
         return n
 
     # -- one command --------------------------------------------------------------------------
@@ -233,28 +398,39 @@ class CommandConsumer:
             self.redis.xack(stream, GROUP, entry_id)
             return
         key = REQUEST_KEY.format(request_id=command.request_id)
-        stored = self.redis.get(key)
-        if stored is not None:
-            record = json.loads(stored)
-            if record.get("state") == "done":  # written by this code only: well formed
+        running = json.dumps({"state": "running", "engine": self.engine_id, "entry": entry_id})
+        while True:
+            record = self._settled(key)
+            if record is None:
+                return          # still running after its whole lease: left pending, claimed later
+            if record.get("state") == "done":   # written by this code only: well formed
                 self.counts["duplicate"] += 1
                 self.redis.xadd(command.reply_to or REPLIES_STREAM, {**record["reply"], "duplicate": "true"},
                                 maxlen=REPLIES_MAXLEN, approximate=True)
                 self.redis.xack(stream, GROUP, entry_id)
-            # else: running elsewhere; left pending, retried after claim_idle_ms
-            return
-        if deliveries > self.max_deliveries:
-            # Every earlier delivery ended without a reply (the engine died or the handler failed
-            # unexpectedly): answer, so one poisonous command does not come back forever.
-            self._finish(stream, entry_id, command, None,
-                         {"code": "failed", "message": f"not completed in {deliveries - 1} deliveries"})
-            return
-        if stream == COMMANDS_STREAM and command.type in AGENT_COMMANDS and self._forward(command, raw):
-            self.redis.xack(stream, GROUP, entry_id)
-            return
-        running = json.dumps({"state": "running", "engine": self.engine_id, "entry": entry_id})
-        if not self.redis.set(key, running, nx=True, ex=self.running_lease_s):
-            return
+                return
+            if deliveries > self.max_deliveries:
+                # Every earlier delivery ended without a reply (the engine died or the handler failed
+                # unexpectedly): answer, so one poisonous command does not come back forever.
+                self._finish(stream, entry_id, command, None,
+                             {"code": "failed", "message": f"not completed in {deliveries - 1} deliveries"})
+                return
+            if command.expires_at is not None and time.time() > command.expires_at:
+                # its sender gave up waiting: carrying it out now would surprise them. The reply
+                # goes only to a reply stream that still exists (NOMKSTREAM), so a sender that
+                # removed its own stream does not get it back without an expiry.
+                self.counts["expired"] += 1
+                self._finish(stream, entry_id, command, None,
+                             {"code": "expired", "message": f"not carried out: its deadline (expires_at "
+                                                            f"{command.expires_at:.3f}) passed before its turn"},
+                             create_stream=False)
+                return
+            if stream == COMMANDS_STREAM and command.type in AGENT_COMMANDS and self._forward(command, raw, entry_id):
+                self.redis.xack(stream, GROUP, entry_id)
+                return
+            if self.redis.set(key, running, nx=True, ex=self.running_lease_s):
+                break
+            # another delivery took it in between: wait for its reply as for any running one
         try:
             result, error = self._execute(command), None
         except _Transient as exc:
@@ -268,34 +444,48 @@ class CommandConsumer:
             result, error = None, error_of(exc).to_dict()
         self._finish(stream, entry_id, command, result, error)
 
-    def _finish(self, stream: str, entry_id: str, command: Command, result: dict | None, error: dict | None) -> None:
+    def _settled(self, key: str) -> dict | None:
+        """The request's record once no delivery is running it: {} when there is none (run it),
+        the done record (answer from it); None when it is still running after the running lease
+        (with a margin), so the entry stays pending. A running original is usually on this engine
+        or another one and ends in well under a second: its repeat is answered then (QA6: only
+        after XAUTOCLAIM's 60 s)."""
+        deadline = time.monotonic() + self.running_lease_s + 5
+        step = 0.02
+        while True:
+            stored = self.redis.get(key)
+            if stored is None:
+                return {}
+            record = json.loads(stored)
+            if record.get("state") == "done":
+                return record
+            if time.monotonic() >= deadline:
+                return None
+            gevent.sleep(step)
+            step = min(step * 2, 0.25)
+
+    def _finish(self, stream: str, entry_id: str, command: Command, result: dict | None, error: dict | None,
+                *, create_stream: bool = True) -> None:
         """Reply, keep the reply for repeats, then acknowledge: in this order, so a crash in
         between leads to a repeat answered from the stored reply, never to a lost reply."""
-        reply = self._reply(command, command.request_id, result, error=error)
+        reply = self._reply(command, command.request_id, result, error=error, create_stream=create_stream)
         self.redis.set(REQUEST_KEY.format(request_id=command.request_id),
                        json.dumps({"state": "done", "reply": reply}), ex=self.request_ttl_s)
         self.redis.xack(stream, GROUP, entry_id)
 
     def _execute(self, command: Command) -> dict:
-        subject = command.args.get("agent_id") or command.args.get("campaign") or command.args.get("name") or ""
-        entry = self._locks.setdefault(subject, [gevent.lock.Semaphore(), 0])
-        entry[1] += 1
+        # (one subject's commands reach here one at a time, in read order: dispatch() queues them)
         try:
-            with entry[0]:       # one subject's commands take effect in the order they were read
-                ctx = Context(self.engine, self._db(), self.store, self.redis)
-                return self.handlers[command.type](ctx, command.args)
+            ctx = Context(self.engine, self._db(), self.store, self.redis)
+            return self.handlers[command.type](ctx, command.args)
         except (StorageError, psycopg.OperationalError) as exc:
             raise _Transient(str(exc)) from exc
         except psycopg.Error as exc:
             raise WebApiError("failed", f"PostgreSQL: {exc}") from exc
         except ESLError as exc:
             raise WebApiError("failed", f"FreeSWITCH: {exc}") from exc
-        finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                self._locks.pop(subject, None)
 
-    def _forward(self, command: Command, raw: str) -> bool:
+    def _forward(self, command: Command, raw: str, origin: str) -> bool:
         """Hand an agent's command to the engine holding the agent (dialer:agents says which)."""
         agent = self.engine.agents.agents.get(command.args["agent_id"])
         if agent is not None and agent.state.value != "logged_out":
@@ -309,13 +499,16 @@ class CommandConsumer:
         owner = live.get("engine") if isinstance(live, dict) else None
         if not owner or owner == self.engine_id or live.get("state") == "logged_out":
             return False
-        self.redis.xadd(ENGINE_STREAM.format(engine=owner), {"command": raw, "forwarded_by": self.engine_id},
+        # `origin`: the entry's id in dialer:commands, by which the holder orders it among the
+        # agent's other commands
+        self.redis.xadd(ENGINE_STREAM.format(engine=owner), {"command": raw, "forwarded_by": self.engine_id,
+                                                             "origin": origin},
                         maxlen=REPLIES_MAXLEN, approximate=True)
         self.counts["forwarded"] += 1
         return True
 
     def _reply(self, command: Command | None, request_id: str | None, result: dict | None, *,
-               error: dict | None = None, entry_id: str | None = None) -> dict[str, str]:
+               error: dict | None = None, entry_id: str | None = None, create_stream: bool = True) -> dict[str, str]:
         reply = {"request_id": request_id or "", "type": command.type if command else "",
                  "status": "error" if error else "ok", "engine": self.engine_id, "at": f"{time.time():.3f}"}
         if error:
@@ -325,7 +518,7 @@ class CommandConsumer:
         if entry_id:
             reply["entry_id"] = entry_id          # correlates a reply to a document without a request id
         self.redis.xadd((command.reply_to if command else None) or REPLIES_STREAM, reply,
-                        maxlen=REPLIES_MAXLEN, approximate=True)
+                        maxlen=REPLIES_MAXLEN, approximate=True, nomkstream=not create_stream)
         self.counts[reply["status"]] += 1
         return reply
 

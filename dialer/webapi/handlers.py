@@ -21,11 +21,12 @@ from dialer.compliance.model import DialMode
 from dialer.compliance.records import PgRecords
 from dialer.engine.agents import AgentState
 from dialer.engine.store import EngineStore
-from dialer.leads import state_code
+from dialer.leads import LeadImportError, PhoneNormalizer, state_code
 from dialer.webapi import WebApiError
 
 APPLY_WAIT_S = 3.0          # a status change reaches this engine's runner within one supervision round
 LOGOUT_WAIT_S = 5.0
+AGENT_PUBLISH_WAIT_S = 3.0  # the engine's agent writer records a login in milliseconds normally
 
 
 @dataclass
@@ -103,6 +104,10 @@ def campaign_settings(ctx: Context, args: dict) -> dict:
 def leads_add(ctx: Context, args: dict) -> dict:
     """Leads given in the command: E.164-normalised, deduplicated within the campaign."""
     region = args.get("region", "US")
+    try:
+        normalizer = PhoneNormalizer(region, fast_path=False)
+    except LeadImportError as exc:
+        raise WebApiError("invalid", str(exc)) from None
     added, duplicates, rejected = 0, 0, []
     with ctx.conn.transaction():
         campaign = campaigns.get_campaign(ctx.conn, args["campaign"])
@@ -113,9 +118,10 @@ def leads_add(ctx: Context, args: dict) -> dict:
             "INSERT INTO lead_lists (campaign_id, name, source_file) VALUES (%s, %s, 'webapi') RETURNING id",
             (campaign.id, list_name)).fetchone()[0]
         for index, lead in enumerate(args["leads"]):
-            phone = campaigns.normalize_e164(lead["phone"], region)
-            if phone is None:
-                rejected.append({"index": index, "reason": "not a valid phone number"})
+            # the CSV import's reason codes (docs/campaigns.md), so one reader handles both
+            phone, problem = normalizer.normalize(lead["phone"])
+            if problem:
+                rejected.append({"index": index, "reason": problem[0], "detail": problem[1]})
                 continue
             # as a CSV import checks it (the schema checks the ZIP code): a state the gate cannot
             # place would close the lead (UNKNOWN_STATE)
@@ -164,17 +170,54 @@ def agent_login(ctx: Context, args: dict) -> dict:
             and elsewhere.get("engine") != ctx.engine.engine_id:
         raise WebApiError("conflict", f"agent {args['agent_id']} is logged in on engine {elsewhere.get('engine')}")
     agent = ctx.engine.login_agent(args["agent_id"], args["endpoint"], args["campaign"])
+    # The reply only once `dialer:agents` names this engine: another engine reading the web
+    # app's next command about the agent forwards it here by that entry (QA6: it answered
+    # not_found when the entry was still being written).
+    if not wait_for(lambda: _published_here(ctx, agent), AGENT_PUBLISH_WAIT_S, step=0.01):
+        _publish_owner(ctx, agent)
     return _agent_view(agent)
 
 
+def _published_here(ctx: Context, agent) -> bool:
+    """`dialer:agents` has the agent on this engine in its present state (the engine's writer
+    records the changes in order: then the login's own change is written)."""
+    from dialer.engine.engine import AGENTS_HASH
+    try:
+        live = json.loads(ctx.redis.hget(AGENTS_HASH, agent.agent_id) or "{}")
+    except ValueError:
+        return False
+    return isinstance(live, dict) and live.get("engine") == ctx.engine.engine_id \
+        and live.get("state") == agent.state.value
+
+
+def _publish_owner(ctx: Context, agent) -> None:
+    """The agent's entry in `dialer:agents` written now, when the engine's writer is slow (a
+    PostgreSQL write queued before it): the writer's own write of the same change follows."""
+    from dialer.engine.engine import AGENTS_HASH
+    live = {"state": agent.state.value, "campaign": agent.campaign, "engine": ctx.engine.engine_id,
+            "since": round(time.time() - agent.time_in_state(), 3), "reason": agent.pause_reason}
+    ctx.redis.hset(AGENTS_HASH, agent.agent_id, json.dumps(live))
+
+
+def logged_in_agent(ctx: Context, agent_id: str):
+    """The agent, logged in on this engine. A failed login or a logout leaves a logged-out agent
+    in the registry: it has no phone leg, so it must not become ready or paused (QA6: pacing
+    dialed for such a ghost and every live answer was abandoned)."""
+    agent = ctx.engine.agents.agents.get(agent_id)
+    # (one answer whichever engine reads it: one that never had the agent says the same)
+    if agent is None or agent.state is AgentState.LOGGED_OUT or not agent.leg_uuid:
+        raise WebApiError("conflict", f"agent {agent_id} is logged out: log in first (agent.login)")
+    return agent
+
+
 def agent_ready(ctx: Context, args: dict) -> dict:
-    agent = local_agent(ctx, args["agent_id"])
+    agent = logged_in_agent(ctx, args["agent_id"])
     ctx.engine.agents.transition(agent, AgentState.READY)
     return _agent_view(agent)
 
 
 def agent_pause(ctx: Context, args: dict) -> dict:
-    agent = local_agent(ctx, args["agent_id"])
+    agent = logged_in_agent(ctx, args["agent_id"])
     ctx.engine.agents.transition(agent, AgentState.PAUSED, reason=args["reason"])
     return _agent_view(agent)
 
@@ -237,7 +280,8 @@ def dnc_add(ctx: Context, args: dict) -> dict:
     if kind == "campaign":
         scope, note = records.campaign_scope(scope)
     added = records.add_dnc(phone, kind, scope=scope, added_by=by, source="webapi", reason=reason)
-    ctx.engine.publish("dnc_added", number=phone, list=kind, scope=scope, by=by)
+    if added:       # an event says something changed (QA6: a repeat published one too)
+        ctx.engine.publish("dnc_added", number=phone, list=kind, scope=scope, by=by)
     result = {"number": phone, "list": kind, "scope": scope, "changed": added}
     if note:
         result["note"] = note
@@ -252,7 +296,8 @@ def dnc_remove(ctx: Context, args: dict) -> dict:
     if kind == "campaign":
         scope, note = records.removal_scope(scope)
     removed = records.remove_dnc(phone, kind, scope=scope, removed_by=by, reason=reason)
-    ctx.engine.publish("dnc_removed", number=phone, list=kind, scope=scope, by=by)
+    if removed:     # nothing was on the list: no event (QA6: one came for a scope never used)
+        ctx.engine.publish("dnc_removed", number=phone, list=kind, scope=scope, by=by)
     result = {"number": phone, "list": kind, "scope": scope, "changed": removed}
     if note:
         result["note"] = note

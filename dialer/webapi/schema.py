@@ -4,6 +4,8 @@ A document that fails either is refused before anything is done with it."""
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -21,6 +23,7 @@ class Command:
     type: str
     args: dict
     reply_to: str | None
+    expires_at: float | None = None     # epoch seconds: not carried out after it (answered `expired`)
 
 
 def _load(path: str) -> dict:
@@ -51,14 +54,31 @@ def _problems(validator, document) -> list[str]:
             for p in problems]
 
 
+MAX_ECHOED_ID = 1024         # a readable but over-long (invalid) request id is still echoed up to this
+# the id of a document that cannot be parsed (nested too deep, cut off) when it is the first member
+_LEADING_ID = re.compile(r'\s*\{\s*"request_id"\s*:\s*"((?:[^"\\\x00-\x1f]|\\.){1,%d})"' % MAX_ECHOED_ID)
+
+
 def best_request_id(raw: str | None) -> str | None:
-    """The request id of a document that may be malformed, so its error reply can be correlated."""
-    try:
-        document = json.loads(raw or "")
-    except (ValueError, RecursionError):
+    """The request id of a document that may be malformed, so its error reply can be correlated
+    (docs: "with the request id when it can be read"): a string `request_id` member, whatever
+    its pattern, up to MAX_ECHOED_ID characters; for a document that does not parse, a
+    `request_id` written as its first member."""
+    if not raw:
         return None
-    request_id = document.get("request_id") if isinstance(document, dict) else None
-    return request_id if isinstance(request_id, str) and 0 < len(request_id) <= 128 else None
+    try:
+        document = json.loads(raw)
+    except (ValueError, RecursionError):
+        match = _LEADING_ID.match(raw)
+        if match is None:
+            return None
+        try:
+            request_id = json.loads(f'"{match.group(1)}"')
+        except ValueError:
+            return None
+    else:
+        request_id = document.get("request_id") if isinstance(document, dict) else None
+    return request_id if isinstance(request_id, str) and 0 < len(request_id) <= MAX_ECHOED_ID else None
 
 
 def parse_command(raw: str | None) -> Command:
@@ -76,7 +96,11 @@ def parse_command(raw: str | None) -> Command:
     if problems:
         raise WebApiError("malformed", "the command breaks schemas/envelope.json", problems)
     # the envelope is sound from here: a refusal is answered on its reply_to, with its type
-    command = Command(document["request_id"], document["type"], document["args"], document.get("reply_to"))
+    expires_at = document.get("expires_at")
+    if expires_at is not None and not math.isfinite(expires_at):
+        raise WebApiError("malformed", "expires_at: must be a finite number of epoch seconds")
+    command = Command(document["request_id"], document["type"], document["args"], document.get("reply_to"),
+                      expires_at)
     if document["type"] not in command_types():
         raise WebApiError("unknown_command", f"unknown command type {document['type']!r}",
                           {"known": list(command_types())}, command=command)
