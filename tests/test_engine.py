@@ -739,3 +739,37 @@ def test_progressive_places_no_second_call_while_the_first_is_in_amd(world, db_u
     assert rows, "no call was placed"
     assert most == 1
     assert all(r[1] != "abandoned" for r in rows), rows
+
+
+def test_amd_calls_offer_g711_and_register_the_legs_read_rate(world, db_url):
+    """A campaign with AMD asks for G.711 (the detector's telephone band; OPUS's 48 kHz L16 would
+    not reach it), and the receiver gets the answered leg's read rate and ptime."""
+    from dialer.engine.calls import Call
+    from dialer.engine.flow import CallFlow, FlowSettings
+    from esl.protocol import Event
+    switch, make_engine = world
+    create_campaign(db_url, "codecs", BASE_SETTINGS, [HUMAN])
+    engine = make_engine()
+    agents = AgentSimulator(engine, wrap_mean_s=0.2, seed=2).start()
+    engine.login_agent("agent-c", AGENT_PHONE, "codecs")
+    try:
+        def dialed():
+            return [ch for ch in list(switch.channels.values())
+                    if ch.variables.get("dialer_campaign") == "codecs"]
+        assert wait_until(lambda: dialed(), 20)
+        assert dialed()[0].variables.get("absolute_codec_string") == "PCMU,PCMA"
+    finally:
+        agents.stop()
+
+    call = Call(uuid="c0ffee00-0000-4000-8000-000000000001", campaign="codecs", lead_id=1, number=HUMAN,
+                gateway="g", caller_id="+12125550199", node=next(iter(engine.switchboard.clients)))
+    flow = CallFlow(call, FlowSettings(), engine.switchboard, engine.agents, engine.amd, recorder=None,
+                    variables={}, dial_string="")
+    flow.on_event(Event({"Event-Name": "CHANNEL_ANSWER", "Channel-Read-Codec-Rate": "16000",
+                         "variable_rtp_use_codec_ptime": "30"}))
+    assert (call.read_rate, call.read_ptime_ms) == (16000, 30)
+    # a rate the receiver cannot take: no analysis, NOTSURE at once, nothing registered
+    flow.on_event(Event({"Event-Name": "CHANNEL_ANSWER", "Channel-Read-Codec-Rate": "48000"}))
+    verdict = flow._analyze()
+    assert (verdict.result, verdict.cause) == ("NOTSURE", "UNSUPPORTED_AUDIO")
+    assert engine.receiver.silence_after_speech_ms(call.uuid) is None

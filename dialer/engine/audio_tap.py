@@ -103,8 +103,8 @@ class ReceiverTap:
     def address(self) -> tuple[str, int]:
         return self.receiver.address[0], self.receiver.server_port
 
-    def open(self, call_uuid: str, node: str, on_decision, on_beep,
-             campaign: str | None = None) -> tuple[str, int, str, int]:
+    def open(self, call_uuid: str, node: str, on_decision, on_beep, campaign: str | None = None,
+             rate: int = 8000, ptime_ms: int = 20) -> tuple[str, int, str, int]:
         free = self._free[node]
         if not free:
             raise ConfigError("no free unicast port: widen DIALER_UNICAST_PORTS"
@@ -113,7 +113,8 @@ class ReceiverTap:
         switch_ip = self.node_addresses[node]
         try:
             self.receiver.register(
-                call_uuid, (switch_ip, port), Codec.L16, 8000, params=self.params.get(campaign or ""),
+                call_uuid, (switch_ip, port), Codec.L16, rate, params=self.params.get(campaign or ""),
+                ptime_ms=ptime_ms,
                 on_decision=lambda _stream, d: on_decision(Verdict(d.result.value, d.cause.value, d.decision_ms)),
                 on_done=lambda _stream, result: on_beep(result.beep_end_ms))
         except DialerError:

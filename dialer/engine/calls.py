@@ -58,6 +58,8 @@ class Call:
     hangup_cause: HangupCause | None = None
     node: str = ""
     reserved_agent: str | None = None    # a callback promised to this agent
+    read_rate: int = 8000                # the answered leg's read codec rate and ptime: the
+    read_ptime_ms: int = 20              # unicast L16 the AMD receiver gets (CHANNEL_ANSWER)
 
     @property
     def ring_age(self) -> float:

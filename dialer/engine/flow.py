@@ -3,7 +3,10 @@
 1. bgapi originate with our origination_uuid (also the Job-UUID), ignore_early_media=true and
    the campaign's ring timeout, parked on answer (&park()).
 2. Answered: unicast the parked leg's audio to the AMD receiver (mod_event_socket
-   `call-command: unicast`; audio flows only while the leg is parked).
+   `call-command: unicast`; audio flows only while the leg is parked). L16 comes at the leg's
+   read rate and ptime (CHANNEL_ANSWER's Channel-Read-Codec-Rate, variable_rtp_use_codec_ptime),
+   so a campaign with AMD offers only G.711 (absolute_codec_string=PCMU,PCMA): the detector
+   works on telephone-band 8 kHz audio, and OPUS at 48 kHz would not reach it.
 3. HUMAN: bridge to the agent who has waited longest. If none is free within the rule's
    window (2 s from the end of the greeting, 47 CFR 64.1200(a)(7)), play the safe-harbor
    message and hang up: the call counts as abandoned. MACHINE: hang up, or wait for the beep
@@ -29,6 +32,7 @@ from amd.actions import MachineAction, NotSureAction
 from dialer.campaigns import CallOutcome
 from dialer.engine.calls import Call, CallState, outcome_of_failure
 from dialer.engine.switchboard import Switchboard
+from amd.errors import ReceiverError
 from esl.causes import HangupCause
 from esl.errors import ConnectionLost, ESLError, ESLTimeout, JobFailed
 from esl.protocol import Event
@@ -68,9 +72,10 @@ class AmdTap(Protocol):
     """What the flow needs from the AMD receiver: start analysing a call's audio and deliver
     the decision and then the beep (or its absence) through callbacks."""
 
-    def open(self, call_uuid: str, node: str, on_decision, on_beep,
-             campaign: str | None = None) -> tuple[str, int, str, int]:
-        """Register the call of a node; returns (switch_local_ip, switch_local_port, our_ip, our_port)."""
+    def open(self, call_uuid: str, node: str, on_decision, on_beep, campaign: str | None = None,
+             rate: int = 8000, ptime_ms: int = 20) -> tuple[str, int, str, int]:
+        """Register the call of a node (its L16 audio at `rate`, `ptime_ms` per datagram);
+        returns (switch_local_ip, switch_local_port, our_ip, our_port)."""
 
     def close(self, call_uuid: str) -> None: ...
 
@@ -87,6 +92,27 @@ class Recorder(Protocol):
 class Inbox:
     kind: str            # "esl", "amd", "beep"
     payload: object
+
+
+# what a campaign with AMD offers the far end: the receiver takes L16 at 8 or 16 kHz, and the
+# detector was built for telephone-band audio
+AMD_CODECS = "PCMU,PCMA"
+
+
+@dataclass(frozen=True)
+class _Unanalysed:
+    """The verdict of a call whose audio the receiver cannot take."""
+    result: str = "NOTSURE"
+    cause: str = "UNSUPPORTED_AUDIO"
+    decision_ms: int = 0
+
+
+_UNANALYSED = _Unanalysed()
+
+
+def _int_header(event: Event, name: str, default: int) -> int:
+    value = event.get(name)
+    return int(value) if value is not None and value.isascii() and value.isdigit() else default
 
 
 class CallFlow:
@@ -112,6 +138,11 @@ class CallFlow:
             log.error("call %s: inbox full, dropping %s", self.call.uuid, kind)
 
     def on_event(self, event: Event) -> None:
+        if event.name == "CHANNEL_ANSWER":
+            # read here, not in the flow's greenlet: the originate's job result that starts
+            # AMD may be taken from the inbox before this event
+            self.call.read_rate = _int_header(event, "Channel-Read-Codec-Rate", self.call.read_rate)
+            self.call.read_ptime_ms = _int_header(event, "variable_rtp_use_codec_ptime", self.call.read_ptime_ms)
         self._put("esl", event)
 
     def on_amd(self, verdict: AmdVerdict) -> None:
@@ -179,6 +210,8 @@ class CallFlow:
         call = self.call
         variables = {"ignore_early_media": "true", "originate_timeout": str(self.settings.ring_timeout_s),
                      "origination_caller_id_number": call.caller_id, **self.variables}
+        if self.amd is not None:
+            variables.setdefault("absolute_codec_string", AMD_CODECS)
         try:
             job = self.switchboard.originate(call.node, call.uuid, self.dial_string, variables)
         except ConnectionLost as exc:
@@ -261,8 +294,15 @@ class CallFlow:
 
     def _analyze(self) -> AmdVerdict | None:
         call = self.call
-        fs_ip, fs_port, our_ip, our_port = self.amd.open(call.uuid, call.node, self.on_amd, self.on_beep,
-                                                         campaign=call.campaign)
+        try:
+            fs_ip, fs_port, our_ip, our_port = self.amd.open(
+                call.uuid, call.node, self.on_amd, self.on_beep, campaign=call.campaign,
+                rate=call.read_rate, ptime_ms=call.read_ptime_ms)
+        except ReceiverError as exc:
+            # audio the receiver cannot take (a codec the gateway forced past absolute_codec_string):
+            # no analysis, the campaign's NOTSURE action decides
+            log.warning("call %s: no AMD: %s", call.uuid, exc)
+            return _UNANALYSED
         self.switchboard.client(call.node).connection().unicast(
             call.uuid, local_ip=fs_ip, local_port=fs_port, remote_ip=our_ip, remote_port=our_port)
         item = self._wait(self.settings.amd_timeout_s, lambda i: i.kind == "amd")
