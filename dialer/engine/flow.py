@@ -211,7 +211,7 @@ class CallFlow:
         variables = {"ignore_early_media": "true", "originate_timeout": str(self.settings.ring_timeout_s),
                      "origination_caller_id_number": call.caller_id, **self.variables}
         if self.amd is not None:
-            variables.setdefault("absolute_codec_string", AMD_CODECS)
+            variables["absolute_codec_string"] = AMD_CODECS
         try:
             job = self.switchboard.originate(call.node, call.uuid, self.dial_string, variables)
         except ConnectionLost as exc:
