@@ -13,6 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dialer import observability
+from dialer.engine.simagents import AgentSimulator
 from dialer.observability import JsonFormatter, mask_numbers
 from esl.fakeswitch import Behaviour, Outcome, Party
 from tests.engine_world import (AGENT_PHONE, BASE_SETTINGS, PINNED, create_campaign, import_registry,
@@ -65,9 +66,16 @@ def test_metrics_follow_a_campaign_and_health_reports_each_part(engine_with_ops)
     assert abs(health["checks"]["clock"]["skew_s"]) < 2
     assert http_get(ops.address, "/readyz")[0] == 200
 
+    # an agent who dispositions: a progressive campaign dials the next lead only when the agent is
+    # free again (the second call once came while the first was in AMD: QA 6's overdial)
+    agents = AgentSimulator(engine, wrap_mean_s=0.2, seed=4).start()
     engine.login_agent("agent-1", AGENT_PHONE, "obs")
     runner = next(iter(engine.runners.values()))
-    assert wait_until(lambda: sum(runner.stats.outcomes.values()) >= 2, 30)
+    try:
+        assert wait_until(lambda: sum(runner.stats.outcomes.values()) >= 2 and sum(runner.stats.blocks.values()) >= 1,
+                          30)
+    finally:
+        agents.stop()
     status, text = http_get(ops.address, "/metrics")
     assert status == 200
     values = samples(text)
