@@ -223,6 +223,11 @@ def leads_import(file, campaign_name, list_name, default_region, rejects_path, m
         if "=" not in item:
             raise click.UsageError(f"--map {item!r}: expected FIELD=COLUMN")
         key, value = item.split("=", 1)
+        # An unknown field is wrong usage whatever the file holds: exit 2 before anything is read
+        # (QA7 ops 3; import_csv refuses it too, exit 1, for other callers).
+        if key.strip() not in leads.FIELD_ALIASES:
+            raise click.UsageError(f"--map {item!r}: unknown lead field {key.strip()!r} "
+                                   f"(known: {', '.join(leads.LEAD_FIELDS)})")
         overrides[key.strip()] = value.strip()
     # Checked here, before the campaign or the file is looked at, to exit 2 (a usage error) with
     # nothing imported; import_csv refuses the same paths (exit 1) for other callers.

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from dialer import config
+from dialer.errors import ConfigError
 from dialer.fsconf.applications import APPLICATIONS
 from dialer.fsconf.cli import freeswitch
 from dialer.fsconf.contract import (
@@ -206,7 +207,116 @@ def test_a_site_file_that_is_not_utf8_is_refused_with_a_clear_message(tmp_path):
 def test_unspecified_listen_address_accepted_with_an_acl():
     site = parse_site({"event_socket": {"listen_ip": "0.0.0.0", "acl": ["10.1.0.0/16"]}})
     assert site.esl_listen_ip == "0.0.0.0"
-    assert "<address of this FreeSWITCH host>" in site.freeswitch_url
+    assert config.ESL_HOST_PLACEHOLDER in site.freeswitch_url
+
+
+# -- QA7 fsconf findings ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("listen_ip", ["10.20.0.5", "fd00::5", "169.254.1.2"])
+def test_a_private_listen_address_without_acl_is_refused_nobody_could_connect(listen_ip):
+    """QA7 F1: the ACL allowed loopback only, and a socket bound to a private address never
+    sees a loopback client: every connection (the engine's, fs_cli's) would be rude-rejected."""
+    with pytest.raises(SiteError, match="without acl") as caught:
+        parse_site({"event_socket": {"listen_ip": listen_ip}, "engine": {"host": "10.20.0.10"}})
+    assert "acl = [" in str(caught.value) and "nobody could connect" in str(caught.value)
+    site = parse_site({"event_socket": {"listen_ip": listen_ip, "acl": ["10.20.0.0/24"]}})
+    assert site.esl_acl == ("10.20.0.0/24",)
+    assert parse_site({"event_socket": {"listen_ip": "127.0.0.2"}}).esl_acl == ()   # loopback: no acl needed
+
+
+def test_the_refusal_suggests_the_engine_address_for_the_acl(tmp_path):
+    path = tmp_path / "site.toml"
+    path.write_text('[event_socket]\nlisten_ip = "10.20.0.5"\n[engine]\nhost = "10.20.0.10"\n')
+    result = CliRunner().invoke(freeswitch, ["render", "--out", str(tmp_path / "fs"), "--site", str(path)])
+    assert result.exit_code == 1 and 'acl = ["10.20.0.10/32"]' in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "fs").exists()
+
+
+HOSTILE = ["acct$${domain}", "p4ss$${hold_music}word", "${system(id)}", "$${sound_prefix}/bye.wav", "a${x}"]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+@pytest.mark.parametrize("where", [
+    ("gateways", "username"), ("gateways", "password"), ("gateways", "from_user"),
+    ("prompts", "safe_harbor"), ("prompts", "goodbye"), ("prompts", "agent_login_tone"),
+])
+def test_freeswitch_variables_are_refused_in_every_value_written_to_the_xml(value, where):
+    """QA7 F2: $${...} is expanded when FreeSWITCH loads the XML (a trunk secret would silently
+    change), ${...} when the call runs (${system(id)} runs a shell command)."""
+    section, key = where
+    if section == "gateways":
+        gateway = {"name": "g", "proxy": "10.0.0.1", "username": "acct1001", "password": "secret-1", key: value}
+        data = {"gateways": [gateway]}
+    else:
+        data = {section: {key: value}}
+    with pytest.raises(SiteError, match=r"FreeSWITCH would expand it") as caught:
+        parse_site(data)
+    assert key in str(caught.value)
+
+
+def test_freeswitch_variables_are_refused_in_realm_proxy_campaign_and_site_file(tmp_path):
+    for data in ({"gateways": [{"name": "g", "proxy": "10.0.0.1", "register": False, "realm": "$${domain}"}]},
+                 {"gateways": [{"name": "g", "proxy": "${x}", "register": False}]},
+                 {"inbound": {"dids": [{"number": "+12125550100", "campaign": "${system(id)}"}]}}):
+        with pytest.raises(SiteError):
+            parse_site(data)
+    path = PROJECT_ROOT.parent / "notes" / "qa7" / "fsconf" / "sites" / "gwvars.toml"
+    text = path.read_text() if path.exists() else (
+        '[[gateways]]\nname = "g"\nproxy = "10.0.0.1"\nusername = "acct$${domain}"\npassword = "x"\n')
+    (tmp_path / "site.toml").write_text(text)
+    result = CliRunner().invoke(freeswitch, ["render", "--out", str(tmp_path / "fs"), "--site", str(tmp_path / "site.toml")])
+    assert result.exit_code == 1 and "FreeSWITCH would expand it" in result.output
+    assert not (tmp_path / "fs").exists()
+
+
+@pytest.mark.parametrize("acl", [
+    ["0.0.0.0/1", "128.0.0.0/1"], ["::/1", "8000::/1"], ["8.8.8.0/24"], ["10.0.0.0/7"], ["192.0.2.0/24"],
+    ["100.64.0.0/10"], ["2001:db8::/32"], ["::ffff:8.8.8.0/120"], ["172.0.0.0/11"],
+])
+def test_an_acl_that_opens_the_event_socket_to_public_addresses_is_refused(acl):
+    """QA7 F3: /0 was refused, but two /1 entries (or any public range) let every address in."""
+    with pytest.raises(SiteError, match="not a private network"):
+        parse_site({"event_socket": {"listen_ip": "0.0.0.0", "acl": acl}})
+
+
+def test_private_loopback_and_link_local_acl_entries_are_accepted():
+    acl = ["10.0.0.0/8", "172.16.0.0/12", "192.168.1.0/24", "127.0.0.0/8", "169.254.0.0/16",
+           "::1/128", "fd00:1::/64", "fe80::/10"]
+    assert parse_site({"event_socket": {"listen_ip": "::", "acl": acl}}).esl_acl == tuple(acl)
+    # an IPv4-mapped network is judged by its IPv4 part
+    assert parse_site({"event_socket": {"listen_ip": "::", "acl": ["::ffff:10.1.0.0/112"]}}).esl_acl
+
+
+def test_a_public_listen_address_is_refused_even_where_ipaddress_calls_it_private():
+    for listen_ip in ("192.0.2.5", "8.8.8.8", "::ffff:8.8.8.8", "2001:db8::1"):
+        with pytest.raises(SiteError, match="public address"):
+            parse_site({"event_socket": {"listen_ip": listen_ip, "acl": ["10.0.0.0/8"]}})
+
+
+def test_every_interface_env_placeholder_is_refused_by_the_engine_and_printed_by_the_cli(tmp_path):
+    """QA7 F4: the .env held `<address of this FreeSWITCH host>`, which dialer.config took for a
+    host name, while the CLI printed 0.0.0.0."""
+    path = tmp_path / "site.toml"
+    path.write_text('[event_socket]\nlisten_ip = "0.0.0.0"\nacl = ["10.1.0.0/16"]\n')
+    result = CliRunner().invoke(freeswitch, ["render", "--out", str(tmp_path / "fs"), "--site", str(path)])
+    assert result.exit_code == 0, result.output
+    env = (tmp_path / "fs" / "dialer-engine.env").read_text()
+    [url] = [ln.split("=", 1)[1] for ln in env.splitlines() if ln.startswith("FREESWITCH_URL=")]
+    printed = f"esl://:<password>@{config.ESL_HOST_PLACEHOLDER}:8021"
+    assert printed in result.output and "0.0.0.0:8021" not in result.output
+    assert url.endswith(f"@{config.ESL_HOST_PLACEHOLDER}:8021")
+    with pytest.raises(ConfigError, match=f"replace {config.ESL_HOST_PLACEHOLDER} with the address"):
+        config.parse_freeswitch_urls(url)
+    filled = url.replace(config.ESL_HOST_PLACEHOLDER, "10.1.0.7")
+    assert [(n.host, n.port) for n in config.parse_freeswitch_urls(filled)] == [("10.1.0.7", 8021)]
+
+
+@pytest.mark.parametrize("host", ["<address of this FreeSWITCH host>", "a b", "fs1;rm", "x>y"])
+def test_freeswitch_url_with_a_host_that_cannot_be_one_is_refused(host):
+    with pytest.raises(ConfigError, match="neither an IP address nor a host name"):
+        config.parse_freeswitch_urls(f"esl://:pw@{host}:8021")
+    for good in ("fs1.example", "fs_1", "10.0.0.1", "[fd00::5]"):
+        assert config.parse_freeswitch_urls(f"esl://:pw@{good}:8021")
 
 
 def test_ipv6_addresses():
@@ -352,7 +462,17 @@ def test_trunk_call_to_a_campaign_number_reaches_the_engine_with_its_campaign(fi
     executed = run(roots, "public", "+12125550100", variables)
     assert ("socket", "10.20.0.10:8084 async full") in executed
     assert variables["dialer_action"] == "inbound" and variables["dialer_campaign"] == "acme_sales"
-    assert variables["dialer_did"] == "12125550100" and variables["dialer_caller"] == "3105550123"
+    # QA7 F5: the number called as the trunk sent it, '+' included
+    assert variables["dialer_did"] == "+12125550100" and variables["dialer_caller"] == "3105550123"
+
+
+@pytest.mark.parametrize("sent", ["+12125550100", "12125550100"])
+def test_dialer_did_is_the_number_as_the_trunk_sent_it(files, sent):
+    variables = {"caller_id_number": "3105550123", "_engine": ENGINE_TOOK_IT}
+    run(dialplan_roots(files), "public", sent, variables)
+    assert variables["dialer_did"] == sent and variables["dialer_campaign"] == "acme_sales"
+    for other in ("+121255501000", "2125550100", "++12125550100"):
+        assert not hunt(dialplan_roots(files), "public", other, {}), other
 
 
 def test_returned_call_to_an_unmapped_number_has_no_campaign(files):
@@ -558,7 +678,7 @@ def test_contexts_are_the_ones_the_engine_is_told(files):
 
 def test_cli_render_prints_an_ipv6_listen_address_in_brackets(tmp_path):
     site_file = tmp_path / "site.toml"
-    site_file.write_text('[event_socket]\nlisten_ip = "fd00::5"\n')
+    site_file.write_text('[event_socket]\nlisten_ip = "fd00::5"\nacl = ["fd00::/64"]\n')
     result = CliRunner().invoke(freeswitch, ["render", "--out", str(tmp_path / "fs"), "--site", str(site_file)])
     assert result.exit_code == 0, result.output
     assert "esl://:<password>@[fd00::5]:8021" in result.output

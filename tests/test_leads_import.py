@@ -220,6 +220,24 @@ def test_cli_import_summary_and_errors(db, db_url, tmp_path, monkeypatch):
     assert [x["name"] for x in json.loads(result.output)["lists"]] == ["small.csv", "b"]
 
 
+def test_cli_map_with_an_unknown_field_is_a_usage_error_before_the_import(db, db_url, tmp_path, monkeypatch):
+    """QA7 ops 3: `--map bogus=phone` exited 1 after the progress bar had started, while
+    `--map bogus` exited 2; an unknown field name is wrong usage whatever the file holds."""
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    new_campaign(db)
+    source = write_small(tmp_path / "small.csv")
+    for args in (["--map", "bogus=phone"], ["--map", "phone=Phone Number", "--map", " nope = x"]):
+        result = CliRunner().invoke(main, ["leads", "import", str(source), "--campaign", "c1", *args])
+        assert result.exit_code == 2, result.output
+        assert "unknown lead field" in result.output and "phone, first_name" in result.output
+        assert "Traceback" not in result.output
+    assert lead_count(db) == 0
+    assert db.execute("SELECT count(*) FROM lead_lists").fetchone()[0] == 0
+    result = CliRunner().invoke(main, ["leads", "import", str(source), "--campaign", "c1", "--json",
+                                       "--map", "phone=Phone Number", "--rejects", str(tmp_path / "r.csv")])
+    assert result.exit_code == 0, result.output
+
+
 # ------------------------------------------------------------------ numbers and records (no database)
 
 FORMATS = ["({a}) {b}-{c}", "{a}-{b}-{c}", "+1 {a} {b} {c}", "1{a}{b}{c}", "{a}.{b}.{c}", "+1{a}{b}{c}",

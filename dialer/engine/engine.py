@@ -17,12 +17,13 @@ from typing import Callable
 
 import gevent
 import gevent.queue
+import psycopg
 import redis
 
 from amd.receiver import UnicastReceiver
 from dialer import config, observability, storage
 from dialer.campaigns import CampaignStatus
-from dialer.compliance.attempts import ensure_counters_loaded
+from dialer.compliance.attempts import REBUILD_WINDOW, ensure_counters_loaded
 from dialer.compliance.gate import ComplianceGate
 from dialer.compliance.records import opt_out_disposition
 from dialer.engine.agents import Agent, AgentChange, AgentError, AgentRegistry, AgentState
@@ -33,7 +34,7 @@ from dialer.engine.spool import EndSpool
 from dialer.engine.runner import CampaignRunner
 from dialer.engine.store import EngineStore
 from dialer.engine.switchboard import Switchboard
-from dialer.errors import ConfigError, DialerError
+from dialer.errors import ConfigError, DialerError, StorageError
 from dialer.webapi import consumer as webapi
 from dialer.rediskeys import AGENTS_HASH, CAMPAIGN_HASH, EVENTS_STREAM
 from esl.errors import ESLError, JobFailed
@@ -127,18 +128,30 @@ class Engine:
     # -- life cycle ---------------------------------------------------------------------------
 
     def start(self, connect_timeout: float = 10.0) -> "Engine":
+        """Start every part. A store that does not answer (Redis, FreeSWITCH) does not stop the
+        start: the engine runs fail-closed (no call: the gate refuses, readiness says why) and
+        retries, as for an outage later on (QA7 ops 1); PostgreSQL down still stops it (its
+        first supervision pass raises a DialerError the CLI prints)."""
         self.receiver.start()
         if self.cfg.hook_listen is not None:
             self.hooks = start_hook_server(self, *self.cfg.hook_listen)
-        self.switchboard.start()
-        if not self.switchboard.wait_connected(connect_timeout):
-            log.warning("engine %s: not every FreeSWITCH node is connected yet", self.engine_id)
-        self._rebuild_counters()          # before any campaign can ask the gate
-        self._supervise_once()
-        self._supervisor = gevent.spawn(self._supervise)
-        # The web app's commands (Redis streams) and the operational surface (metrics, health).
-        self.webapi = webapi.start(self) if self.cfg.web_api else None
+        # The operational surface first: while the nodes are awaited, /healthz and /readyz answer
+        # 503 with the reason instead of refusing connections (QA7 ops 2).
         self.ops = observability.start(self, self.cfg.metrics_listen) if self.cfg.metrics_listen else None
+        try:
+            self.switchboard.start()
+            if not self.switchboard.wait_connected(connect_timeout):
+                log.warning("engine %s: not every FreeSWITCH node is connected yet", self.engine_id)
+            self._rebuild_counters()          # before any campaign can ask the gate
+            self._supervise_once()
+            self._supervisor = gevent.spawn(self._supervise)
+            # The web app's commands (Redis streams); with Redis down it retries in its own loop.
+            self.webapi = webapi.start(self) if self.cfg.web_api else None
+        except BaseException:
+            if self.ops is not None:          # a failed start leaves no listener behind
+                self.ops.stop()
+                self.ops = None
+            raise
         return self
 
     def stop(self, drain_timeout: float = 30.0) -> None:
@@ -252,9 +265,16 @@ class Engine:
         try:
             if self.gate.counters.loaded() is not None:
                 return
-            log.error("engine %s: the frequency counters hold no record (Redis restarted or was flushed):"
-                      " rebuilding them from PostgreSQL", self.engine_id)
             with storage.connect_db(self.cfg.database_url) as conn:
+                # An empty Redis is alarming only when PostgreSQL holds placed calls it should
+                # count: a first start (or the demo's fresh Redis) has nothing to lose (QA7 fsconf F6).
+                lost = self._attempts_to_replay(conn)
+                if lost:
+                    log.error("engine %s: the frequency counters hold no record (Redis restarted or was flushed):"
+                              " rebuilding them from PostgreSQL", self.engine_id)
+                else:
+                    log.info("engine %s: the frequency counters are empty and PostgreSQL holds no placed call"
+                             " of the last %d days: starting them empty", self.engine_id, REBUILD_WINDOW.days)
                 replayed = ensure_counters_loaded(conn, self.gate, self.clock(), self.engine_id)
         except DialerError as exc:
             # tried again every second; said once a minute
@@ -264,9 +284,20 @@ class Engine:
                           self.engine_id, exc)
             return
         if replayed is not None:
-            log.warning("engine %s: frequency counters rebuilt from %d placed calls in %.1f s",
-                        self.engine_id, replayed, time.monotonic() - started)
+            log.log(logging.WARNING if replayed else logging.INFO,
+                    "engine %s: frequency counters rebuilt from %d placed calls in %.1f s",
+                    self.engine_id, replayed, time.monotonic() - started)
             self.publish("counters_rebuilt", attempts=replayed)
+
+    def _attempts_to_replay(self, conn) -> bool:
+        """Whether PostgreSQL holds placed calls the rebuild would replay (the longest window)."""
+        try:
+            (found,) = conn.execute("SELECT EXISTS (SELECT 1 FROM compliance_call_attempts WHERE attempted_at > %s)",
+                                    (self.clock() - REBUILD_WINDOW,)).fetchone()
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot read call attempts: {exc}") from exc
+        conn.rollback()         # the rebuild opens its own transaction
+        return bool(found)
 
     # -- supervision --------------------------------------------------------------------------
 

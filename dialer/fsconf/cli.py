@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from dialer.config import ESL_HOST_PLACEHOLDER
 from dialer.errors import ConfigError
 from dialer.fsconf.render import ENV_FILE, render, stale_outputs, write
 from dialer.fsconf.site import load_site
@@ -44,7 +45,12 @@ def render_command(out_dir: Path, site_file: Path | None) -> None:
                    "Put it in the site file to keep it across renders.")
     if not site.gateways:
         click.echo("note: no [[gateways]] in the site file, so no SIP trunk was written")
-    host = f"[{site.esl_listen_ip}]" if ":" in site.esl_listen_ip else site.esl_listen_ip
+    # The same URL as the .env holds (password masked): with listen_ip 0.0.0.0 the host there is
+    # a placeholder the engine refuses until it is filled in (QA7 fsconf F4).
     click.echo(f"engine: set FREESWITCH_URL from {env_file} "
-               f"(esl://:<password>@{host}:{site.esl_listen_port}), "
+               f"({site.freeswitch_url_with('<password>')}), "
                f"and run its outbound socket server on {site.engine_socket}")
+    if site.esl_host_unknown:
+        click.echo(f"fill in: listen_ip {site.esl_listen_ip} is every interface, so {env_file} says "
+                   f"{ESL_HOST_PLACEHOLDER}: replace it with an address of this FreeSWITCH host the engine "
+                   "can reach (the engine refuses the placeholder)")

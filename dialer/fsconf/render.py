@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from dialer.config import ESL_HOST_PLACEHOLDER
 from dialer.errors import ConfigError
 from dialer.fsconf.contract import AGENTS_CONTEXT, INBOUND_CONTEXT, OUTBOUND_CONTEXT
 from dialer.fsconf.site import Gateway, Site
@@ -71,7 +72,9 @@ def _acl_nodes(cidrs: tuple[str, ...], comment_if_empty: str) -> Markup:
 
 
 def _esl_acl(site: Site) -> tuple[str, ...]:
-    # The engine on this host (and fs_cli) always connects over loopback.
+    # Loopback: fs_cli and an engine on this host, when the socket listens on loopback or on
+    # every interface. A socket bound to one other address never sees a loopback client, so
+    # site.py refuses that address without an acl listing who connects (QA7 fsconf F1).
     loopback = ("127.0.0.0/8", "::1/128")
     return loopback + tuple(c for c in site.esl_acl if c not in loopback)
 
@@ -150,7 +153,9 @@ def template_values(site: Site) -> dict[str, object]:
         # before listening, give up after 20 s.
         "vm_silence_thresh": 200, "vm_silence_hits": 25, "vm_listen_hits": 10, "vm_wait_timeout_ms": 20000,
         "did_extensions": _did_extensions(site),
-        "did_regex": r"^\+?(" + "|".join([d.number for d in site.dids] + list(site.optout_dids)) + ")$",
+        # $1 keeps the '+' the trunk sent: the inbound extension's dialer_did is the number
+        # called as the trunk sent it (docs/freeswitch.md, Variables; QA7 fsconf F5).
+        "did_regex": r"^(\+?(?:" + "|".join([d.number for d in site.dids] + list(site.optout_dids)) + "))$",
         "agent_login_prefix": site.agent_login_prefix,
         "agent_login_regex": rf"^{prefix}({agent_id})$",      # agents' context: captures the id
         "agent_dial_regex": rf"^({prefix}{agent_id})$",       # default context: captures it all
@@ -199,8 +204,11 @@ def render(site: Site, root: Path = PROJECT_ROOT) -> list[Output]:
         outputs.append(Output(f"sip_profiles/external/dialer_{gateway.name}.xml",
                               fill(gateway_template, gateway_values, GATEWAY_TEMPLATE),
                               secret=gateway.password is not None))
+    fill_in = (f"# listen_ip {site.esl_listen_ip} is every interface: replace {ESL_HOST_PLACEHOLDER} with an\n"
+               "# address of this FreeSWITCH host the engine can reach (the engine refuses the placeholder)\n"
+               if site.esl_host_unknown else "")
     outputs.append(Output(ENV_FILE, f"# FreeSWITCH Event Socket of site {site.name} for the dialer engine\n"
-                                    f"FREESWITCH_URL={site.freeswitch_url}\n", secret=True))
+                                    f"{fill_in}FREESWITCH_URL={site.freeswitch_url}\n", secret=True))
     return outputs
 
 

@@ -5,7 +5,16 @@ with a message naming the key, instead of producing a configuration FreeSWITCH h
 Rules that matter for security or for the engine:
 - the Event Socket listens on loopback or a private address; the unspecified address (0.0.0.0
   or ::) only with an explicit ACL; a public address never (mod_event_socket gives full control
-  of the switch to whoever knows the password);
+  of the switch to whoever knows the password, `api system ...` included);
+- a listen address other than loopback needs an ACL too: the rendered ACL allows loopback, and a
+  socket bound to 10.20.0.5 never sees a loopback client (mod_event_socket.c listener_run
+  rejects every address outside apply-inbound-acl), so nobody could connect (QA7 fsconf F1);
+- the ACL's networks are private, loopback or link-local (PRIVATE_NETWORKS), like the listen
+  address: two /1 entries or any public range would open the Event Socket to the Internet
+  behind the password alone (QA7 fsconf F3);
+- no value holds `${` or `$${`: FreeSWITCH's XML preprocessor expands $${var} in every file it
+  loads (a trunk secret would silently become another credential) and `set` expands ${var} when
+  the call runs (${system(...)} runs a shell command) (QA7 fsconf F2);
 - the ESL password is never FreeSWITCH's default "ClueCon" and is at least 16 characters; when
   absent a strong one is generated (secrets.token_urlsafe);
 - sessions-per-second and max-sessions are at least what the engine's gateways can use, because
@@ -24,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
 
+from dialer.config import ESL_HOST_PLACEHOLDER
 from dialer.errors import ConfigError
 
 DEFAULT_ESL_PASSWORD = "ClueCon"       # FreeSWITCH's built-in default: refused
@@ -38,6 +48,13 @@ _NUMBER = re.compile(r"^\+?[0-9]{3,15}$")
 _MODULE = re.compile(r"^mod_[a-z0-9_]+$")
 _PROMPT = re.compile(r"^\S+$")         # play_and_get_digits splits its arguments on spaces
 _LOGLEVELS = ("debug", "info", "notice", "warning", "err", "crit", "alert")
+# Where the Event Socket may listen and who may connect to it: RFC 1918, loopback, link-local
+# (RFC 3927, RFC 4291), unique local (RFC 4193). Written out rather than ipaddress's is_private,
+# which also counts documentation and reserved ranges (192.0.2.0/24, 240.0.0.0/4) as private.
+PRIVATE_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16",
+    "::1/128", "fc00::/7", "fe80::/10"))
+_IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 
 
 class SiteError(ConfigError):
@@ -101,14 +118,25 @@ class Site:
     extra_modules: tuple[str, ...] = ()
 
     @property
-    def freeswitch_url(self) -> str:
-        """What the engine's FREESWITCH_URL must be (dialer.config parses it)."""
+    def esl_host_unknown(self) -> bool:
+        """Listening on every interface: which address the engine should use is the operator's to say."""
+        return ipaddress.ip_address(self.esl_listen_ip).is_unspecified
+
+    def freeswitch_url_with(self, password: str) -> str:
+        """FREESWITCH_URL with this password (the CLI prints it with `<password>`). With every
+        interface, the host is ESL_HOST_PLACEHOLDER, which dialer.config refuses until it is
+        replaced: an unfilled .env stops the engine with a clear error (QA7 fsconf F4)."""
         host = self.esl_listen_ip
-        if ipaddress.ip_address(host).is_unspecified:
-            host = "<address of this FreeSWITCH host>"
+        if self.esl_host_unknown:
+            host = ESL_HOST_PLACEHOLDER
         elif ":" in host:
             host = f"[{host}]"
-        return f"esl://:{quote(self.esl_password, safe='')}@{host}:{self.esl_listen_port}"
+        return f"esl://:{password}@{host}:{self.esl_listen_port}"
+
+    @property
+    def freeswitch_url(self) -> str:
+        """What the engine's FREESWITCH_URL must be (dialer.config parses it)."""
+        return self.freeswitch_url_with(quote(self.esl_password, safe=''))
 
     @property
     def engine_socket(self) -> str:
@@ -143,6 +171,11 @@ def _str(section: str, key: str, value: Any) -> str:
         raise SiteError(f"{_where(section, key)}: expected a non-empty string, got {value!r}")
     if any(ch in value for ch in "\r\n\0"):
         raise SiteError(f"{_where(section, key)}: line breaks are not allowed")
+    if "${" in value:          # also catches $${
+        # Every string of the site file ends up in the XML: $${var} is replaced when FreeSWITCH
+        # loads the file, ${var} when the call runs (${system(...)} would run a command).
+        raise SiteError(f"{_where(section, key)}: no ${{...}} or $${{...}} (FreeSWITCH would expand it: "
+                        "$${...} when it loads the file, ${...} when the call runs); write the value itself")
     return value
 
 
@@ -219,6 +252,22 @@ def _cidr(section: str, key: str, value: Any) -> str:
     return str(network)
 
 
+def is_private_network(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """Inside one of PRIVATE_NETWORKS (an IPv4-mapped IPv6 network is judged as IPv4)."""
+    if network.version == 6 and network.subnet_of(_IPV4_MAPPED):
+        network = ipaddress.ip_network((network.network_address.ipv4_mapped, network.prefixlen - 96))
+    return any(network.version == p.version and network.subnet_of(p) for p in PRIVATE_NETWORKS)
+
+
+def _private_cidr(section: str, key: str, value: Any) -> str:
+    cidr = _cidr(section, key, value)
+    if not is_private_network(ipaddress.ip_network(cidr)):
+        # not only /0: 0.0.0.0/1 + 128.0.0.0/1, or any public range, opens the Event Socket
+        raise SiteError(f"{_where(section, key)}: {cidr!r} is not a private network: the Event Socket "
+                        "may be opened to private (RFC 1918, fc00::/7), loopback or link-local networks only")
+    return cidr
+
+
 def _number(section: str, key: str, value: Any) -> str:
     value = _str(section, key, value).strip()
     if not _NUMBER.match(value):
@@ -276,7 +325,7 @@ SCHEMA: dict[str, Spec] = {
         "listen_ip": (_ip, "127.0.0.1"),
         "listen_port": (_int(1, 65535), 8021),
         "password": (_str, None),
-        "acl": (_list_of(_cidr), ()),
+        "acl": (_list_of(_private_cidr), ()),
     },
     "engine": {
         "host": (_host, "127.0.0.1"),
@@ -407,15 +456,31 @@ def _check_password(password: str) -> str:
     return password
 
 
-def _check_listen_address(ip: str, acl: tuple[str, ...]) -> None:
+def _check_listen_address(ip: str, acl: tuple[str, ...], engine_host: str) -> None:
     address = ipaddress.ip_address(ip)
     if address.is_unspecified:
         if not acl:
             raise SiteError(f"[event_socket] listen_ip = {ip!r} listens on every interface: refused "
                             "unless [event_socket] acl lists the networks allowed to connect")
-    elif not (address.is_loopback or address.is_private or address.is_link_local):
+    elif not is_private_network(ipaddress.ip_network(address)):
         raise SiteError(f"[event_socket] listen_ip = {ip!r} is a public address: the Event Socket "
                         "must listen on loopback or a private address")
+    elif not address.is_loopback and not acl:
+        # The ACL allows loopback only, and a socket bound to this address never sees a
+        # loopback client: every connection, the engine's and fs_cli's, would be refused.
+        example = str(ipaddress.ip_network(address))
+        try:
+            engine = ipaddress.ip_network(engine_host)
+        except ValueError:
+            pass                # a host name
+        else:
+            if not engine.network_address.is_loopback and is_private_network(engine):
+                example = str(engine)
+        raise SiteError(f"[event_socket] listen_ip = {ip!r} without acl: only loopback would be allowed, "
+                        f"and a socket on {ip} never sees a loopback client, so nobody could connect "
+                        "(neither the engine nor fs_cli); list the engines' addresses or network in "
+                        f"[event_socket] acl, e.g. acl = [\"{example}\"] (include {ip}/{address.max_prefixlen} "
+                        "for fs_cli on this host)")
 
 
 def parse_site(data: dict[str, Any]) -> Site:
@@ -430,7 +495,7 @@ def parse_site(data: dict[str, Any]) -> Site:
     esl, limits, agents = sections["event_socket"], sections["limits"], sections["agents"]
     inbound = sections["inbound"]
 
-    _check_listen_address(esl["listen_ip"], esl["acl"])
+    _check_listen_address(esl["listen_ip"], esl["acl"], sections["engine"]["host"])
     generated = esl["password"] is None
     password = secrets.token_urlsafe(32) if generated else _check_password(esl["password"])
 

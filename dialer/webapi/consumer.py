@@ -172,6 +172,8 @@ class CommandConsumer:
     # -- life cycle ---------------------------------------------------------------------------
 
     def start(self) -> "CommandConsumer":
+        """Never fails for Redis (QA7 ops 1: a raw redis.ConnectionError from here ended
+        `dialer run` with a traceback): the reading loop retries, as after an outage later on."""
         self._ensure_groups()
         self._greenlet = gevent.spawn(self._run)
         return self
@@ -190,14 +192,24 @@ class CommandConsumer:
         self.redis.close()
         self.reader.close()
 
-    def _ensure_groups(self) -> None:
+    def _ensure_groups(self) -> bool:
+        """Create the consumer group on both streams (an existing one is kept). False when Redis
+        does not answer: the reading loop then gets NOGROUP once Redis is back and calls this
+        again. It never raises, since it runs at start-up and inside the loop's error handler,
+        where an exception would end `dialer run` or the command consumer."""
         for stream in self.streams:
             try:
                 # From the stream's start: commands written before the first engine ran are served.
                 self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
             except redis.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+                if "BUSYGROUP" in str(exc):
+                    continue
+                log.warning("commands: consumer group on %s not created: %s; tried again", stream, exc)
+                return False
+            except redis.RedisError as exc:
+                log.warning("commands: Redis: %s; the consumer groups are created once it answers", exc)
+                return False
+        return True
 
     def _db(self) -> psycopg.Connection:
         if self.conn is None or self.conn.closed or self.conn.broken:
