@@ -11,6 +11,7 @@ The leads use the fictional NANP range NXX-555-0112..0199, so even pointed at a 
 """
 from __future__ import annotations
 
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -204,10 +205,17 @@ def run_demo(*, duration: float, agents: int, leads: int, seed: int, at: datetim
                   f"abandon target 3%")
     cfg = EngineConfig.from_env(nodes)
     engine = Engine(cfg, live_gate(db_url, redis_url, data_dir() / "demo"),
-                    clock=lambda: datetime.now(timezone.utc) + clock_offset).start()
-    simulator = AgentSimulator(engine, wrap_mean_s=4.0, seed=seed).start()
+                    clock=lambda: datetime.now(timezone.utc) + clock_offset)
+    simulator = None
     started = time.monotonic()
+    # Engine.start inside the try: when it fails (a listen port taken, QA 7) the finally stops
+    # what it started and the demo campaign is not left `running`.
     try:
+        try:
+            engine.start()
+        except OSError as exc:
+            raise DialerError(listen_problem(engine, exc)) from None
+        simulator = AgentSimulator(engine, wrap_mean_s=4.0, seed=seed).start()
         agent_phone = "sofia/internal/7700@127.0.0.1" if switch is not None else "user/{agent}"
         for index in range(agents):
             engine.login_agent(f"demo-agent-{index + 1}", agent_phone.format(agent=1000 + index), name)
@@ -222,7 +230,8 @@ def run_demo(*, duration: float, agents: int, leads: int, seed: int, at: datetim
         console.print("stopping: calls in flight finish, unclaimed leads go back")
     finally:
         campaign_seconds = time.monotonic() - started
-        simulator.stop()
+        if simulator is not None:
+            simulator.stop()
         engine.stop(drain_timeout=60)
         if switch is not None:
             switch.stop()
@@ -238,6 +247,25 @@ def run_demo(*, duration: float, agents: int, leads: int, seed: int, at: datetim
             "abandoned": total["abandoned"], "abandon_rate": total["rate"], "machines": total["machines"],
             "compliance_blocks": figures["compliance"]["blocked"], "blocks_by_reason": figures["blocks_by_reason"],
             "cdrs": figures["cdrs"], "agents": agents}
+
+
+def listen_problem(engine: Engine, exc: OSError) -> str:
+    """One line naming the listen address Engine.start could not take and its variable. It
+    starts the AMD receiver, the hook server and the metrics endpoint in that order, so the
+    first of them not running is the one that failed."""
+    cfg = engine.cfg
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    if not engine.receiver.started:
+        what, address = "DIALER_AMD_LISTEN", cfg.amd_listen
+    elif cfg.hook_listen is not None and engine.hooks is None:
+        what, address = "DIALER_HOOK_LISTEN", cfg.hook_listen
+    elif cfg.metrics_listen is not None and engine.ops is None:
+        what, address = "DIALER_METRICS_LISTEN", cfg.metrics_listen
+    else:
+        return f"the engine could not start: {reason}"
+    host, port = address
+    return (f"cannot listen on {host}:{port} ({what}): {reason}; "
+            f"free the port or set {what} to another one")
 
 
 def check_ready() -> None:

@@ -51,6 +51,7 @@ class Call:
     amd_cause: str | None = None
     amd_decision_ms: int | None = None
     amd_decided: float | None = None     # wall time of the AMD decision
+    bridged: float | None = None         # wall time uuid_bridge joined the agent (call_attempts.bridged_at)
     safe_harbor_started: float | None = None   # wall time the safe-harbor message began to play
     agent_id: str | None = None
     outcome: CallOutcome | None = None

@@ -51,7 +51,13 @@ ORPHAN_KILL_RETRY_S = 1.0
 @dataclass(frozen=True)
 class FlowSettings:
     ring_timeout_s: int = 25
-    agent_wait_s: float = 1.2          # the part of the 2 s left after AMD's post-greeting silence
+    # The 2 s of 47 CFR 64.1200(a)(7) run from the end of the greeting, and AMD decides HUMAN only
+    # after some of them went by in silence (human_silence_*_ms, 400-2500 ms): the flow waits for
+    # an agent only what is left of them (QA 7: a fixed 1.2 s after the decision started the
+    # message after 2 s). agent_wait_s is the wait of a campaign without AMD (no greeting end is
+    # known); playback_margin_s is kept for the message's playback to start.
+    agent_wait_s: float = 1.2
+    playback_margin_s: float = 0.15
     machine_action: MachineAction = MachineAction.HANGUP
     notsure_action: NotSureAction = NotSureAction.AS_HUMAN
     safe_harbor_file: str = "ivr/safe_harbor.wav"
@@ -128,6 +134,7 @@ class CallFlow:
         self.dial_string = dial_string
         self.inbox: gevent.queue.Queue = gevent.queue.Queue(maxsize=INBOX_SIZE)
         self.hangup_event: Event | None = None
+        self._amd_heard: tuple[float, int | None] | None = None   # (monotonic time, silence ms) at AMD's decision
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -146,6 +153,10 @@ class CallFlow:
         self._put("esl", event)
 
     def on_amd(self, verdict: AmdVerdict) -> None:
+        # Called by the receiver as it decides, before it drops the call's analysis: the silence
+        # heard after the speech says when the greeting ended (the 2-s rule's start).
+        if self.amd is not None and self._amd_heard is None:
+            self._amd_heard = (time.monotonic(), self.amd.silence_after_speech_ms(self.call.uuid))
         self._put("amd", verdict)
 
     def on_beep(self, beep_end_ms: int | None) -> None:
@@ -317,11 +328,11 @@ class CallFlow:
             self._hangup(HangupCause.NORMAL_CLEARING)
             return
         call.state = CallState.WAITING_AGENT
-        deadline = time.monotonic() + self.settings.agent_wait_s
+        deadline = time.monotonic() + self._agent_window_s()
         agent = self.agents.take_ready(call.campaign, call.reserved_agent, node=call.node)
         while agent is None and time.monotonic() < deadline:
-            # Poll in 50 ms steps; a hangup in the meantime ends the flow.
-            self._wait(0.05, lambda i: False)
+            # Poll in 50 ms steps, never past the deadline; a hangup in the meantime ends the flow.
+            self._wait(min(0.05, max(0.0, deadline - time.monotonic())), lambda i: False)
             agent = self.agents.take_ready(call.campaign, call.reserved_agent, node=call.node)
         if agent is None:
             self._safe_harbor()
@@ -335,11 +346,34 @@ class CallFlow:
             call.agent_id = None
             # Most often the called person has just hung up: then the hangup ends the flow here
             # (counted as abandoned while waiting); otherwise the safe-harbor message plays.
-            self._wait(0.5, lambda i: False)
+            # Only within the rule's window: past it the message must already be playing.
+            self._wait(min(0.5, max(0.0, deadline - time.monotonic())), lambda i: False)
             self._safe_harbor()
             return
+        # the moment of the bridge, the end of the person's wait (call_attempts.bridged_at)
+        call.bridged = time.time()
         call.state = CallState.BRIDGED
         call.outcome = CallOutcome.HUMAN
+
+    def _agent_window_s(self) -> float:
+        """How long an agent may still be looked for: 2 s from the end of the greeting (the AMD
+        decision's moment less the silence heard after the speech by then), less the margin for
+        the message's playback to start; 0 when nothing is left: the message plays at once.
+        Without any speech heard (NOTSURE taken as a person, a silent answer) the answer is the
+        only known start, so the window runs from it (fails closed)."""
+        if self.amd is None:
+            return self.settings.agent_wait_s       # no analysis: no greeting end is known
+        heard = self._amd_heard
+        if heard is None:                            # no decision from AMD (the engine's timeout)
+            heard = (time.monotonic(), self.amd.silence_after_speech_ms(self.call.uuid))
+        at, silent_ms = heard
+        if silent_ms is None:
+            since_answer = time.time() - (self.call.answered or time.time())
+            greeting_end = time.monotonic() - max(since_answer, 0.0)
+        else:
+            greeting_end = at - silent_ms / 1000
+        deadline = greeting_end + RULE_GREETING_WAIT_MS / 1000 - self.settings.playback_margin_s
+        return max(0.0, deadline - time.monotonic())
 
     def _safe_harbor(self) -> None:
         call = self.call

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 import gevent
 import gevent.pool
 
-from dialer.campaigns import CallOutcome, CallerIdRotation, CampaignStatus
+from dialer.campaigns import WEEKDAYS, CallOutcome, CallerIdRotation, CampaignStatus
 from dialer.compliance.model import Campaign as GateCampaign
 from dialer.compliance.model import DATA_MISSING, STORE_DOWN, CallRequest, DialMode, LineType
 from dialer.compliance.model import Lead as GateLead
@@ -211,8 +211,34 @@ class CampaignRunner:
             left = min(left, caps.daily - self.engine.store.attempts_since(self.campaign_id, day))
         return max(0, left)
 
+    def shift(self) -> tuple[float, float]:
+        """(seconds left, length) of the campaign's calling window open now, in its time zone:
+        the pacer's shift (docs/pacing.md: today's pace after 15 minutes of it, stricter as it
+        runs out, no call that could connect after it in its last 40 s). Without it the pacer
+        saw an endless shift and spread an exhausted allowance over it (QA 7). (0, length) once
+        the window has closed. A window ending at 24:00 ends at the local midnight."""
+        local = self.engine.clock().astimezone(self.settings.zone)
+        schedule = self.settings.schedule
+        length = self.pacer.config.shift_length_s
+        closes = schedule.closes_at(local)
+        if closes is None:
+            return 0.0, length
+        opened = local
+        for start, end in schedule.windows.get(WEEKDAYS[local.weekday()], ()):
+            if start <= local.time() < end:
+                opened = datetime.combine(local.date(), start, local.tzinfo)
+        # in UTC: aware datetimes of one zone subtract as wall clocks, wrong across a DST change
+        utc = timezone.utc
+        left = (closes.astimezone(utc) - local.astimezone(utc)).total_seconds()
+        return left, max((closes.astimezone(utc) - opened.astimezone(utc)).total_seconds(), left)
+
     def snapshot(self) -> PacingSnapshot:
-        account = self.engine.store.abandon_account(self.campaign_id)
+        # the campaign's own calendar day, as `dialer status` counts it (QA 7)
+        account = self.engine.store.abandon_account(self.campaign_id, zone=self.settings.zone)
+        shift_left, shift_length = self.shift()
+        if self.pacer.config.shift_length_s != shift_length:
+            # the pacer projects today's pace over elapsed = shift length - time left
+            self.pacer.config = replace(self.pacer.config, shift_length_s=shift_length)
         # the clock is read after the store's I/O: agents may change state while it runs
         now = time.monotonic()
         self.last_account = account
@@ -234,7 +260,8 @@ class CampaignRunner:
             limits=Limits(max_channels=self.pool.free_channels + len(self.calls),
                           max_cps=self.pool.calls_per_second),
             new_outcomes=OutcomeStats(tuple(o for o, _ in outcomes), tuple(a for _, a in outcomes),
-                                      tuple(talk), ()))
+                                      tuple(talk), ()),
+            shift_remaining_s=shift_left)
 
     # -- one lead -----------------------------------------------------------------------------
 

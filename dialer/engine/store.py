@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from datetime import time as dtime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import gevent.lock
@@ -380,13 +381,15 @@ class EngineStore:
                 "UPDATE call_attempts SET ended_at = %s, outcome = %s, hangup_cause = %s, amd_result = %s,"
                 " amd_cause = %s, agent_id = %s, detail = %s, amd_decided_at = %s,"
                 " answered_at = COALESCE(answered_at, %s),"
-                " bridged_at = CASE WHEN %s THEN COALESCE(bridged_at, answered_at, %s) ELSE bridged_at END,"
+                # the moment uuid_bridge succeeded (QA 7): bridged_at - amd_decided_at is the dead air
+                # the person heard, the 2-s rule's evidence; a call nobody bridged has none
+                " bridged_at = COALESCE(%s, bridged_at),"
                 # when the message began (the rule's 2 s is measured to it), not when the call ended
                 " safe_harbor_at = CASE WHEN %s THEN COALESCE(%s, now()) ELSE safe_harbor_at END"
                 " WHERE origination_uuid = %s RETURNING lead_id, attempt_no, campaign_id",
                 (ended, outcome.value, call.hangup_cause.name if call.hangup_cause else None, call.amd_result,
                  call.amd_cause, call.agent_id, call.detail,
-                 _utc(call.amd_decided), _utc(call.answered), outcome is CallOutcome.HUMAN, _utc(call.answered),
+                 _utc(call.amd_decided), _utc(call.answered), _utc(call.bridged),
                  call.detail == "safe_harbor", _utc(call.safe_harbor_started), call.uuid)).fetchone()
             if row is None:
                 return
@@ -485,11 +488,19 @@ class EngineStore:
     # -- abandon account ----------------------------------------------------------------------
 
     @_serialized
-    def abandon_account(self, campaign_id: int, now: datetime | None = None) -> dict[str, int]:
-        """Live answers and abandons over the last 30 days, today (UTC hours) and this hour."""
+    def abandon_account(self, campaign_id: int, now: datetime | None = None,
+                        zone: ZoneInfo | None = None) -> dict[str, int]:
+        """Live answers and abandons over the last 30 days, today and this hour.
+
+        "Today" is the campaign's calendar day in its own time zone (`zone`, else the one in its
+        settings), as `dialer status` and `dialer report` count it (reporting.local_midnight):
+        one definition of the day for the pacer's daily budget and the operator's view (QA 7;
+        a UTC day restarted the budget at 19:00 in New York)."""
         now = now or datetime.now(timezone.utc)
         hour = utc_hour(now)
-        day = hour.replace(hour=0)
+        if zone is None:
+            zone = self._campaign_zone(campaign_id)
+        day = datetime.combine(now.astimezone(zone).date(), dtime(0), zone).astimezone(timezone.utc)
         row = self.conn().execute(
             "SELECT COALESCE(sum(live), 0), COALESCE(sum(abandoned), 0),"
             " COALESCE(sum(live) FILTER (WHERE hour >= %s), 0), COALESCE(sum(abandoned) FILTER (WHERE hour >= %s), 0),"
@@ -498,6 +509,15 @@ class EngineStore:
             (day, day, hour, hour, campaign_id, hour - timedelta(days=30))).fetchone()
         keys = ("window_live", "window_abandoned", "day_live", "day_abandoned", "hour_live", "hour_abandoned")
         return dict(zip(keys, map(int, row)))
+
+    def _campaign_zone(self, campaign_id: int) -> ZoneInfo:
+        row = self.conn().execute("SELECT settings->>'timezone' FROM campaigns WHERE id = %s",
+                                  (campaign_id,)).fetchone()
+        try:
+            return ZoneInfo(row[0] if row and row[0] else CampaignSettings().timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            # settings validation refuses such a zone; an old row keeps the default's day
+            return ZoneInfo(CampaignSettings().timezone)
 
 
 def _utc(epoch: float | None) -> datetime | None:
